@@ -1,0 +1,350 @@
+"""LightningDataModule: MovieLens-100K splits as edge batches, and the training graph."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, NamedTuple, Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from movielens_gnn.data.movielens import MovieLens100K, MovieLensMeta, Ratings
+from movielens_gnn.data.splits import SPLITS, check_fraction, check_split, random_split, temporal_split
+from movielens_gnn.models.graph import BipartiteGraph
+
+log = logging.getLogger(__name__)
+
+SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal"]
+CACHE_FORMAT = 1
+PARTS = ("train", "val", "test")
+
+
+class EdgeBatch(NamedTuple):
+    """A batch of rated (user, item) pairs, by internal index.
+
+    Attributes:
+        users: ``(B,)`` int64.
+        items: ``(B,)`` int64.
+        ratings: ``(B,)`` float32.
+    """
+
+    users: Tensor
+    items: Tensor
+    ratings: Tensor
+
+
+class EdgeLoader:
+    """Iterates over rated edges in batches, with no per-sample collation.
+
+    With ``batch_size=None`` every epoch is one batch of all edges (full-batch training),
+    handed out without copying. Lightning accepts any sized iterable as a dataloader.
+
+    Args:
+        edges: All edges of one part.
+        batch_size: Edges per batch; ``None`` for one batch of everything.
+        shuffle: Draw a fresh permutation each epoch (only matters with a batch size).
+        seed: Seed of that permutation's generator.
+    """
+
+    def __init__(self, edges: EdgeBatch, batch_size: int | None = None, shuffle: bool = False, seed: int = 0) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
+        self.edges = edges
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.edges.ratings)
+        return 1 if self.batch_size is None else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[EdgeBatch]:
+        if self.batch_size is None:
+            yield self.edges
+            return
+        n = len(self.edges.ratings)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield EdgeBatch(*(t[index] for t in self.edges))
+
+
+@dataclass(frozen=True)
+class ProcessedData:
+    """Everything training needs, as tensors indexed by internal user/item index.
+
+    Attributes:
+        train: Edges of the message-passing graph and of the training loss.
+        val: Validation edges (never in the graph).
+        test: Test edges (never in the graph).
+        user_ids: ``(U,)`` MovieLens id of each internal user index.
+        item_ids: ``(I,)`` MovieLens id of each internal item index.
+        user_features: ``(U, Fu)`` standardised age, one-hot gender and occupation.
+        item_features: ``(I, Fi)`` genre flags.
+    """
+
+    train: EdgeBatch
+    val: EdgeBatch
+    test: EdgeBatch
+    user_ids: Tensor
+    item_ids: Tensor
+    user_features: Tensor
+    item_features: Tensor
+
+    def to_dict(self) -> dict[str, Tensor]:
+        out = {"user_ids": self.user_ids, "item_ids": self.item_ids,
+               "user_features": self.user_features, "item_features": self.item_features}
+        for part in PARTS:
+            for name, tensor in getattr(self, part)._asdict().items():
+                out[f"{part}_{name}"] = tensor
+        return out
+
+    @classmethod
+    def from_dict(cls, tensors: dict[str, Tensor]) -> ProcessedData:
+        parts = {part: EdgeBatch(*(tensors[f"{part}_{name}"] for name in EdgeBatch._fields)) for part in PARTS}
+        return cls(**parts, **{k: tensors[k] for k in ("user_ids", "item_ids", "user_features", "item_features")})
+
+
+def user_features(meta: MovieLensMeta) -> Tensor:
+    """``(U, 1 + 2 + n_occupations)``: z-scored age, one-hot gender (M, F), one-hot occupation."""
+    users = meta.users
+    age = users["age"].to_numpy(np.float32)
+    age = (age - age.mean()) / max(float(age.std()), 1e-6)
+    gender = np.stack([(users["gender"] == g).to_numpy(np.float32) for g in ("M", "F")], axis=1)
+    occupation = np.stack([(users["occupation"] == o).to_numpy(np.float32) for o in meta.occupations], axis=1)
+    return torch.from_numpy(np.concatenate([age[:, None], gender, occupation], axis=1))
+
+
+def item_features(meta: MovieLensMeta) -> Tensor:
+    """``(I, n_genres)``: the 0/1 genre flags of ``u.item``."""
+    return torch.from_numpy(meta.items[list(meta.genres)].to_numpy(np.float32))
+
+
+class MovieLensDataModule(pl.LightningDataModule):
+    """MovieLens-100K as train/validation/test edge sets plus the training graph.
+
+    The graph holds the training edges only: validation edges are carved out of the training
+    part first, and neither they nor test edges ever enter it. Processed tensors are cached in
+    ``<root>/processed/`` together with the settings and raw-file fingerprints they came from;
+    a cache built with other settings is rebuilt. A read-only ``root`` just skips the cache.
+
+    Args:
+        root: Folder holding ``ml-100k/`` or ``ml-100k.zip``; downloaded there when missing.
+        split: ``u1``..``u5``, ``ua``, ``ub`` (the files' own train/test parts), ``random``
+            (a seeded ``test_fraction`` of ``u.data``) or ``temporal`` (the latest
+            ``test_fraction`` of ``u.data`` by timestamp).
+        val_fraction: Share of the training part held out for validation: seeded random, or
+            for ``temporal`` the latest training ratings.
+        test_fraction: Share of ``u.data`` held out for testing by ``random`` and ``temporal``.
+        seed: Seed of the random splits, so a given seed always gives the same edges.
+        batch_size: Training edges per step; ``None`` trains full-batch (one step an epoch).
+        url: Where ``ml-100k.zip`` is downloaded from.
+        cache: Read and write the processed cache.
+        cache_dir: Folder of the processed cache; ``None`` means ``<root>/processed``.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        split: SplitName = "u1",
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.2,
+        seed: int = 42,
+        batch_size: Optional[int] = None,
+        url: str = MovieLens100K.URL,
+        cache: bool = True,
+        cache_dir: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        check_split(split)
+        check_fraction("val_fraction", val_fraction)
+        check_fraction("test_fraction", test_fraction)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
+        self.save_hyperparameters()
+        self.dataset = MovieLens100K(root, url)
+        self.split = split
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.dataset.root / "processed"
+        self._data: ProcessedData | None = None
+        self._meta: MovieLensMeta | None = None
+        self._graph: BipartiteGraph | None = None
+
+    # ------------------------------------------------------------------ sizes for the model
+    @property
+    def num_users(self) -> int:
+        return len(self.data.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.data.item_ids)
+
+    @property
+    def user_feature_dim(self) -> int:
+        return self.data.user_features.shape[1]
+
+    @property
+    def item_feature_dim(self) -> int:
+        return self.data.item_features.shape[1]
+
+    @property
+    def rating_mean(self) -> float:
+        """Mean rating of the training edges (validation excluded)."""
+        return float(self.data.train.ratings.mean())
+
+    # ------------------------------------------------------------------------ processing
+    def prepare_data(self) -> None:
+        """Download and extract MovieLens-100K if needed (once per node under DDP)."""
+        self.dataset.prepare()
+
+    @property
+    def meta(self) -> MovieLensMeta:
+        """Users, items, titles and genres (parsed on first use)."""
+        if self._meta is None:
+            self.dataset.prepare()
+            self._meta = self.dataset.read_meta()
+        return self._meta
+
+    @property
+    def data(self) -> ProcessedData:
+        """The processed splits, from the cache when it matches the settings, else rebuilt.
+
+        Sizes such as :attr:`num_users` are read from here when the CLI links them to the
+        model, before ``setup`` runs, so this prepares the files itself when needed.
+        """
+        if self._data is None:
+            self.dataset.prepare()
+            settings = self._settings()
+            self._data = self._load_cache(settings) if self.cache else None
+            if self._data is None:
+                self._data = self._process()
+                if self.cache:
+                    self._save_cache(settings, self._data)
+        return self._data
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir / f"{self.dataset.NAME}-{self.split}.pt"
+
+    def _settings(self) -> dict:
+        files = ["u.data", "u.user", "u.item", "u.genre", "u.occupation", "u.info"]
+        if self.split not in ("random", "temporal"):
+            files += [f"{self.split}.base", f"{self.split}.test"]
+        fingerprints = {}
+        for name in files:
+            path = self.dataset.raw_dir / name
+            stat = path.stat() if path.is_file() else None
+            fingerprints[name] = [stat.st_size, stat.st_mtime_ns] if stat else None
+        settings = {"format": CACHE_FORMAT, "split": self.split, "val_fraction": self.val_fraction,
+                    "seed": self.seed, "files": fingerprints}
+        if self.split in ("random", "temporal"):
+            settings["test_fraction"] = self.test_fraction
+        return settings
+
+    def _load_cache(self, settings: dict) -> ProcessedData | None:
+        path = self.cache_path
+        if not path.is_file():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as err:
+            log.warning("Ignoring unreadable cache %s (%s); rebuilding it", path, err)
+            return None
+        if saved.get("settings") != settings:
+            log.info("Cache %s was built with other settings; rebuilding it", path)
+            return None
+        return ProcessedData.from_dict(saved["tensors"])
+
+    def _save_cache(self, settings: dict, data: ProcessedData) -> None:
+        path = self.cache_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                torch.save({"settings": settings, "tensors": data.to_dict()}, handle)
+            os.replace(tmp, path)
+        except OSError as err:
+            # A read-only data folder (a shared copy, say) is fine: processing takes about a second.
+            log.warning("Not caching processed data at %s: %s", path, err)
+
+    def _split_ratings(self, ratings: Ratings, meta: MovieLensMeta) -> tuple[Ratings, Ratings, Ratings]:
+        if self.split == "random":
+            train, test = random_split(ratings, self.test_fraction, self.seed)
+        elif self.split == "temporal":
+            train, test = temporal_split(ratings, self.test_fraction)
+        else:
+            train = self.dataset.read_ratings(f"{self.split}.base", meta)
+            test = self.dataset.read_ratings(f"{self.split}.test", meta)
+        if self.split == "temporal":
+            train, val = temporal_split(train, self.val_fraction)
+        else:
+            train, val = random_split(train, self.val_fraction, self.seed)
+        return train, val, test
+
+    def _process(self) -> ProcessedData:
+        log.info("Processing %s (split %s)", self.dataset.raw_dir, self.split)
+        meta, ratings = self.dataset.load()
+        self._meta = meta
+        train, val, test = self._split_ratings(ratings, meta)
+
+        def edges(part: Ratings) -> EdgeBatch:
+            # Ids are sorted, so searchsorted maps a MovieLens id to its internal index.
+            users = np.searchsorted(meta.user_ids, part.user_id)
+            items = np.searchsorted(meta.item_ids, part.item_id)
+            return EdgeBatch(torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(part.rating))
+
+        return ProcessedData(
+            train=edges(train),
+            val=edges(val),
+            test=edges(test),
+            user_ids=torch.tensor(meta.user_ids),
+            item_ids=torch.tensor(meta.item_ids),
+            user_features=user_features(meta),
+            item_features=item_features(meta),
+        )
+
+    # --------------------------------------------------------------------------- Lightning
+    @property
+    def graph(self) -> BipartiteGraph:
+        """The training graph with side features; built once and reused by every stage."""
+        if self._graph is None:
+            data = self.data
+            self._graph = BipartiteGraph(
+                data.train.users, data.train.items, self.num_users, self.num_items,
+                user_features=data.user_features, item_features=data.item_features,
+            )
+        return self._graph
+
+    def setup(self, stage: str | None = None) -> None:
+        data = self.data
+        log.info(
+            "Split %s: %d train, %d val, %d test ratings; graph of %d nodes and %d directed edges",
+            self.split, len(data.train.ratings), len(data.val.ratings), len(data.test.ratings),
+            self.graph.num_nodes, self.graph.num_edges,
+        )
+
+    def train_dataloader(self) -> EdgeLoader:
+        return EdgeLoader(self.data.train, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> EdgeLoader:
+        return EdgeLoader(self.data.val)
+
+    def test_dataloader(self) -> EdgeLoader:
+        return EdgeLoader(self.data.test)
+
+    def predict_dataloader(self) -> EdgeLoader:
+        return EdgeLoader(self.data.test)
+
+
+__all__ = ["SPLITS", "EdgeBatch", "EdgeLoader", "MovieLensDataModule", "ProcessedData"]

@@ -1,0 +1,120 @@
+"""Node encoder: ID embeddings (+ side features) through a stack of GraphConv layers."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.graphconv import GraphConv
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+}
+COMBINE_MODES = ("last", "mean", "concat")
+
+
+def _choice(name: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"Unknown {name} {value!r}; valid values: {', '.join(valid)}.")
+
+
+class GraphEncoder(nn.Module):
+    """Embeds every user and item, then propagates over the training graph.
+
+    Layer 0 is the ID embedding (plus a linear projection of the side features when enabled);
+    layers ``1..L`` are :class:`GraphConv` with ``activation`` after every layer but the last.
+    ``combine`` selects the output: the last layer, or the mean or concatenation of all
+    ``L + 1`` layers (as LightGCN does, which keeps each node's own embedding in the output).
+
+    Args:
+        num_users: ``U``.
+        num_items: ``I``.
+        embedding_dim: Width of the ID embeddings (layer 0).
+        hidden_dims: Output width of each GraphConv layer; empty gives plain embeddings.
+        activation: One of :data:`ACTIVATIONS`.
+        dropout: Dropout on each layer's input.
+        combine: One of :data:`COMBINE_MODES`; ``mean`` needs all widths equal.
+        user_feature_dim: ``Fu``; 0 disables user side features.
+        item_feature_dim: ``Fi``; 0 disables item side features.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int,
+        hidden_dims: Sequence[int] = (),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        combine: str = "last",
+        user_feature_dim: int = 0,
+        item_feature_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        _choice("activation", activation, ACTIVATIONS)
+        _choice("combine", combine, COMBINE_MODES)
+        dims = [embedding_dim, *hidden_dims]
+        if combine == "mean" and len(set(dims)) != 1:
+            raise ValueError(f"combine='mean' needs embedding_dim and hidden_dims equal, got {dims}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        self.num_users = num_users
+        self.combine = combine
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.user_projection = nn.Linear(user_feature_dim, embedding_dim, bias=False) if user_feature_dim else None
+        self.item_projection = nn.Linear(item_feature_dim, embedding_dim, bias=False) if item_feature_dim else None
+        self.dropout = nn.Dropout(dropout)
+        last = len(dims) - 2
+        self.layers = nn.ModuleList(
+            GraphConv(d_in, d_out, activation=None if k == last else ACTIVATIONS[activation]())
+            for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]))
+        )
+        self.out_dim = sum(dims) if combine == "concat" else dims[-1]
+        # Small initial embeddings keep the first dot products near zero, i.e. predictions near the mean.
+        nn.init.normal_(self.user_embedding.weight, std=0.1)
+        nn.init.normal_(self.item_embedding.weight, std=0.1)
+
+    def _inputs(self, graph: BipartiteGraph) -> Tensor:
+        users = self.user_embedding.weight
+        items = self.item_embedding.weight
+        for projection, features, name in (
+            (self.user_projection, graph.user_features, "user"),
+            (self.item_projection, graph.item_features, "item"),
+        ):
+            if projection is None:
+                continue
+            if features is None:
+                raise ValueError(f"The encoder uses {name} side features but the graph carries none.")
+            if name == "user":
+                users = users + projection(features.to(users.dtype))
+            else:
+                items = items + projection(features.to(items.dtype))
+        return torch.cat([users, items])
+
+    def forward(self, graph: BipartiteGraph) -> tuple[Tensor, Tensor]:
+        """Args:
+            graph: The training graph, with ``num_users + num_items`` nodes.
+
+        Returns:
+            ``(U, D)`` user and ``(I, D)`` item representations, ``D = out_dim``.
+        """
+        h = self._inputs(graph)
+        outputs = [h]
+        for layer in self.layers:
+            h = layer(graph, self.dropout(h))
+            outputs.append(h)
+        if self.combine == "last":
+            h = outputs[-1]
+        elif self.combine == "mean":
+            h = torch.stack(outputs).mean(0)
+        else:
+            h = torch.cat(outputs, dim=1)
+        return h[: self.num_users], h[self.num_users :]

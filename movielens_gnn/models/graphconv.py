@@ -1,0 +1,101 @@
+"""A GraphConv layer on torch sparse CSR, numerically equal to ``dgl.nn.GraphConv(norm="both")``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from movielens_gnn.models.graph import BipartiteGraph
+
+
+class _SpMM(torch.autograd.Function):
+    """``adj @ x`` whose backward multiplies by a cached ``adj.T`` in CSR.
+
+    torch's own backward for a CSR product builds the transpose on every call, which on CPU
+    is about 40x slower than the forward; the graph is fixed, so we build it once.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:  # noqa: D401
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        grad_x = ctx.adj_t @ grad_out if ctx.needs_input_grad[2] else None
+        return None, None, grad_x
+
+
+def spmm(graph: BipartiteGraph, x: Tensor) -> Tensor:
+    """Aggregate node features over the graph's normalised edges.
+
+    Args:
+        graph: The message-passing graph (on ``x``'s device).
+        x: ``(N, F)`` node features.
+
+    Returns:
+        ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``.
+    """
+    adj, adj_t = graph.adjacency()
+    if adj.dtype != x.dtype:
+        adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
+    return _SpMM.apply(adj, adj_t, x)
+
+
+class GraphConv(nn.Module):
+    """Graph convolution ``act(A_hat @ x @ W + b)`` as in Kipf & Welling and DGL's ``GraphConv``.
+
+    Like DGL, the product is ordered to run the sparse aggregation on the narrower side:
+    ``A_hat @ (x @ W)`` when the layer shrinks the features, ``(A_hat @ x) @ W`` otherwise.
+    The weight has DGL's layout ``(in_feats, out_feats)`` and initialisation (Xavier-uniform
+    weight, zero bias), so weights can be copied between the two one to one.
+
+    Args:
+        in_feats: Input width ``F_in``.
+        out_feats: Output width ``F_out``.
+        bias: Add a learned bias.
+        activation: Applied to the output, or ``None``.
+    """
+
+    def __init__(
+        self,
+        in_feats: int,
+        out_feats: int,
+        bias: bool = True,
+        activation: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_feats = in_feats
+        self.out_feats = out_feats
+        self.weight = nn.Parameter(torch.empty(in_feats, out_feats))
+        self.bias = nn.Parameter(torch.empty(out_feats)) if bias else None
+        self.activation = activation
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, graph: BipartiteGraph, x: Tensor) -> Tensor:
+        """Args:
+            graph: The message-passing graph.
+            x: ``(N, F_in)`` node features.
+
+        Returns:
+            ``(N, F_out)`` node features.
+        """
+        if self.in_feats > self.out_feats:
+            h = spmm(graph, x @ self.weight)
+        else:
+            h = spmm(graph, x) @ self.weight
+        if self.bias is not None:
+            h = h + self.bias
+        if self.activation is not None:
+            h = self.activation(h)
+        return h
+
+    def extra_repr(self) -> str:
+        return f"in_feats={self.in_feats}, out_feats={self.out_feats}, bias={self.bias is not None}"

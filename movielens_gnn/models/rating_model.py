@@ -1,0 +1,163 @@
+"""RatingModel: the LightningModule around a graph encoder and a rating head."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+from movielens_gnn.models.encoder import GraphEncoder
+from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
+
+log = logging.getLogger(__name__)
+
+MIN_RATING, MAX_RATING = 1.0, 5.0
+
+
+class RatingModel(pl.LightningModule):
+    """Predicts ratings of (user, item) pairs from a GraphConv encoding of the training graph.
+
+    Trains with MSE on the raw score; RMSE and MAE are measured on predictions clamped to the
+    rating range 1..5, with one metric collection per stage. The graph is data, not a
+    parameter: ``setup`` takes it from the data module (or call :meth:`attach_graph`), and it is
+    never saved in checkpoints.
+
+    Args:
+        num_users: Number of users; linked from the data module.
+        num_items: Number of items; linked from the data module.
+        user_feature_dim: Width of the user side features; linked from the data module.
+        item_feature_dim: Width of the item side features; linked from the data module.
+        rating_mean: Mean training rating, the heads' offset; linked from the data module.
+        embedding_dim: Width of the ID embeddings.
+        hidden_dims: Output width of each GraphConv layer.
+        activation: Between GraphConv layers: ``relu``, ``leaky_relu``, ``elu``, ``tanh`` or ``identity``.
+        dropout: Dropout on each GraphConv layer's input.
+        combine: Encoder output: ``last`` layer, ``mean`` or ``concat`` of all layers.
+        side_features: Add projected user/item side features to the ID embeddings.
+        head: ``dot`` (inner product + biases) or ``mlp``.
+        mlp_hidden_dims: Hidden widths of the ``mlp`` head.
+        mlp_dropout: Dropout inside the ``mlp`` head.
+        optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML).
+        lr_scheduler: Builds an LR scheduler from the optimizer, or ``None``. A
+            ``ReduceLROnPlateau`` watches ``val_rmse``.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        user_feature_dim: int = 0,
+        item_feature_dim: int = 0,
+        rating_mean: float = 3.5,
+        embedding_dim: int = 64,
+        hidden_dims: Sequence[int] = (64,),
+        activation: Literal["relu", "leaky_relu", "elu", "tanh", "identity"] = "relu",
+        dropout: float = 0.0,
+        combine: Literal["last", "mean", "concat"] = "last",
+        side_features: bool = False,
+        head: Literal["dot", "mlp"] = "dot",
+        mlp_hidden_dims: Sequence[int] = (64,),
+        mlp_dropout: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+    ) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"Unknown head {head!r}; valid values: {', '.join(HEADS)}.")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.encoder = GraphEncoder(
+            num_users,
+            num_items,
+            embedding_dim,
+            list(hidden_dims),
+            activation=activation,
+            dropout=dropout,
+            combine=combine,
+            user_feature_dim=user_feature_dim if side_features else 0,
+            item_feature_dim=item_feature_dim if side_features else 0,
+        )
+        if head == "dot":
+            self.head = DotHead(num_users, num_items, rating_mean)
+        else:
+            self.head = MLPHead(self.encoder.out_dim, list(mlp_hidden_dims), mlp_dropout, rating_mean)
+        self.graph: BipartiteGraph | None = None
+        metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    # ------------------------------------------------------------------------------ graph
+    def attach_graph(self, graph: BipartiteGraph) -> None:
+        """Use ``graph`` for message passing; it then moves with the module between devices."""
+        expected = (self.hparams.num_users, self.hparams.num_items)
+        if (graph.num_users, graph.num_items) != expected:
+            raise ValueError(
+                f"The graph has {graph.num_users} users and {graph.num_items} items; this model was "
+                f"built for {expected[0]} and {expected[1]}. Use the data the checkpoint was trained on."
+            )
+        self.graph = graph.to(self.device)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self.trainer is not None else None
+        graph = getattr(datamodule, "graph", None)
+        if graph is None and self.graph is None:
+            raise ValueError("RatingModel needs its training graph: pass a MovieLensDataModule to the Trainer.")
+        if graph is not None:
+            self.attach_graph(graph)
+
+    # ---------------------------------------------------------------------------- compute
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """Args:
+            users: ``(B,)`` internal user indices.
+            items: ``(B,)`` internal item indices.
+
+        Returns:
+            ``(B,)`` raw (unclamped) predicted ratings.
+        """
+        if self.graph is None:
+            raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
+        user_h, item_h = self.encoder(self.graph)
+        return self.head(user_h[users], item_h[items], users, items)
+
+    def _shared_step(self, batch, metrics: MetricCollection) -> Tensor:
+        users, items, ratings = batch
+        prediction = self(users, items)
+        loss = F.mse_loss(prediction, ratings)
+        metrics.update(prediction.detach().clamp(MIN_RATING, MAX_RATING), ratings)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(ratings))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, self.train_metrics)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[2]))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, self.val_metrics)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, self.test_metrics)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """``(B,)`` predicted ratings clamped to 1..5."""
+        users, items, _ = batch
+        return self(users, items).clamp(MIN_RATING, MAX_RATING)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        config = {"scheduler": scheduler}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val_rmse"
+        return {"optimizer": optimizer, "lr_scheduler": config}
