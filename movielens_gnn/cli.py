@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
@@ -33,12 +35,22 @@ class MovieLensCLI(LightningCLI):
 
 
 def main(args: Any = None) -> MovieLensCLI:
-    """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` as in LightningCLI."""
+    """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` as in LightningCLI.
+
+    A user error (missing or corrupt data, a bad value) ends the process with one message on
+    stderr and exit code 2 instead of a traceback; set ``MOVIELENS_GNN_DEBUG=1`` to see it.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return MovieLensCLI(
-        RatingModel,
-        MovieLensDataModule,
-        seed_everything_default=42,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    try:
+        return MovieLensCLI(
+            RatingModel,
+            MovieLensDataModule,
+            seed_everything_default=42,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        if os.environ.get("MOVIELENS_GNN_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err

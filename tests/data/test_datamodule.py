@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from movielens_gnn.data.datamodule import EdgeBatch, EdgeLoader, MovieLensDataModule
+from movielens_gnn.data.movielens import MovieLens100K
+
+
+def _pairs(batch: EdgeBatch) -> set[tuple[int, int]]:
+    return set(zip(batch.users.tolist(), batch.items.tolist()))
+
+
+def _file_pairs(path) -> set[tuple[int, int]]:
+    rows = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    return {(u - 1, i - 1) for u, i in rows[:, :2]}  # synthetic ids are 1..N, so index = id - 1
+
+
+@pytest.mark.parametrize("split", ["u1", "u4", "ua", "ub"])
+def test_canonical_split_sizes_and_no_leakage(ml100k_root, split):
+    dm = MovieLensDataModule(root=str(ml100k_root), split=split, val_fraction=0.1)
+    raw = ml100k_root / "ml-100k"
+    base, test = _file_pairs(raw / f"{split}.base"), _file_pairs(raw / f"{split}.test")
+    data = dm.data
+    assert _pairs(data.test) == test
+    assert _pairs(data.train) | _pairs(data.val) == base
+    assert len(data.val.ratings) == round(len(base) * 0.1)
+    assert len(data.train.ratings) == len(base) - round(len(base) * 0.1)
+    assert not _pairs(data.train) & _pairs(data.val)
+    # The graph's edges are exactly the training edges, both ways, and nothing else.
+    graph = dm.graph
+    dense = graph.to_dense()
+    u, i = data.train.users, data.train.items + dm.num_users
+    nonzero = {tuple(x) for x in dense.nonzero().tolist()}
+    expected = {(a, b) for a, b in zip(u.tolist(), i.tolist())} | {(b, a) for a, b in zip(u.tolist(), i.tolist())}
+    assert nonzero == expected
+    held_out = torch.cat([data.val.users, data.test.users]), torch.cat([data.val.items, data.test.items])
+    assert dense[held_out[0], held_out[1] + dm.num_users].abs().sum() == 0
+
+
+def test_sizes_for_the_model(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root))
+    assert (dm.num_users, dm.num_items) == (24, 30)
+    assert dm.user_feature_dim == 1 + 2 + 21 and dm.item_feature_dim == 19
+    assert dm.rating_mean == pytest.approx(float(dm.data.train.ratings.double().mean()))
+
+
+def test_ids_map_back_to_movielens_ids(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), split="u2")
+    test = dm.data.test
+    ids = {(int(dm.data.user_ids[u]), int(dm.data.item_ids[i])) for u, i in zip(test.users, test.items)}
+    assert ids == {(u + 1, i + 1) for u, i in _file_pairs(ml100k_root / "ml-100k" / "u2.test")}
+
+
+def test_random_split_is_seeded(ml100k_root):
+    a = MovieLensDataModule(root=str(ml100k_root), split="random", seed=1, test_fraction=0.25, cache=False).data
+    b = MovieLensDataModule(root=str(ml100k_root), split="random", seed=1, test_fraction=0.25, cache=False).data
+    c = MovieLensDataModule(root=str(ml100k_root), split="random", seed=2, test_fraction=0.25, cache=False).data
+    assert len(a.test.ratings) == 72 and len(a.val.ratings) == round(216 * 0.05)
+    assert _pairs(a.test) == _pairs(b.test) and _pairs(a.val) == _pairs(b.val)
+    assert _pairs(a.test) != _pairs(c.test)
+    assert not (_pairs(a.train) | _pairs(a.val)) & _pairs(a.test)
+
+
+def test_temporal_split_orders_by_time(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), split="temporal", test_fraction=0.2, val_fraction=0.1)
+    raw = np.loadtxt(ml100k_root / "ml-100k" / "u.data", dtype=np.int64)
+    stamp = {(u - 1, i - 1): t for u, i, _, t in raw}
+    times = {part: [stamp[p] for p in _pairs(getattr(dm.data, part))] for part in ("train", "val", "test")}
+    assert max(times["train"]) <= min(times["val"]) and max(times["val"]) <= min(times["test"])
+    assert len(times["test"]) == round(288 * 0.2)
+
+
+def test_cache_is_reused_and_rebuilt_when_settings_change(ml100k_root, caplog):
+    caplog.set_level("INFO")
+    first = MovieLensDataModule(root=str(ml100k_root), split="random", seed=1)
+    data = first.data
+    assert first.cache_path.is_file()
+    saved = torch.load(first.cache_path, weights_only=True)
+    assert saved["settings"]["seed"] == 1 and saved["settings"]["split"] == "random"
+    caplog.clear()
+    again = MovieLensDataModule(root=str(ml100k_root), split="random", seed=1).data
+    assert "Processing" not in caplog.text
+    assert torch.equal(again.test.users, data.test.users)
+    caplog.clear()
+    other = MovieLensDataModule(root=str(ml100k_root), split="random", seed=2).data
+    assert "built with other settings" in caplog.text and "Processing" in caplog.text
+    assert torch.load(first.cache_path, weights_only=True)["settings"]["seed"] == 2
+    assert _pairs(other.test) != _pairs(data.test)
+
+
+def test_cache_is_rebuilt_when_raw_files_change(ml100k_root, caplog):
+    caplog.set_level("INFO")
+    MovieLensDataModule(root=str(ml100k_root)).data
+    path = ml100k_root / "ml-100k" / "u1.test"
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+    caplog.clear()
+    data = MovieLensDataModule(root=str(ml100k_root)).data
+    assert "built with other settings" in caplog.text
+    assert len(data.test.ratings) == 1
+
+
+def test_unwritable_cache_is_skipped_with_a_warning(ml100k_root, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    dm = MovieLensDataModule(root=str(ml100k_root), cache_dir=str(blocker / "sub"))
+    assert len(dm.data.test.ratings) > 0
+    assert "Not caching processed data" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"split": "u7"}, "Unknown split 'u7'; valid values: u1"),
+        ({"val_fraction": 0.0}, "val_fraction must be strictly between 0 and 1"),
+        ({"test_fraction": 1.0}, "test_fraction must be strictly between 0 and 1"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MovieLensDataModule(root=str(tmp_path), **kwargs)
+
+
+def test_init_touches_no_files(tmp_path):
+    MovieLensDataModule(root=str(tmp_path / "nothing"), url=(tmp_path / "x.zip").as_uri())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_edge_loader_full_batch_and_minibatches():
+    edges = EdgeBatch(torch.arange(10), torch.arange(10) % 3, torch.ones(10))
+    full = list(EdgeLoader(edges))
+    assert len(full) == 1 and full[0] is edges
+    loader = EdgeLoader(edges, batch_size=4, shuffle=True, seed=0)
+    epoch1, epoch2 = list(loader), list(loader)
+    assert len(loader) == 3 and [len(b.users) for b in epoch1] == [4, 4, 2]
+    assert sorted(torch.cat([b.users for b in epoch1]).tolist()) == list(range(10))
+    assert not torch.equal(torch.cat([b.users for b in epoch1]), torch.cat([b.users for b in epoch2]))
+    assert all(torch.equal(b.items, b.users % 3) for b in epoch1)
+
+
+def test_real_u1_split_sizes(real_data_root, tmp_path):
+    dm = MovieLensDataModule(root=str(real_data_root), split="u1", cache_dir=str(tmp_path))
+    data = dm.data
+    assert (len(data.train.ratings), len(data.val.ratings), len(data.test.ratings)) == (76_000, 4_000, 20_000)
+    assert (dm.graph.num_nodes, dm.graph.num_edges) == (943 + 1682, 152_000)
+    assert not (_pairs(data.train) & _pairs(data.test))

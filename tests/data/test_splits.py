@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movielens_gnn.data.movielens import Ratings
+from movielens_gnn.data.splits import check_split, random_split, temporal_split
+
+
+def _ratings(n: int, seed: int = 0) -> Ratings:
+    rng = np.random.default_rng(seed)
+    return Ratings(
+        user_id=np.arange(n, dtype=np.int64),
+        item_id=np.arange(n, dtype=np.int64) % 7,
+        rating=rng.integers(1, 6, n).astype(np.float32),
+        timestamp=rng.permutation(n).astype(np.int64) * 10,
+    )
+
+
+def test_random_split_sizes_disjoint_and_complete():
+    kept, held = random_split(_ratings(1000), 0.2, seed=3)
+    assert (len(kept), len(held)) == (800, 200)
+    assert set(kept.user_id).isdisjoint(held.user_id)
+    assert sorted([*kept.user_id, *held.user_id]) == list(range(1000))
+
+
+def test_random_split_is_deterministic_per_seed():
+    a = random_split(_ratings(500), 0.1, seed=7)[1].user_id
+    b = random_split(_ratings(500), 0.1, seed=7)[1].user_id
+    c = random_split(_ratings(500), 0.1, seed=8)[1].user_id
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_random_split_rounds_and_keeps_at_least_one_on_each_side():
+    assert len(random_split(_ratings(10), 0.25, seed=0)[1]) == 2  # round(2.5) is 2
+    assert len(random_split(_ratings(3), 0.01, seed=0)[1]) == 1
+    assert len(random_split(_ratings(3), 0.99, seed=0)[0]) == 1
+
+
+def test_temporal_split_holds_out_the_latest():
+    ratings = _ratings(100)
+    earlier, latest = temporal_split(ratings, 0.25)
+    assert (len(earlier), len(latest)) == (75, 25)
+    assert earlier.timestamp.max() < latest.timestamp.min()
+    np.testing.assert_array_equal(np.sort(latest.timestamp), np.arange(75, 100) * 10)
+
+
+def test_temporal_split_ties_do_not_depend_on_file_order():
+    ratings = Ratings(np.array([3, 1, 2, 0]), np.array([0, 0, 0, 0]), np.ones(4, np.float32), np.zeros(4, np.int64))
+    reversed_ = ratings.take(np.array([3, 2, 1, 0]))
+    assert sorted(temporal_split(ratings, 0.5)[1].user_id.tolist()) == [2, 3]
+    assert sorted(temporal_split(reversed_, 0.5)[1].user_id.tolist()) == [2, 3]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_fraction_must_be_inside_unit_interval(fraction):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        random_split(_ratings(10), fraction, seed=0)
+
+
+def test_unknown_split_lists_valid_values():
+    with pytest.raises(ValueError, match=r"Unknown split 'u9'; valid values: u1, u2, u3, u4, u5, ua, ub, random, temporal"):
+        check_split("u9")

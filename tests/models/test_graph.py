@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from movielens_gnn.models.graph import BipartiteGraph
+
+
+def _dense_reference(users, items, num_users, num_items):
+    """D_in^-1/2 A D_out^-1/2 with A[dst, src] = 1 per directed edge, degrees clamped at 1."""
+    n = num_users + num_items
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[items + num_users, users] = 1
+    adj[users, items + num_users] = 1
+    in_deg = adj.sum(1).clamp(min=1)
+    out_deg = adj.sum(0).clamp(min=1)
+    return in_deg.rsqrt()[:, None] * adj * out_deg.rsqrt()[None, :]
+
+
+def test_normalisation_matches_dense_reference_with_isolated_nodes():
+    users = torch.tensor([0, 0, 1, 2, 2, 2])
+    items = torch.tensor([0, 1, 1, 0, 1, 3])  # item 2 and user 3 have no edges
+    graph = BipartiteGraph(users, items, num_users=4, num_items=4, dtype=torch.float64)
+    reference = _dense_reference(users, items, 4, 4)
+    torch.testing.assert_close(graph.to_dense(), reference)
+    # Hand-checked entry: user 0 (degree 2) -> item 1 (degree 3).
+    assert graph.to_dense()[4 + 1, 0].item() == pytest.approx(1 / (2**0.5 * 3**0.5))
+    assert graph.to_dense()[3].abs().sum() == 0 and graph.to_dense()[4 + 2].abs().sum() == 0
+    assert (graph.num_nodes, graph.num_edges) == (8, 12)
+
+
+def test_transpose_is_stored_consistently():
+    g = torch.Generator().manual_seed(0)
+    users = torch.randint(0, 30, (200,), generator=g)
+    items = torch.randint(0, 50, (200,), generator=g)
+    keep = torch.unique(users * 50 + items)
+    graph = BipartiteGraph(keep // 50, keep % 50, 30, 50)
+    adj, adj_t = graph.adjacency()
+    torch.testing.assert_close(adj_t.to_dense(), adj.to_dense().T)
+
+
+def test_buffers_follow_the_module_but_stay_out_of_the_state_dict():
+    graph = BipartiteGraph(torch.tensor([0, 1]), torch.tensor([1, 0]), 2, 2, user_features=torch.ones(2, 3))
+    assert graph.state_dict() == {}
+    assert graph.double().val.dtype == torch.float64
+    assert graph.user_features.shape == (2, 3) and graph.item_features is None
+
+
+def test_rejects_out_of_range_edges():
+    with pytest.raises(ValueError, match="out of range for 2 users and 2 items"):
+        BipartiteGraph(torch.tensor([0, 2]), torch.tensor([0, 1]), 2, 2)

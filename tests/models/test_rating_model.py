@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import pytest
+import torch
+
+from movielens_gnn.data.datamodule import EdgeBatch
+from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.rating_model import RatingModel
+
+
+def _model(**kwargs) -> RatingModel:
+    model = RatingModel(num_users=3, num_items=3, rating_mean=3.0, **kwargs)
+    model.attach_graph(BipartiteGraph(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]), 3, 3))
+    return model
+
+
+def test_metrics_use_clamped_predictions_hand_computed():
+    model = _model(embedding_dim=2, hidden_dims=[])
+    with torch.no_grad():
+        model.encoder.user_embedding.weight.zero_()
+        model.head.user_bias.weight.copy_(torch.tensor([[0.0], [2.5], [-2.5]]))  # raw 3.0, 5.5, 0.5
+    batch = EdgeBatch(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([4.0, 5.0, 2.0]))
+    model.log_dict = lambda *args, **kwargs: None  # no trainer here
+    loss = model._shared_step(batch, model.test_metrics)
+    assert loss.item() == pytest.approx((1 + 0.25 + 2.25) / 3)  # MSE on the raw scores
+    values = model.test_metrics.compute()
+    # Clamped to 3, 5, 1: errors 1, 0, 1.
+    assert values["test_rmse"].item() == pytest.approx(math.sqrt(2 / 3))
+    assert values["test_mae"].item() == pytest.approx(2 / 3)
+    torch.testing.assert_close(model.predict_step(batch, 0), torch.tensor([3.0, 5.0, 1.0]))
+
+
+def test_one_metric_collection_per_stage():
+    model = _model()
+    assert {"train_rmse", "train_mae"} == set(model.train_metrics.keys())
+    assert model.val_metrics is not model.test_metrics
+    assert set(model.test_metrics.keys()) == {"test_rmse", "test_mae"}
+
+
+def test_graph_is_not_saved_with_the_weights():
+    model = _model()
+    assert not any(key.startswith("graph.") for key in model.state_dict())
+    assert model.hparams.num_users == 3 and "optimizer" not in model.hparams
+
+
+def test_unknown_head_lists_valid_values():
+    with pytest.raises(ValueError, match="Unknown head 'knn'; valid values: dot, mlp"):
+        RatingModel(num_users=3, num_items=3, head="knn")
+
+
+def test_graph_of_other_sizes_is_rejected():
+    model = RatingModel(num_users=3, num_items=3)
+    with pytest.raises(ValueError, match="graph has 2 users and 3 items; this model was built for 3 and 3"):
+        model.attach_graph(BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 2, 3))
+    with pytest.raises(RuntimeError, match="No graph attached"):
+        model(torch.tensor([0]), torch.tensor([0]))
+
+
+def test_optimizer_and_plateau_scheduler_from_callables():
+    model = _model(
+        optimizer=partial(torch.optim.SGD, lr=0.5),
+        lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=2),
+    )
+    config = model.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.SGD) and config["optimizer"].defaults["lr"] == 0.5
+    assert config["lr_scheduler"]["monitor"] == "val_rmse"
+    assert isinstance(_model().configure_optimizers(), torch.optim.Adam)
+
+
+def test_mlp_head_on_concatenated_layers():
+    model = _model(head="mlp", embedding_dim=4, hidden_dims=[4, 4], combine="concat", mlp_hidden_dims=[8])
+    out = model(torch.tensor([0, 2]), torch.tensor([1, 2]))
+    assert out.shape == (2,) and model.head.mlp[0].in_features == 3 * 12

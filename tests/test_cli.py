@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from movielens_gnn.cli import main
+from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.models.rating_model import RatingModel
+from tests.conftest import REPO
+
+QUIET = ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, ml100k_root) -> Path:
+    """Run in a scratch folder: checkpoints/ and logs/ are relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _args(command: str, config: str, root: Path, *extra: str) -> list[str]:
+    return [command, "--config", str(REPO / "configs" / config), "--data.root", str(root), *QUIET, *extra]
+
+
+@pytest.mark.parametrize("config", ["gcn_dot.yaml", "gcn_mlp.yaml"])
+def test_fit_fast_dev_run(workdir, ml100k_root, config):
+    cli = main(_args("fit", config, ml100k_root, "--trainer.fast_dev_run", "true"))
+    assert cli.model.hparams.num_users == 24 and cli.model.hparams.num_items == 30
+    assert cli.model.hparams.user_feature_dim == 24 and cli.model.hparams.item_feature_dim == 19
+    assert cli.model.hparams.rating_mean == pytest.approx(cli.datamodule.rating_mean)
+    assert math.isfinite(cli.trainer.callback_metrics["train_loss"].item())
+
+
+def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root):
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4"))
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    assert best.parent == workdir / "checkpoints" / "gcn_dot" and best.is_file()
+    assert (best.parent / "last.ckpt").is_file()
+    assert (workdir / "logs" / "gcn_dot" / "version_0" / "metrics.csv").is_file()
+    assert fit.trainer.current_epoch == 4
+
+    test = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(best)))
+    reported = test.trainer.callback_metrics["test_rmse"].item()
+
+    # The same checkpoint, evaluated by hand.
+    dm = MovieLensDataModule(root=str(ml100k_root))
+    model = RatingModel.load_from_checkpoint(best)
+    model.attach_graph(dm.graph)
+    model.eval()
+    users, items, ratings = dm.data.test
+    with torch.no_grad():
+        prediction = model(users, items).clamp(1, 5)
+    assert reported == pytest.approx(torch.sqrt(((prediction - ratings) ** 2).mean()).item(), abs=1e-6)
+    assert test.trainer.callback_metrics["test_mae"].item() == pytest.approx(
+        (prediction - ratings).abs().mean().item(), abs=1e-6
+    )
+
+
+def test_validate_and_predict_from_checkpoint(workdir, ml100k_root):
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "2"))
+    best = fit.trainer.checkpoint_callback.best_model_path
+    val = main(_args("validate", "gcn_dot.yaml", ml100k_root, "--ckpt_path", best))
+    assert val.trainer.callback_metrics["val_rmse"].item() == pytest.approx(fit.trainer.checkpoint_callback.best_model_score.item(), abs=1e-6)
+    predict = main(_args("predict", "gcn_dot.yaml", ml100k_root, "--ckpt_path", best, "--return_predictions", "true"))
+    predictions = torch.cat(predict.trainer.predict_loop.predictions)
+    assert predictions.shape == (len(predict.datamodule.data.test.ratings),)
+    assert predictions.min() >= 1 and predictions.max() <= 5
+
+
+def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
+    cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "500",
+                     "--model.optimizer.init_args.lr", "0.2"))
+    assert cli.trainer.should_stop and cli.trainer.current_epoch < 500
+
+
+def test_unknown_split_exits_with_valid_values(workdir, ml100k_root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--data.split", "u9"))
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "u9" in err and "u1" in err and "temporal" in err
+
+
+def test_unknown_head_exits_with_valid_values(workdir, ml100k_root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--model.head", "knn"))
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "knn" in err and "dot" in err and "mlp" in err
+
+
+def test_missing_data_without_network_is_one_clear_message(workdir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", empty, "--data.url", (tmp_path / "offline.zip").as_uri()))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: MovieLens-100K was not found") and "ml-100k.zip" in err
+    assert "Traceback" not in err
+    assert not (workdir / "checkpoints").exists()
+
+
+def test_malformed_file_names_file_and_line(workdir, ml100k_root, capsys):
+    path = ml100k_root / "ml-100k" / "u1.base"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[9] = "1\t1\tfive\t0\n"
+    path.write_text("".join(lines))
+    with pytest.raises(SystemExit):
+        main(_args("fit", "gcn_dot.yaml", ml100k_root))
+    assert "u1.base line 10: rating must be an integer in 1..5, got 'five'" in capsys.readouterr().err
+
+
+def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cli = main([*_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "2"),
+                "--config", str(REPO / "configs" / "logger" / "wandb.yaml")])
+    assert type(cli.trainer.logger).__name__ == "WandbLogger"
+    runs = list((workdir / "logs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", "--help"], capture_output=True,
+                            text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
+    assert result.returncode == 0
+    assert "--data.root" in result.stdout and "--model.hidden_dims" in result.stdout
+    assert "--model.num_users" not in result.stdout  # linked from the data, never typed
