@@ -79,20 +79,17 @@ def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
     assert cli.trainer.should_stop and cli.trainer.current_epoch < 500
 
 
-def test_unknown_split_exits_with_valid_values(workdir, ml100k_root, capsys):
+@pytest.mark.parametrize(
+    ("option", "value", "valid"),
+    [("--data.split", "u9", ["u1", "ub", "random", "temporal"]), ("--model.head", "knn", ["dot", "mlp"])],
+)
+def test_unknown_choice_exits_with_valid_values(workdir, ml100k_root, capsys, option, value, valid):
     with pytest.raises(SystemExit) as exit_info:
-        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--data.split", "u9"))
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, option, value))
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
-    assert "u9" in err and "u1" in err and "temporal" in err
-
-
-def test_unknown_head_exits_with_valid_values(workdir, ml100k_root, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--model.head", "knn"))
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err
-    assert "knn" in err and "dot" in err and "mlp" in err
+    assert value in err and all(name in err for name in valid)
+    assert not (workdir / "checkpoints").exists()
 
 
 def test_missing_data_without_network_is_one_clear_message(workdir, tmp_path, capsys):
