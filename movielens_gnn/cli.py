@@ -28,7 +28,7 @@ class MovieLensCLI(LightningCLI):
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "")
-        if best:
+        if best and self.trainer.is_global_zero:
             score = checkpoint.best_model_score
             log.info("Best checkpoint: %s (%s=%.4f)", best, checkpoint.monitor, float(score))
             log.info("Evaluate it once on the test part with: python -m movielens_gnn test --config <same config> --ckpt_path %s", best)

@@ -41,7 +41,8 @@ def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root):
     fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4"))
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
     assert best.parent == workdir / "checkpoints" / "gcn_dot" and best.is_file()
-    assert (best.parent / "last.ckpt").is_file()
+    assert torch.load(best.parent / "last.ckpt", weights_only=False)["epoch"] == 3  # the latest, not the best
+    assert sorted(p.name for p in best.parent.iterdir()) == sorted([best.name, "last.ckpt"])
     assert (workdir / "logs" / "gcn_dot" / "version_0" / "metrics.csv").is_file()
     assert fit.trainer.current_epoch == 4
 
@@ -130,3 +131,11 @@ def test_module_entry_point_help():
     assert result.returncode == 0
     assert "--data.root" in result.stdout and "--model.hidden_dims" in result.stdout
     assert "--model.num_users" not in result.stdout  # linked from the data, never typed
+
+
+def test_fit_bf16_mixed_on_cpu(workdir, ml100k_root):
+    cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3",
+                     "--trainer.precision", "bf16-mixed"))
+    assert cli.trainer.precision == "bf16-mixed"
+    assert math.isfinite(cli.trainer.callback_metrics["val_rmse"].item())
+    assert cli.model.encoder.user_embedding.weight.dtype == torch.float32  # weights stay float32

@@ -41,37 +41,69 @@ class EdgeBatch(NamedTuple):
 
 
 class EdgeLoader:
-    """Iterates over rated edges in batches, with no per-sample collation.
+    """Iterates over one rank's share of the rated edges, in batches, with no per-sample collation.
 
-    With ``batch_size=None`` every epoch is one batch of all edges (full-batch training),
-    handed out without copying. Lightning accepts any sized iterable as a dataloader.
+    Under data parallelism every rank runs the whole graph and takes a disjoint shard of the
+    supervision edges:
+
+    * ``batch_size=None`` (full batch; how validation and test always run): rank ``r`` takes
+      edges ``r, r + W, r + 2W, ...`` as one batch. Shards differ in size by at most one and
+      together hold every edge exactly once, so synchronised metrics count each edge once.
+      With one rank the edges are handed out as they are, without copying.
+    * with a batch size: every epoch all ranks draw the same permutation (same generator seed)
+      and rank ``r`` takes every ``W``-th edge of it, cut to ``floor(E / W)`` edges so that all
+      ranks run the same number of steps; the at most ``W - 1`` edges left out change each epoch.
 
     Args:
         edges: All edges of one part.
-        batch_size: Edges per batch; ``None`` for one batch of everything.
-        shuffle: Draw a fresh permutation each epoch (only matters with a batch size).
-        seed: Seed of that permutation's generator.
+        batch_size: Edges per batch; ``None`` for one batch of the whole shard.
+        shuffle: Draw a fresh permutation each epoch (only with a batch size).
+        seed: Seed of that permutation's generator; must be equal on all ranks.
+        rank: This process's index ``r`` among the data-parallel ranks.
+        world_size: The number of ranks ``W``.
     """
 
-    def __init__(self, edges: EdgeBatch, batch_size: int | None = None, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        edges: EdgeBatch,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
+        assert 0 <= rank < world_size, (rank, world_size)
         self.edges = edges
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
         self.generator = torch.Generator().manual_seed(seed)
 
-    def __len__(self) -> int:
+    @property
+    def num_edges(self) -> int:
+        """Edges this rank sees in one epoch."""
         n = len(self.edges.ratings)
-        return 1 if self.batch_size is None else math.ceil(n / self.batch_size)
+        if self.batch_size is None:
+            return len(range(self.rank, n, self.world_size))
+        return n // self.world_size
+
+    def __len__(self) -> int:
+        return 1 if self.batch_size is None else math.ceil(self.num_edges / self.batch_size)
 
     def __iter__(self) -> Iterator[EdgeBatch]:
         if self.batch_size is None:
-            yield self.edges
+            if self.world_size == 1:
+                yield self.edges
+            else:
+                yield EdgeBatch(*(t[self.rank :: self.world_size] for t in self.edges))
             return
         n = len(self.edges.ratings)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
+        order = order[self.rank :: self.world_size][: self.num_edges]
+        for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield EdgeBatch(*(t[index] for t in self.edges))
 
@@ -334,17 +366,22 @@ class MovieLensDataModule(pl.LightningDataModule):
             self.graph.num_nodes, self.graph.num_edges,
         )
 
+    def _loader(self, edges: EdgeBatch, batch_size: int | None = None, shuffle: bool = False) -> EdgeLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return EdgeLoader(edges, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world)
+
     def train_dataloader(self) -> EdgeLoader:
-        return EdgeLoader(self.data.train, self.batch_size, shuffle=True, seed=self.seed)
+        return self._loader(self.data.train, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> EdgeLoader:
-        return EdgeLoader(self.data.val)
+        return self._loader(self.data.val)
 
     def test_dataloader(self) -> EdgeLoader:
-        return EdgeLoader(self.data.test)
+        return self._loader(self.data.test)
 
     def predict_dataloader(self) -> EdgeLoader:
-        return EdgeLoader(self.data.test)
+        return self._loader(self.data.test)
 
 
 __all__ = ["SPLITS", "EdgeBatch", "EdgeLoader", "MovieLensDataModule", "ProcessedData"]

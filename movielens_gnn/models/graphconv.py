@@ -36,12 +36,17 @@ def spmm(graph: BipartiteGraph, x: Tensor) -> Tensor:
         x: ``(N, F)`` node features.
 
     Returns:
-        ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``.
+        ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``, in float32 when ``x`` is half or
+        bfloat16: summing hundreds of neighbours in 8 mantissa bits loses too much, and sparse
+        kernels for those types are missing on some devices.
     """
     adj, adj_t = graph.adjacency()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     if adj.dtype != x.dtype:
         adj, adj_t = adj.to(x.dtype), adj_t.to(x.dtype)
-    return _SpMM.apply(adj, adj_t, x)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _SpMM.apply(adj, adj_t, x)
 
 
 class GraphConv(nn.Module):

@@ -105,6 +105,8 @@ class RatingModel(pl.LightningModule):
                 f"built for {expected[0]} and {expected[1]}. Use the data the checkpoint was trained on."
             )
         self.graph = graph.to(self.device)
+        # Every rank builds the same graph from the same edges; DDP need not broadcast it each step.
+        self._ddp_params_and_buffers_to_ignore = [f"graph.{name}" for name, _ in graph.named_buffers()]
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self.trainer is not None else None
@@ -138,7 +140,7 @@ class RatingModel(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, self.train_metrics)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[2]))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch[2]), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

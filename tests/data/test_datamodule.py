@@ -146,3 +146,36 @@ def test_real_u1_split_sizes(real_data_root, tmp_path):
     assert (len(data.train.ratings), len(data.val.ratings), len(data.test.ratings)) == (76_000, 4_000, 20_000)
     assert (dm.graph.num_nodes, dm.graph.num_edges) == (943 + 1682, 152_000)
     assert not (_pairs(data.train) & _pairs(data.test))
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_eval_shards_count_every_edge_once(world_size):
+    edges = EdgeBatch(torch.arange(101), torch.arange(101) % 5, torch.rand(101))
+    shards = [list(EdgeLoader(edges, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert all(len(batches) == 1 for batches in shards)  # the same number of steps on every rank
+    seen = torch.cat([batches[0].users for batches in shards])
+    assert sorted(seen.tolist()) == list(range(101))
+    assert [len(b[0].users) for b in shards] == [len(range(r, 101, world_size)) for r in range(world_size)]
+    for batches in shards:
+        assert torch.equal(batches[0].ratings, edges.ratings[batches[0].users])
+
+
+def test_train_shards_are_disjoint_equal_and_reshuffled():
+    edges = EdgeBatch(torch.arange(101), torch.zeros(101, dtype=torch.long), torch.ones(101))
+    loaders = [EdgeLoader(edges, batch_size=10, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
+    epoch1 = [torch.cat([b.users for b in loader]) for loader in loaders]
+    epoch2 = [torch.cat([b.users for b in loader]) for loader in loaders]
+    assert [len(loader) for loader in loaders] == [5, 5] and [len(e) for e in epoch1] == [50, 50]
+    assert not set(epoch1[0].tolist()) & set(epoch1[1].tolist())
+    assert not torch.equal(epoch1[0], epoch2[0])
+
+
+def test_loaders_follow_the_trainer_rank(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), split="random", test_fraction=0.35)
+
+    class FakeTrainer:
+        global_rank, world_size = 1, 2
+
+    dm.trainer = FakeTrainer()
+    assert len(dm.data.test.ratings) == 101
+    assert len(next(iter(dm.test_dataloader())).users) == 50

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One short GPU check for a bare CUDA machine with no network (torch, pytorch-lightning, torchmetrics,
+# pandas and pytest installed; jsonargparse not). Prepare first with benchmarks/gpu_prepare.sh, then run
+# from the checkout root:
+#   bash benchmarks/gpu_check.sh            # OUT=dir keeps the logs; DATA_ROOT=dir holding ml-100k/
+# It runs the GPU-marked tests, a `fit` + `test` of each model config on one GPU, and benchmarks/speed.py
+# when that exists, then prints a summary table.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu_check}"
+DATA_ROOT="${DATA_ROOT:-.gpu-data}"
+TRAINER_CONFIG="${TRAINER_CONFIG:-configs/trainer/gpu.yaml}"  # another file dry-runs this script on CPU
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+
+if ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/mlgnn-site .whl/*.whl || exit 1
+  export PYTHONPATH="/tmp/mlgnn-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the project itself, without installing it
+
+card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+versions=$("$PY" -c "import torch, pytorch_lightning as pl; print(f'torch {torch.__version__}, lightning {pl.__version__}, cuda {torch.version.cuda}')")
+echo "card: $card"; echo "$versions"
+
+summary=()
+"$PY" -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -3
+summary+=("| pytest -m gpu | $(tail -1 "$OUT/pytest_gpu.log" | tr -d '=') |")
+
+for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
+  [ -f "$config" ] || continue
+  name=$(basename "$config" .yaml)
+  common=(--config "$config" --config "$TRAINER_CONFIG" --data.root "$DATA_ROOT" --data.cache_dir /tmp/mlgnn-cache)
+  start=$(date +%s.%N)
+  "$PY" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$OUT/logs" > "$OUT/fit_$name.log" 2>&1
+  status=$?
+  wall=$("$PY" -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+  best=$(grep -o "Best checkpoint: [^ ]*" "$OUT/fit_$name.log" | tail -1 | cut -d' ' -f3)
+  epochs=$(grep -c . "$OUT"/logs/"$name"/version_*/metrics.csv 2>/dev/null | tail -1 | cut -d: -f2)
+  if [ "$status" -eq 0 ] && [ -n "$best" ]; then
+    "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" --trainer.logger false > "$OUT/test_$name.log" 2>&1
+    rmse=$(grep -oE "test_rmse +[0-9.]+" "$OUT/test_$name.log" | awk '{print $2}')
+    summary+=("| fit $name (GPU) | exit $status, ${wall}s wall, best ${best##*/}, test_rmse ${rmse:-?} |")
+  else
+    summary+=("| fit $name (GPU) | FAILED (exit $status), see $OUT/fit_$name.log |")
+    tail -20 "$OUT/fit_$name.log"
+  fi
+done
+
+if [ -f benchmarks/speed.py ]; then
+  "$PY" benchmarks/speed.py --device cuda > "$OUT/speed.md" 2>&1
+  summary+=("| benchmarks/speed.py --device cuda | exit $?, table in $OUT/speed.md |")
+  cat "$OUT/speed.md"
+fi
+
+echo
+echo "## GPU check: $card ($versions)"
+echo "| step | result |"
+echo "|---|---|"
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,66 @@
+"""Data parallelism on CPU: two gloo processes must give the single-process answer."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from movielens_gnn.cli import main
+from tests.conftest import REPO
+from tests.test_cli import _args
+
+pytestmark = pytest.mark.ddp
+# 288 synthetic ratings; a 0.35 random test part holds 101 edges: 51 and 50 on two ranks.
+UNEVEN = ["--data.split", "random", "--data.test_fraction", "0.35"]
+CPU_DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    """Run the CLI in a fresh interpreter: DDP relaunches ``sys.argv``, which under pytest is pytest."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "movielens_gnn", *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _logged(log_dir: Path, key: str) -> float:
+    (path,) = log_dir.glob("**/metrics.csv")
+    with open(path) as handle:
+        values = [row[key] for row in csv.DictReader(handle) if row.get(key)]
+    assert len(values) == 1, values
+    return float(values[0])
+
+
+@pytest.fixture
+def checkpoint(tmp_path, monkeypatch, ml100k_root) -> Path:
+    monkeypatch.chdir(tmp_path)
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", *UNEVEN))
+    assert len(fit.datamodule.data.test.ratings) == 101
+    return Path(fit.trainer.checkpoint_callback.best_model_path)
+
+
+def test_ddp_test_equals_single_process(checkpoint, ml100k_root, tmp_path):
+    single = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN))
+    expected = {k: single.trainer.callback_metrics[k].item() for k in ("test_rmse", "test_mae")}
+    logs = tmp_path / "ddp_logs"
+    _run(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN, *CPU_DDP,
+               "--trainer.logger.init_args.save_dir", str(logs)), tmp_path)
+    for key, value in expected.items():
+        assert _logged(logs, key) == pytest.approx(value, abs=1e-6)
+
+
+def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path):
+    _run(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", *CPU_DDP), tmp_path)
+    files = sorted(p.name for p in (tmp_path / "checkpoints" / "gcn_dot").iterdir())
+    assert len(files) == 2 and "last.ckpt" in files, files
+    state = torch.load(tmp_path / "checkpoints" / "gcn_dot" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 2 and not any(k.startswith("graph.") for k in state["state_dict"])
+    (metrics,) = (tmp_path / "logs").glob("**/metrics.csv")  # one logger, on rank 0
+    with open(metrics) as handle:
+        assert len([row for row in csv.DictReader(handle) if row["val_rmse"]]) == 3
