@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal"]
 CACHE_FORMAT = 1
+RATING_LEVELS = 5  # MovieLens ratings are whole stars 1..5, checked when the files are read
 PARTS = ("train", "val", "test")
 
 
@@ -355,6 +356,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             self._graph = BipartiteGraph(
                 data.train.users, data.train.items, self.num_users, self.num_items,
                 user_features=data.user_features, item_features=data.item_features,
+                ratings=data.train.ratings, num_relations=RATING_LEVELS,
             )
         return self._graph
 

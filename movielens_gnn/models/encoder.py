@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.models.graphconv import GraphConv
+from movielens_gnn.models.graphconv import GraphConv, RelGraphConv
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -43,6 +43,10 @@ class GraphEncoder(nn.Module):
         combine: One of :data:`COMBINE_MODES`; ``mean`` needs all widths equal.
         user_feature_dim: ``Fu``; 0 disables user side features.
         item_feature_dim: ``Fi``; 0 disables item side features.
+        num_relations: ``R > 0`` uses rating-aware :class:`RelGraphConv` layers with one weight per
+            rating level (the graph must carry edge ratings); 0 uses :class:`GraphConv`.
+        edge_dropout: In training, the share of rating edges (both directions) left out of message
+            passing at each forward pass; the rest are scaled by ``1 / (1 - edge_dropout)``.
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class GraphEncoder(nn.Module):
         combine: str = "last",
         user_feature_dim: int = 0,
         item_feature_dim: int = 0,
+        num_relations: int = 0,
+        edge_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _choice("activation", activation, ACTIVATIONS)
@@ -63,8 +69,10 @@ class GraphEncoder(nn.Module):
         dims = [embedding_dim, *hidden_dims]
         if combine == "mean" and len(set(dims)) != 1:
             raise ValueError(f"combine='mean' needs embedding_dim and hidden_dims equal, got {dims}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        for name, value in (("dropout", dropout), ("edge_dropout", edge_dropout)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}.")
+        self.edge_dropout = edge_dropout
         self.num_users = num_users
         self.combine = combine
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
@@ -73,10 +81,14 @@ class GraphEncoder(nn.Module):
         self.item_projection = nn.Linear(item_feature_dim, embedding_dim, bias=False) if item_feature_dim else None
         self.dropout = nn.Dropout(dropout)
         last = len(dims) - 2
-        self.layers = nn.ModuleList(
-            GraphConv(d_in, d_out, activation=None if k == last else ACTIVATIONS[activation]())
-            for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:]))
-        )
+
+        def layer(k: int, d_in: int, d_out: int) -> nn.Module:
+            act = None if k == last else ACTIVATIONS[activation]()
+            if num_relations:
+                return RelGraphConv(d_in, d_out, num_relations, activation=act)
+            return GraphConv(d_in, d_out, activation=act)
+
+        self.layers = nn.ModuleList(layer(k, d_in, d_out) for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])))
         self.out_dim = sum(dims) if combine == "concat" else dims[-1]
         # Small initial embeddings keep the first dot products near zero, i.e. predictions near the mean.
         nn.init.normal_(self.user_embedding.weight, std=0.1)
@@ -107,9 +119,14 @@ class GraphEncoder(nn.Module):
             ``(U, D)`` user and ``(I, D)`` item representations, ``D = out_dim``.
         """
         h = self._inputs(graph)
+        edge_scale = None
+        if self.training and self.edge_dropout > 0 and self.layers:
+            # One draw per forward pass, shared by all layers, so a dropped rating is gone from the whole pass.
+            keep = torch.rand(graph.num_ratings, device=h.device) >= self.edge_dropout
+            edge_scale = keep.to(h.dtype) / (1.0 - self.edge_dropout)
         outputs = [h]
         for layer in self.layers:
-            h = layer(graph, self.dropout(h))
+            h = layer(graph, self.dropout(h), edge_scale)
             outputs.append(h)
         if self.combine == "last":
             h = outputs[-1]

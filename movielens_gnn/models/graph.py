@@ -8,13 +8,17 @@ import torch
 from torch import Tensor, nn
 
 
-def _csr(rows: Tensor, cols: Tensor, values: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort the COO entries of an ``(n, n)`` matrix by (row, col); return CSR ``(crow, col, values)``."""
-    order = torch.argsort(rows * n + cols)
-    counts = torch.bincount(rows, minlength=n)
-    crow = torch.zeros(n + 1, dtype=torch.int64)
-    crow[1:] = torch.cumsum(counts, 0)
-    return crow, cols[order].contiguous(), values[order].contiguous()
+def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
+    """CSR structure of an ``(n_rows, n_cols)`` matrix from COO entries.
+
+    Returns:
+        ``(crow, col, order)``: ``order[k]`` is the index of the COO entry stored at CSR position
+        ``k``, so ``values[order]`` lays any per-entry values out in CSR order.
+    """
+    order = torch.argsort(rows * n_cols + cols)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    return crow, cols[order].contiguous(), order
 
 
 class BipartiteGraph(nn.Module):
@@ -30,6 +34,12 @@ class BipartiteGraph(nn.Module):
     buffers: they move with the module to any device but are not written into checkpoints,
     because they are data, rebuilt from the training edges.
 
+    Given the rating of each edge, the graph also holds the relational form used by
+    rating-aware message passing (GC-MC, R-GCN): ``A_rel`` of shape ``(N, R * N)`` whose entry
+    for edge ``s -> d`` with rating level ``r`` sits in column ``r * N + s``, with the same
+    normalised value as in ``A``. Then ``A_rel @ stack_r(x @ W_r)`` is
+    ``sum_r A_r @ x @ W_r`` in one sparse product.
+
     Args:
         users: ``(E,)`` internal user index of each training rating.
         items: ``(E,)`` internal item index of each training rating.
@@ -37,6 +47,8 @@ class BipartiteGraph(nn.Module):
         num_items: ``I``.
         user_features: ``(U, Fu)`` side features, or ``None``.
         item_features: ``(I, Fi)`` side features, or ``None``.
+        ratings: ``(E,)`` rating of each edge (1..``num_relations``), or ``None``.
+        num_relations: ``R``, the number of rating levels, when ``ratings`` is given.
         dtype: Floating dtype of the normalised values.
     """
 
@@ -48,6 +60,8 @@ class BipartiteGraph(nn.Module):
         num_items: int,
         user_features: Tensor | None = None,
         item_features: Tensor | None = None,
+        ratings: Tensor | None = None,
+        num_relations: int = 5,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -65,11 +79,25 @@ class BipartiteGraph(nn.Module):
         out_deg = torch.bincount(src, minlength=n).clamp(min=1).to(torch.float64)
         in_deg = torch.bincount(dst, minlength=n).clamp(min=1).to(torch.float64)
         values = (out_deg[src].rsqrt() * in_deg[dst].rsqrt()).to(dtype)
-        for prefix, rows, cols in (("", dst, src), ("t_", src, dst)):
-            crow, col, val = _csr(rows, cols, values, n)
+        num_ratings = users.numel()
+        self.num_relations = 0
+        layouts = {"": (dst, src, n, n), "t_": (src, dst, n, n)}
+        if ratings is not None:
+            level = ratings.round().to(torch.int64).cpu() - 1
+            if level.shape != users.shape or (level.numel() and (int(level.min()) < 0 or int(level.max()) >= num_relations)):
+                raise ValueError(f"ratings must be one per edge and in 1..{num_relations}.")
+            self.num_relations = num_relations
+            rel_src = torch.cat([level, level]) * n + src
+            # (N, R*N): rows are destinations, columns (relation, source); and its transpose.
+            layouts["rel_"] = (dst, rel_src, n, num_relations * n)
+            layouts["rel_t_"] = (rel_src, dst, num_relations * n, n)
+        for prefix, (rows, cols, n_rows, n_cols) in layouts.items():
+            crow, col, order = _csr(rows, cols, n_rows, n_cols)
             self.register_buffer(f"{prefix}crow", crow, persistent=False)
             self.register_buffer(f"{prefix}col", col, persistent=False)
-            self.register_buffer(f"{prefix}val", val, persistent=False)
+            self.register_buffer(f"{prefix}val", values[order].contiguous(), persistent=False)
+            # Which rating each stored entry comes from (directed edges k and k + E are rating k).
+            self.register_buffer(f"{prefix}edge", order % max(num_ratings, 1), persistent=False)
         self.register_buffer("user_features", user_features, persistent=False)
         self.register_buffer("item_features", item_features, persistent=False)
 
@@ -82,15 +110,43 @@ class BipartiteGraph(nn.Module):
         """Directed edges: twice the number of training ratings."""
         return self.col.numel()
 
-    def adjacency(self) -> tuple[Tensor, Tensor]:
-        """The normalised adjacency and its transpose as sparse CSR tensors of shape ``(N, N)``."""
-        size = (self.num_nodes, self.num_nodes)
+    def _sparse(self, prefix: str, shape: tuple[int, int], edge_scale: Tensor | None) -> Tensor:
+        values = getattr(self, f"{prefix}val")
+        if edge_scale is not None:
+            values = values * edge_scale[getattr(self, f"{prefix}edge")].to(values.dtype)
         with warnings.catch_warnings():
             # torch flags every CSR tensor as "beta"; the invariants were established in __init__.
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            adj = torch.sparse_csr_tensor(self.crow, self.col, self.val, size, check_invariants=False)
-            adj_t = torch.sparse_csr_tensor(self.t_crow, self.t_col, self.t_val, size, check_invariants=False)
-        return adj, adj_t
+            return torch.sparse_csr_tensor(
+                getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"), values, shape, check_invariants=False
+            )
+
+    def adjacency(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The normalised adjacency and its transpose as sparse CSR tensors of shape ``(N, N)``.
+
+        Args:
+            edge_scale: ``(E,)`` factor per training rating, applied to both of its directed
+                edges (edge dropout); the normalisation keeps the full graph's degrees, as
+                DGL's ``GraphConv(norm="both")`` does with ``edge_weight``.
+        """
+        size = (self.num_nodes, self.num_nodes)
+        return self._sparse("", size, edge_scale), self._sparse("t_", size, edge_scale)
+
+    def relational_adjacency(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``A_rel`` of shape ``(N, R * N)`` and its transpose, as sparse CSR tensors.
+
+        Args:
+            edge_scale: As in :meth:`adjacency`.
+        """
+        if not self.num_relations:
+            raise ValueError("This graph was built without edge ratings; rating-aware layers need them.")
+        n, wide = self.num_nodes, self.num_relations * self.num_nodes
+        return self._sparse("rel_", (n, wide), edge_scale), self._sparse("rel_t_", (wide, n), edge_scale)
+
+    @property
+    def num_ratings(self) -> int:
+        """Training ratings ``E``: each is one undirected edge, stored once per direction."""
+        return self.num_edges // 2
 
     def to_dense(self) -> Tensor:
         """The normalised adjacency as a dense ``(N, N)`` matrix; for tests and small graphs."""

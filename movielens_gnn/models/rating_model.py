@@ -39,7 +39,11 @@ class RatingModel(pl.LightningModule):
         hidden_dims: Output width of each GraphConv layer.
         activation: Between GraphConv layers: ``relu``, ``leaky_relu``, ``elu``, ``tanh`` or ``identity``.
         dropout: Dropout on each GraphConv layer's input.
+        edge_dropout: Share of training rating edges left out of message passing at each training
+            step (a fresh draw each step; none at evaluation).
         combine: Encoder output: ``last`` layer, ``mean`` or ``concat`` of all layers.
+        rating_relations: Rating-aware message passing: one GraphConv weight per rating value
+            (1..5), as in GC-MC, instead of one for all edges.
         side_features: Add projected user/item side features to the ID embeddings.
         head: ``dot`` (inner product + biases) or ``mlp``.
         mlp_hidden_dims: Hidden widths of the ``mlp`` head.
@@ -60,7 +64,9 @@ class RatingModel(pl.LightningModule):
         hidden_dims: Sequence[int] = (64,),
         activation: Literal["relu", "leaky_relu", "elu", "tanh", "identity"] = "relu",
         dropout: float = 0.0,
+        edge_dropout: float = 0.0,
         combine: Literal["last", "mean", "concat"] = "last",
+        rating_relations: bool = False,
         side_features: bool = False,
         head: Literal["dot", "mlp"] = "dot",
         mlp_hidden_dims: Sequence[int] = (64,),
@@ -81,9 +87,11 @@ class RatingModel(pl.LightningModule):
             list(hidden_dims),
             activation=activation,
             dropout=dropout,
+            edge_dropout=edge_dropout,
             combine=combine,
             user_feature_dim=user_feature_dim if side_features else 0,
             item_feature_dim=item_feature_dim if side_features else 0,
+            num_relations=int(MAX_RATING - MIN_RATING) + 1 if rating_relations else 0,
         )
         if head == "dot":
             self.head = DotHead(num_users, num_items, rating_mean)

@@ -179,3 +179,15 @@ def test_loaders_follow_the_trainer_rank(ml100k_root):
     dm.trainer = FakeTrainer()
     assert len(dm.data.test.ratings) == 101
     assert len(next(iter(dm.test_dataloader())).users) == 50
+
+
+def test_graph_carries_training_ratings_by_level(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root))
+    wide = dm.graph.relational_adjacency()[0].to_dense()
+    n = dm.graph.num_nodes
+    train = dm.data.train
+    for user, item, rating in zip(train.users.tolist(), train.items.tolist(), train.ratings.tolist()):
+        level = int(rating) - 1
+        assert wide[dm.num_users + item, level * n + user] > 0
+        assert wide[user, level * n + dm.num_users + item] > 0
+    assert int((wide != 0).sum()) == 2 * len(train.ratings)

@@ -65,3 +65,30 @@ def test_dropout_only_in_training(graph):
 def test_bad_configuration(kwargs, message):
     with pytest.raises(ValueError, match=message):
         GraphEncoder(4, 5, embedding_dim=6, **kwargs)
+
+
+def test_rating_relations_use_relational_layers():
+    users, items = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 1, 4])
+    rated = BipartiteGraph(users, items, 4, 5, ratings=torch.tensor([1.0, 5.0, 3.0, 4.0]))
+    encoder = GraphEncoder(4, 5, embedding_dim=6, hidden_dims=[6, 6], num_relations=5)
+    assert all(type(layer).__name__ == "RelGraphConv" for layer in encoder.layers)
+    user_h, item_h = encoder(rated)
+    assert user_h.shape == (4, 6) and item_h.shape == (5, 6)
+    with pytest.raises(ValueError, match="built without edge ratings"):
+        encoder(BipartiteGraph(users, items, 4, 5))
+
+
+def test_edge_dropout_masks_whole_ratings_in_training_only(graph):
+    torch.manual_seed(0)
+    encoder = GraphEncoder(4, 5, embedding_dim=6, hidden_dims=[6], edge_dropout=0.5)
+    encoder.eval()
+    full = encoder(graph)
+    torch.testing.assert_close(full, encoder(graph))
+    encoder.train()
+    dropped = encoder(graph)
+    assert not torch.allclose(dropped[0], full[0])
+    # What the training pass computed equals the layer run with some 0/2 scale per rating.
+    x = torch.cat([encoder.user_embedding.weight, encoder.item_embedding.weight])
+    candidates = torch.cartesian_prod(*[torch.tensor([0.0, 2.0])] * graph.num_ratings)
+    matches = [s for s in candidates if torch.allclose(encoder.layers[0](graph, x, s), torch.cat(dropped))]
+    assert len(matches) >= 1

@@ -49,3 +49,44 @@ def test_buffers_follow_the_module_but_stay_out_of_the_state_dict():
 def test_rejects_out_of_range_edges():
     with pytest.raises(ValueError, match="out of range for 2 users and 2 items"):
         BipartiteGraph(torch.tensor([0, 2]), torch.tensor([0, 1]), 2, 2)
+
+
+def test_relational_adjacency_splits_the_normalised_matrix_by_rating():
+    users = torch.tensor([0, 0, 1, 2, 2])
+    items = torch.tensor([0, 1, 1, 0, 2])
+    ratings = torch.tensor([5.0, 1.0, 3.0, 5.0, 2.0])
+    graph = BipartiteGraph(users, items, 3, 3, ratings=ratings, dtype=torch.float64)
+    adj, adj_t = graph.relational_adjacency()
+    n = graph.num_nodes
+    wide = adj.to_dense()
+    assert wide.shape == (n, 5 * n) and graph.num_relations == 5
+    # Summing the five (N, N) blocks gives back the plain normalised adjacency.
+    torch.testing.assert_close(wide.reshape(n, 5, n).sum(1), graph.to_dense())
+    # User 0 -> item 0 was rated 5: its entry sits in block 4 only.
+    assert wide[3 + 0, 4 * n + 0] == graph.to_dense()[3, 0] and wide[3 + 0, 0 * n + 0] == 0
+    torch.testing.assert_close(adj_t.to_dense(), wide.T)
+
+
+def test_relational_needs_ratings_in_range():
+    with pytest.raises(ValueError, match="in 1..5"):
+        BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 1, 1, ratings=torch.tensor([6.0]))
+    with pytest.raises(ValueError, match="built without edge ratings"):
+        BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 1, 1).relational_adjacency()
+
+
+def test_edge_scale_hits_both_directions_of_a_rating_in_every_layout():
+    users = torch.tensor([0, 0, 1, 2])
+    items = torch.tensor([0, 1, 1, 2])
+    graph = BipartiteGraph(users, items, 3, 3, ratings=torch.tensor([5.0, 1.0, 3.0, 2.0]), dtype=torch.float64)
+    scale = torch.tensor([1.0, 0.0, 2.0, 1.0])  # drop rating 1 (user 0, item 1), double rating 2
+    dense = graph.to_dense()
+    expected = dense.clone()
+    expected[3 + 1, 0] = expected[0, 3 + 1] = 0
+    expected[3 + 1, 1] *= 2
+    expected[1, 3 + 1] *= 2
+    adj, adj_t = graph.adjacency(scale)
+    torch.testing.assert_close(adj.to_dense(), expected)
+    torch.testing.assert_close(adj_t.to_dense(), expected.T)
+    rel, rel_t = graph.relational_adjacency(scale)
+    torch.testing.assert_close(rel.to_dense().reshape(6, 5, 6).sum(1), expected)
+    torch.testing.assert_close(rel_t.to_dense(), rel.to_dense().T)

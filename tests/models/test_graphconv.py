@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.models.graphconv import GraphConv, spmm
+from movielens_gnn.models.graphconv import GraphConv, RelGraphConv, spmm
 
 
 def _graph(dtype=torch.float64) -> BipartiteGraph:
@@ -69,3 +69,43 @@ def test_dgl_layout_and_initialisation():
     bound = (6 / (3 + 7)) ** 0.5  # Xavier-uniform
     assert conv.weight.abs().max() <= bound
     assert GraphConv(3, 7, bias=False).bias is None
+
+
+def _rated_graph():
+    g = torch.Generator().manual_seed(2)
+    pairs = torch.randperm(10 * 12, generator=g)[:50]
+    ratings = torch.randint(1, 6, (50,), generator=g).double()
+    return BipartiteGraph(pairs // 12, pairs % 12, 10, 12, ratings=ratings, dtype=torch.float64), pairs, ratings
+
+
+def test_relgraphconv_matches_per_rating_dense_sum_and_gradcheck():
+    graph, pairs, ratings = _rated_graph()
+    conv = RelGraphConv(4, 3, num_relations=5, activation=torch.tanh).double()
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(graph.num_nodes, 4, dtype=torch.float64, requires_grad=True)
+    dense = graph.to_dense()
+    users, items = pairs // 12, pairs % 12 + 10
+    expected = torch.zeros(graph.num_nodes, 3, dtype=torch.float64)
+    for level in range(5):
+        mask = ratings == level + 1
+        block = torch.zeros_like(dense)
+        block[items[mask], users[mask]] = dense[items[mask], users[mask]]
+        block[users[mask], items[mask]] = dense[users[mask], items[mask]]
+        expected = expected + block @ x @ conv.weight[level]
+    torch.testing.assert_close(conv(graph, x), torch.tanh(expected + conv.bias))
+    weight = conv.weight.detach().clone().requires_grad_()
+
+    def run(t, w):
+        return torch.func.functional_call(conv, {"weight": w, "bias": conv.bias}, (graph, t))
+
+    assert torch.autograd.gradcheck(run, (x, weight))
+
+
+def test_relgraphconv_with_equal_weights_is_graphconv():
+    graph, _, _ = _rated_graph()
+    plain = GraphConv(4, 3).double()
+    rel = RelGraphConv(4, 3, num_relations=5).double()
+    with torch.no_grad():
+        rel.weight.copy_(plain.weight.expand(5, 4, 3))
+    x = torch.randn(graph.num_nodes, 4, dtype=torch.float64)
+    torch.testing.assert_close(rel(graph, x), plain(graph, x))

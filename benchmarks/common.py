@@ -1,0 +1,100 @@
+"""Shared by the benchmark scripts: one fit (and optionally one test) through the project's CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from movielens_gnn.cli import main  # noqa: E402
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.logger", "false"]
+
+
+@dataclass
+class RunResult:
+    """What one fit (+ test) produced.
+
+    Attributes:
+        best_val_rmse: Validation RMSE of the selected checkpoint.
+        best_epoch: Epoch of that checkpoint (0-based).
+        epochs: Epochs trained before early stopping or ``max_epochs``.
+        test_rmse: Test RMSE of the selected checkpoint, or ``None`` when not tested.
+        test_mae: Test MAE of the selected checkpoint, or ``None``.
+        wall_s: Seconds for fit and test together, in this process.
+    """
+
+    best_val_rmse: float
+    best_epoch: int
+    epochs: int
+    test_rmse: float | None
+    test_mae: float | None
+    wall_s: float
+
+
+@contextlib.contextmanager
+def _chdir(path: Path):
+    previous = Path.cwd()
+    path.mkdir(parents=True, exist_ok=True)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def run(config: Path, overrides: list[str], workdir: Path, test: bool) -> RunResult:
+    """Fit ``config`` with ``overrides`` inside ``workdir``; select on ``val_rmse``; test once if asked.
+
+    Checkpoints land in ``workdir`` (the configs use relative paths), so runs never collide.
+    """
+    start = time.perf_counter()
+    with _chdir(workdir):
+        fit = main(["fit", "--config", str(config), *overrides, *QUIET])
+        checkpoint = fit.trainer.checkpoint_callback
+        best = checkpoint.best_model_path
+        result = RunResult(
+            best_val_rmse=float(checkpoint.best_model_score),
+            best_epoch=int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]),
+            epochs=fit.trainer.current_epoch,
+            test_rmse=None,
+            test_mae=None,
+            wall_s=0.0,
+        )
+        if test:
+            tested = main(["test", "--config", str(config), *overrides, *QUIET, "--ckpt_path", best, "--verbose", "false"])
+            metrics = tested.trainer.callback_metrics
+            result.test_rmse = float(metrics["test_rmse"])
+            result.test_mae = float(metrics["test_mae"])
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def quiet_logs() -> None:
+    """Keep Lightning's per-run chatter out of the benchmark output."""
+    warnings.filterwarnings("ignore")
+    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "movielens_gnn"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def machine() -> str:
+    """A one-line description of where the numbers were measured."""
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def command_line() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
