@@ -34,8 +34,11 @@ class MovieLensCLI(LightningCLI):
             log.info("Evaluate it once on the test part with: python -m movielens_gnn test --config <same config> --ckpt_path %s", best)
 
 
-def main(args: Any = None) -> MovieLensCLI:
+def main(args: Any = None, run: bool = True) -> MovieLensCLI:
     """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` as in LightningCLI.
+
+    With ``run=False`` there is no subcommand: the model, data module and trainer are only
+    instantiated from ``args`` (for benchmarks and notebooks).
 
     A user error (missing or corrupt data, a bad value) ends the process with one message on
     stderr and exit code 2 instead of a traceback; set ``MOVIELENS_GNN_DEBUG=1`` to see it.
@@ -48,6 +51,7 @@ def main(args: Any = None) -> MovieLensCLI:
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
             args=args,
+            run=run,
         )
     except (FileNotFoundError, ValueError) as err:
         if os.environ.get("MOVIELENS_GNN_DEBUG"):

@@ -28,7 +28,7 @@ def _args(command: str, config: str, root: Path, *extra: str) -> list[str]:
     return [command, "--config", str(REPO / "configs" / config), "--data.root", str(root), *QUIET, *extra]
 
 
-@pytest.mark.parametrize("config", ["gcn_dot.yaml", "gcn_mlp.yaml"])
+@pytest.mark.parametrize("config", ["gcn_dot.yaml", "gcn_mlp.yaml", "ml100k_best.yaml"])
 def test_fit_fast_dev_run(workdir, ml100k_root, config):
     cli = main(_args("fit", config, ml100k_root, "--trainer.fast_dev_run", "true"))
     assert cli.model.hparams.num_users == 24 and cli.model.hparams.num_items == 30
@@ -139,3 +139,9 @@ def test_fit_bf16_mixed_on_cpu(workdir, ml100k_root):
     assert cli.trainer.precision == "bf16-mixed"
     assert math.isfinite(cli.trainer.callback_metrics["val_rmse"].item())
     assert cli.model.encoder.user_embedding.weight.dtype == torch.float32  # weights stay float32
+
+
+def test_instantiate_without_running(workdir, ml100k_root):
+    cli = main(["--config", str(REPO / "configs" / "ml100k_best.yaml"), "--data.root", str(ml100k_root)], run=False)
+    assert cli.model.hparams.side_features and cli.model.hparams.num_items == 30
+    assert cli.trainer.current_epoch == 0 and not (workdir / "checkpoints").exists()

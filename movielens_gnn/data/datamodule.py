@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from movielens_gnn.data.movielens import MovieLens100K, MovieLensMeta, Ratings
-from movielens_gnn.data.splits import SPLITS, check_fraction, check_split, random_split, temporal_split
+from movielens_gnn.data.splits import SPLITS, check_fraction, check_split, random_split, temporal_split, user_holdout
 from movielens_gnn.models.graph import BipartiteGraph
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,11 @@ class MovieLensDataModule(pl.LightningDataModule):
             ``test_fraction`` of ``u.data`` by timestamp).
         val_fraction: Share of the training part held out for validation: seeded random, or
             for ``temporal`` the latest training ratings.
+        val_strategy: ``random`` holds out ``val_fraction`` of the training ratings uniformly;
+            ``users`` holds out a larger share of the ratings of a seeded ``val_user_fraction``
+            of the users (about ``val_fraction`` in total), which resembles the canonical u1
+            test part (39% of the ratings of half the users). Ignored by ``temporal``.
+        val_user_fraction: Share of users that lose ratings under ``val_strategy: users``.
         test_fraction: Share of ``u.data`` held out for testing by ``random`` and ``temporal``.
         seed: Seed of the random splits, so a given seed always gives the same edges.
         batch_size: Training edges per step; ``None`` trains full-batch (one step an epoch).
@@ -188,6 +193,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         root: str = "data",
         split: SplitName = "u1",
         val_fraction: float = 0.05,
+        val_strategy: Literal["random", "users"] = "random",
+        val_user_fraction: float = 0.5,
         test_fraction: float = 0.2,
         seed: int = 42,
         batch_size: Optional[int] = None,
@@ -198,6 +205,12 @@ class MovieLensDataModule(pl.LightningDataModule):
         super().__init__()
         check_split(split)
         check_fraction("val_fraction", val_fraction)
+        if val_strategy not in ("random", "users"):
+            raise ValueError(f"Unknown val_strategy {val_strategy!r}; valid values: random, users.")
+        if val_strategy == "users" and not 0.0 < val_fraction < val_user_fraction < 1.0:
+            raise ValueError(
+                f"val_strategy 'users' needs 0 < val_fraction < val_user_fraction < 1, got {val_fraction} and {val_user_fraction}."
+            )
         check_fraction("test_fraction", test_fraction)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
@@ -205,6 +218,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.dataset = MovieLens100K(root, url)
         self.split = split
         self.val_fraction = val_fraction
+        self.val_strategy = val_strategy
+        self.val_user_fraction = val_user_fraction
         self.test_fraction = test_fraction
         self.seed = seed
         self.batch_size = batch_size
@@ -280,7 +295,9 @@ class MovieLensDataModule(pl.LightningDataModule):
             stat = path.stat() if path.is_file() else None
             fingerprints[name] = [stat.st_size, stat.st_mtime_ns] if stat else None
         settings = {"format": CACHE_FORMAT, "split": self.split, "val_fraction": self.val_fraction,
-                    "seed": self.seed, "files": fingerprints}
+                    "val_strategy": self.val_strategy, "seed": self.seed, "files": fingerprints}
+        if self.val_strategy == "users":
+            settings["val_user_fraction"] = self.val_user_fraction
         if self.split in ("random", "temporal"):
             settings["test_fraction"] = self.test_fraction
         return settings
@@ -321,6 +338,8 @@ class MovieLensDataModule(pl.LightningDataModule):
             test = self.dataset.read_ratings(f"{self.split}.test", meta)
         if self.split == "temporal":
             train, val = temporal_split(train, self.val_fraction)
+        elif self.val_strategy == "users":
+            train, val = user_holdout(train, self.val_fraction, self.val_user_fraction, self.seed)
         else:
             train, val = random_split(train, self.val_fraction, self.seed)
         return train, val, test

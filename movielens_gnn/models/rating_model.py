@@ -135,8 +135,8 @@ class RatingModel(pl.LightningModule):
         """
         if self.graph is None:
             raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
-        user_h, item_h = self.encoder(self.graph)
-        return self.head(user_h[users], item_h[items], users, items)
+        user_table, item_table = self.encoder(self.graph)
+        return self.head(user_table, item_table, users, items)
 
     def _shared_step(self, batch, metrics: MetricCollection) -> Tensor:
         users, items, ratings = batch

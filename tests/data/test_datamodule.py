@@ -191,3 +191,32 @@ def test_graph_carries_training_ratings_by_level(ml100k_root):
         assert wide[dm.num_users + item, level * n + user] > 0
         assert wide[user, level * n + dm.num_users + item] > 0
     assert int((wide != 0).sum()) == 2 * len(train.ratings)
+
+
+def test_user_validation_strategy(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), split="u1", val_strategy="users", val_fraction=0.1,
+                             val_user_fraction=0.5)
+    data = dm.data
+    base = _file_pairs(ml100k_root / "ml-100k" / "u1.base")
+    assert _pairs(data.train) | _pairs(data.val) == base and not _pairs(data.train) & _pairs(data.val)
+    val_users = set(data.val.users.tolist())
+    assert len(val_users) <= 12  # half of the 24 users at most
+    # The graph's user -> item entries are exactly the training pairs; no validation pair is among them.
+    block = dm.graph.to_dense()[dm.num_users :, : dm.num_users]
+    graph_pairs = {(u, i) for i, u in block.nonzero().tolist()}
+    assert graph_pairs == _pairs(data.train) and not graph_pairs & _pairs(data.val)
+    assert saved_setting(dm, "val_strategy") == "users"
+
+
+def saved_setting(dm, key):
+    return torch.load(dm.cache_path, weights_only=True)["settings"][key]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"val_strategy": "per_item"}, "Unknown val_strategy 'per_item'; valid values: random, users"),
+     ({"val_strategy": "users", "val_fraction": 0.6, "val_user_fraction": 0.5}, "needs 0 < val_fraction < val_user_fraction")],
+)
+def test_bad_validation_strategy(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MovieLensDataModule(root=str(tmp_path), **kwargs)

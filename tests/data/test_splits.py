@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from movielens_gnn.data.movielens import Ratings
-from movielens_gnn.data.splits import check_split, random_split, temporal_split
+from movielens_gnn.data.splits import check_split, random_split, temporal_split, user_holdout
 
 
 def _ratings(n: int, seed: int = 0) -> Ratings:
@@ -62,3 +62,25 @@ def test_fraction_must_be_inside_unit_interval(fraction):
 def test_unknown_split_lists_valid_values():
     with pytest.raises(ValueError, match=r"Unknown split 'u9'; valid values: u1, u2, u3, u4, u5, ua, ub, random, temporal"):
         check_split("u9")
+
+
+def test_user_holdout_takes_a_larger_share_from_half_the_users():
+    # 40 users with 10 ratings each.
+    user = np.repeat(np.arange(40), 10)
+    ratings = Ratings(user, np.tile(np.arange(10), 40), np.ones(400, np.float32), np.arange(400))
+    kept, held = user_holdout(ratings, fraction=0.1, user_fraction=0.5, seed=0)
+    assert len(held) == 20 * 2  # 20 users lose round(10 * 0.2) = 2 ratings each
+    held_users, per_user = np.unique(held.user_id, return_counts=True)
+    assert len(held_users) == 20 and set(per_user) == {2}
+    assert len(kept) + len(held) == 400 and not set(zip(kept.user_id, kept.item_id)) & set(zip(held.user_id, held.item_id))
+    again = user_holdout(ratings, fraction=0.1, user_fraction=0.5, seed=0)[1]
+    np.testing.assert_array_equal(again.item_id, held.item_id)
+    assert not np.array_equal(user_holdout(ratings, 0.1, 0.5, seed=1)[1].user_id, held.user_id)
+
+
+def test_user_holdout_keeps_one_rating_per_user():
+    ratings = Ratings(np.array([0, 0, 1]), np.array([0, 1, 0]), np.ones(3, np.float32), np.arange(3))
+    kept, held = user_holdout(ratings, fraction=0.45, user_fraction=0.5, seed=0)
+    assert sorted(kept.user_id.tolist()).count(0) >= 1 and sorted(kept.user_id.tolist()).count(1) >= 1
+    with pytest.raises(ValueError, match="must be smaller than user_fraction"):
+        user_holdout(ratings, fraction=0.5, user_fraction=0.4, seed=0)

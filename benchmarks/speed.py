@@ -1,0 +1,276 @@
+"""Speed: the GraphConv layer, one training step (Lightning vs a bare loop), `fit` wall time, scaling.
+
+    python benchmarks/speed.py --data-root ../shared/datasets                 # everything, CPU
+    python benchmarks/speed.py --data-root DIR --sections layer,step --device cuda
+
+Every figure is the median of several repeats in this one run. Sections:
+  layer    GraphConv forward+backward on the u1 training graph at 32/64/128 dims: the native engine,
+           and dgl.nn.GraphConv beside it when DGL can be imported.
+  step     one full training step (forward, loss, backward, optimizer) of each config, in Lightning
+           (time between successive training batches, validation off) and as a bare loop.
+  fit      `python -m movielens_gnn fit` from process start to exit, then the test RMSE of its best
+           checkpoint (measured separately, not in the wall time).
+  scaling  synthetic bipartite graphs with power-law degrees at ML-1M/10M/25M sizes: seconds per
+           full-batch epoch and peak RSS, each size in a fresh process; the fitted exponent of time
+           against edges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import REPO, command_line, machine, quiet_logs
+
+from movielens_gnn.cli import main as cli_main
+from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.graphconv import GraphConv
+from movielens_gnn.models.rating_model import RatingModel
+
+CONFIGS = ("configs/gcn_dot.yaml", "configs/ml100k_best.yaml")
+# (users, items, ratings) of MovieLens 1M, 10M and 25M.
+SIZES = {"1m": (6_040, 3_706, 1_000_209), "10m": (69_878, 10_677, 10_000_054), "25m": (162_541, 59_047, 25_000_095)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: int = 3) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def u1_datamodule(data_root: str, cache: Path) -> MovieLensDataModule:
+    return MovieLensDataModule(root=data_root, split="u1", cache_dir=str(cache))
+
+
+# ------------------------------------------------------------------------------------- layer
+def section_layer(dm: MovieLensDataModule, device: torch.device, repeats: int) -> list[str]:
+    graph = dm.graph.to(device)
+    try:
+        import dgl
+        from dgl.nn.pytorch import GraphConv as DGLGraphConv
+
+        users = dm.data.train.users
+        items = dm.data.train.items + dm.num_users
+        dgl_graph = dgl.graph((torch.cat([users, items]), torch.cat([items, users])), num_nodes=graph.num_nodes)
+        dgl_graph = dgl_graph.to(device)
+        dgl_note = f"dgl {dgl.__version__}"
+    except Exception as err:  # DGL is optional and fails to import on torch > 2.2 (missing graphbolt)
+        dgl_graph, dgl_note = None, f"DGL not importable: {type(err).__name__}"
+    rows = ["| dims | native fwd+bwd ms | DGL fwd+bwd ms | native / DGL |", "|---|---|---|---|"]
+    for dims in (32, 64, 128):
+        x = torch.randn(graph.num_nodes, dims, device=device, requires_grad=True)
+        native = GraphConv(dims, dims).to(device)
+        t_native = timed(lambda: native(graph, x).sum().backward(), device, repeats)
+        if dgl_graph is not None:
+            reference = DGLGraphConv(dims, dims, norm="both", allow_zero_in_degree=True).to(device)
+            t_dgl = timed(lambda: reference(dgl_graph, x).sum().backward(), device, repeats)
+            rows.append(f"| {dims} | {t_native * 1e3:.2f} | {t_dgl * 1e3:.2f} | {t_native / t_dgl:.2f} |")
+        else:
+            rows.append(f"| {dims} | {t_native * 1e3:.2f} | – | – |")
+    return [f"Graph: u1 training edges, {graph.num_nodes} nodes, {graph.num_edges} directed edges; {dgl_note}.", "", *rows]
+
+
+# -------------------------------------------------------------------------------------- step
+class _StepTimer:
+    """A Lightning callback taking the time between the starts of successive training batches."""
+
+    def __new__(cls):
+        import pytorch_lightning as pl
+
+        class StepTimer(pl.Callback):
+            def __init__(self) -> None:
+                self.starts: list[float] = []
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                _sync(pl_module.device)
+                self.starts.append(time.perf_counter())
+
+        return StepTimer()
+
+
+def _instantiate(config: str, data_root: str, cache: Path):
+    cli = cli_main(["--config", str(REPO / config), "--data.root", data_root, "--data.cache_dir", str(cache),
+                    "--trainer.logger", "false"], run=False)
+    return cli.model, cli.datamodule
+
+
+def section_step(data_root: str, cache: Path, device: torch.device, repeats: int) -> list[str]:
+    import pytorch_lightning as pl
+
+    rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare |", "|---|---|---|---|"]
+    for config in CONFIGS:
+        model, dm = _instantiate(config, data_root, cache)
+        model.attach_graph(dm.graph)
+        model.to(device)
+        optimizer = model.configure_optimizers()
+        optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+        users, items, ratings = (t.to(device) for t in dm.data.train)
+        model.train()
+
+        def bare_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            F.mse_loss(model(users, items), ratings).backward()
+            optimizer.step()
+
+        t_bare = timed(bare_step, device, repeats)
+
+        model, dm = _instantiate(config, data_root, cache)
+        timer = _StepTimer()
+        trainer = pl.Trainer(
+            accelerator=device.type if device.type != "cuda" else "gpu", devices=1, max_epochs=repeats + 3,
+            limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
+        )
+        trainer.fit(model, datamodule=dm)
+        gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
+        t_lightning = statistics.median(gaps)
+        rows.append(f"| {config} | {t_lightning * 1e3:.1f} | {t_bare * 1e3:.1f} | {t_lightning / t_bare:.2f} |")
+    return ["Full-batch training step on u1 (76,000 training ratings).", "", *rows]
+
+
+# --------------------------------------------------------------------------------------- fit
+def section_fit(data_root: str, cache: Path, device: torch.device) -> list[str]:
+    rows = ["| config | fit wall s (process start to exit) | best epoch | epochs | test RMSE |", "|---|---|---|---|---|"]
+    accelerator = ["--trainer.accelerator", "gpu"] if device.type == "cuda" else ["--trainer.accelerator", "cpu"]
+    for config in CONFIGS:
+        workdir = Path(tempfile.mkdtemp(prefix="mlgnn-fit-"))
+        common = ["--config", str(REPO / config), "--data.root", str(Path(data_root).resolve()),
+                  "--data.cache_dir", str(cache), *accelerator]
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
+                       capture_output=True)
+        wall = time.perf_counter() - start
+        (best,) = (workdir / "checkpoints" / Path(config).stem).glob("epoch=*.ckpt")
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        epochs = len([line for line in next(workdir.glob("logs/*/version_*/metrics.csv")).read_text().splitlines()
+                      if re.match(r"^\d+,\d+,,", line)])
+        tested = subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best),
+                                 "--trainer.logger", "false"], cwd=workdir, check=True, capture_output=True, text=True)
+        rmse = re.search(r"test_rmse\s+([0-9.]+)", tested.stdout).group(1)
+        rows.append(f"| {config} | {wall:.1f} | {state['epoch']} | {epochs} | {float(rmse):.4f} |")
+    return ["`fit` as a user runs it (CSV logger and checkpoints on), then `test` of the best checkpoint.", "", *rows]
+
+
+# ----------------------------------------------------------------------------------- scaling
+def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct (user, item) pairs whose degrees follow Zipf-like laws, as in MovieLens."""
+    g = torch.Generator().manual_seed(seed)
+    user_w = torch.arange(1, num_users + 1, dtype=torch.float64) ** -0.6
+    item_w = torch.arange(1, num_items + 1, dtype=torch.float64) ** -0.8
+    keys = torch.empty(0, dtype=torch.int64)
+    while keys.numel() < num_ratings:
+        draw = int((num_ratings - keys.numel()) * 1.3) + 1000
+        users = torch.multinomial(user_w, draw, replacement=True, generator=g)
+        items = torch.multinomial(item_w, draw, replacement=True, generator=g)
+        keys = torch.unique(torch.cat([keys, users * num_items + items]))
+    keys = keys[torch.randperm(keys.numel(), generator=g)[:num_ratings]]
+    return keys // num_items, keys % num_items
+
+
+def scaling_worker(size: str, device: torch.device, repeats: int) -> dict:
+    num_users, num_items, num_ratings = SIZES[size]
+    users, items = power_law_edges(num_users, num_items, num_ratings)
+    ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
+    start = time.perf_counter()
+    graph = BipartiteGraph(users, items, num_users, num_items)
+    build_s = time.perf_counter() - start
+    model = RatingModel(num_users, num_items, rating_mean=3.0, embedding_dim=64, hidden_dims=[64], combine="mean")
+    model.attach_graph(graph)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    users, items, ratings = users.to(device), items.to(device), ratings.to(device)
+
+    def epoch() -> None:  # full batch: one step is one epoch
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(model(users, items), ratings).backward()
+        optimizer.step()
+
+    seconds = timed(epoch, device, repeats, warmup=1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
+            "graph_build_s": build_s, "peak_rss_gib": peak, "gpu_peak_gib": gpu_peak}
+
+
+def section_scaling(device: torch.device, sizes: list[str], repeats: int) -> list[str]:
+    results = []
+    for size in sizes:
+        out = subprocess.run([sys.executable, __file__, "--scaling-worker", size, "--device", str(device),
+                              "--repeats", str(repeats)], check=True, capture_output=True, text=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = ["| size | users | items | ratings | s / epoch | graph build s | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['size']} | {r['users']:,} | {r['items']:,} | {r['ratings']:,} | {r['epoch_s']:.2f} | "
+                    f"{r['graph_build_s']:.1f} | {r['peak_rss_gib']:.1f} |")
+    lines = ["Full-batch epochs of a gcn_dot-sized model (64 dims, one GraphConv layer) on synthetic power-law graphs.",
+             "", *rows]
+    if len(results) > 1:
+        x = [math.log(r["ratings"]) for r in results]
+        y = [math.log(r["epoch_s"]) for r in results]
+        mx, my = statistics.mean(x), statistics.mean(y)
+        slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
+        lines += ["", f"Fitted exponent of time per epoch against edges: {slope:.2f}"]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--sections", default="layer,step,fit,scaling")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--scaling-sizes", default="1m,10m,25m")
+    parser.add_argument("--scaling-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    quiet_logs()
+    device = torch.device(args.device)
+    if args.scaling_worker:
+        print(json.dumps(scaling_worker(args.scaling_worker, device, max(3, args.repeats // 5))))
+        return
+
+    cache = Path(tempfile.mkdtemp(prefix="mlgnn-speed-cache-"))
+    sections = args.sections.split(",")
+    print(f"`{command_line()}`  ")
+    print(f"Machine: {machine()}, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    if "layer" in sections:
+        print("\n### GraphConv layer\n")
+        print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
+    if "step" in sections:
+        print("\n### Training step\n")
+        print("\n".join(section_step(args.data_root, cache, device, args.repeats)), flush=True)
+    if "fit" in sections:
+        print("\n### fit, start to finish\n")
+        print("\n".join(section_fit(args.data_root, cache, device)), flush=True)
+    if "scaling" in sections:
+        print("\n### Scaling\n")
+        print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
