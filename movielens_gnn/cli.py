@@ -40,8 +40,9 @@ def main(args: Any = None, run: bool = True) -> MovieLensCLI:
     With ``run=False`` there is no subcommand: the model, data module and trainer are only
     instantiated from ``args`` (for benchmarks and notebooks).
 
-    A user error (missing or corrupt data, a bad value) ends the process with one message on
-    stderr and exit code 2 instead of a traceback; set ``MOVIELENS_GNN_DEBUG=1`` to see it.
+    A user error (missing or corrupt data, a bad value, an engine that is not installed) ends the
+    process with one message on stderr and exit code 2 instead of a traceback; set
+    ``MOVIELENS_GNN_DEBUG=1`` to see it.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -53,7 +54,7 @@ def main(args: Any = None, run: bool = True) -> MovieLensCLI:
             args=args,
             run=run,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ImportError) as err:
         if os.environ.get("MOVIELENS_GNN_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

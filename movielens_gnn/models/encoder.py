@@ -18,6 +18,7 @@ ACTIVATIONS = {
     "identity": nn.Identity,
 }
 COMBINE_MODES = ("last", "mean", "concat")
+ENGINES = ("native", "dgl")
 
 
 def _choice(name: str, value: str, valid) -> None:
@@ -47,6 +48,8 @@ class GraphEncoder(nn.Module):
             rating level (the graph must carry edge ratings); 0 uses :class:`GraphConv`.
         edge_dropout: In training, the share of rating edges (both directions) left out of message
             passing at each forward pass; the rest are scaled by ``1 / (1 - edge_dropout)``.
+        engine: ``native`` (torch sparse) or ``dgl`` (``dgl.nn.GraphConv`` and DGL message passing;
+            needs DGL). Parameters are the same for both, so weights move between them.
     """
 
     def __init__(
@@ -62,8 +65,10 @@ class GraphEncoder(nn.Module):
         item_feature_dim: int = 0,
         num_relations: int = 0,
         edge_dropout: float = 0.0,
+        engine: str = "native",
     ) -> None:
         super().__init__()
+        _choice("engine", engine, ENGINES)
         _choice("activation", activation, ACTIVATIONS)
         _choice("combine", combine, COMBINE_MODES)
         dims = [embedding_dim, *hidden_dims]
@@ -73,6 +78,7 @@ class GraphEncoder(nn.Module):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}.")
         self.edge_dropout = edge_dropout
+        self.engine = engine
         self.num_users = num_users
         self.combine = combine
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
@@ -84,6 +90,12 @@ class GraphEncoder(nn.Module):
 
         def layer(k: int, d_in: int, d_out: int) -> nn.Module:
             act = None if k == last else ACTIVATIONS[activation]()
+            if engine == "dgl":
+                from movielens_gnn.models import dgl_engine
+
+                if num_relations:
+                    return dgl_engine.DGLRelGraphConv(d_in, d_out, num_relations, activation=act)
+                return dgl_engine.dgl_graphconv(d_in, d_out, activation=act)
             if num_relations:
                 return RelGraphConv(d_in, d_out, num_relations, activation=act)
             return GraphConv(d_in, d_out, activation=act)
@@ -111,6 +123,14 @@ class GraphEncoder(nn.Module):
                 items = items + projection(features.to(items.dtype))
         return torch.cat([users, items])
 
+    def _propagate(self, layer: nn.Module, graph: BipartiteGraph, h: Tensor, edge_scale: Tensor | None) -> Tensor:
+        if self.engine == "dgl" and not isinstance(layer, RelGraphConv):
+            from movielens_gnn.models import dgl_engine
+
+            # dgl.nn.GraphConv takes a DGLGraph and per-edge weights, in the native CSR's edge order.
+            return layer(dgl_engine.dgl_graph(graph), h, edge_weight=dgl_engine.edge_weight(graph, edge_scale))
+        return layer(graph, h, edge_scale)
+
     def forward(self, graph: BipartiteGraph) -> tuple[Tensor, Tensor]:
         """Args:
             graph: The training graph, with ``num_users + num_items`` nodes.
@@ -126,7 +146,7 @@ class GraphEncoder(nn.Module):
             edge_scale = keep.to(h.dtype) / (1.0 - self.edge_dropout)
         outputs = [h]
         for layer in self.layers:
-            h = layer(graph, self.dropout(h), edge_scale)
+            h = self._propagate(layer, graph, self.dropout(h), edge_scale)
             outputs.append(h)
         if self.combine == "last":
             h = outputs[-1]

@@ -24,7 +24,9 @@ class _PairDot(torch.autograd.Function):
         out = torch.empty(users.shape[0], dtype=user_table.dtype, device=user_table.device)
         for start in range(0, users.shape[0], PAIR_CHUNK):
             end = start + PAIR_CHUNK
-            out[start:end] = (user_table[users[start:end]] * item_table[items[start:end]]).sum(-1)
+            # index_select is several times faster than advanced indexing on CPU.
+            u = user_table.index_select(0, users[start:end])
+            out[start:end] = (u * item_table.index_select(0, items[start:end])).sum(-1)
         ctx.save_for_backward(user_table, item_table, users, items)
         return out
 
@@ -37,9 +39,9 @@ class _PairDot(torch.autograd.Function):
             end = start + PAIR_CHUNK
             g = grad_out[start:end, None]
             if grad_user is not None:
-                grad_user.index_add_(0, users[start:end], g * item_table[items[start:end]])
+                grad_user.index_add_(0, users[start:end], g * item_table.index_select(0, items[start:end]))
             if grad_item is not None:
-                grad_item.index_add_(0, items[start:end], g * user_table[users[start:end]])
+                grad_item.index_add_(0, items[start:end], g * user_table.index_select(0, users[start:end]))
         return grad_user, grad_item, None, None
 
 
@@ -87,7 +89,10 @@ class DotHead(nn.Module):
             ``(B,)`` predicted ratings (unclamped).
         """
         dot = pair_dot(user_table, item_table, users, items)
-        return dot + self.rating_mean + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+        # index_select's backward is a scatter-add; nn.Embedding's sorts the indices first (4x slower here).
+        user_bias = self.user_bias.weight.squeeze(1).index_select(0, users)
+        item_bias = self.item_bias.weight.squeeze(1).index_select(0, items)
+        return dot + self.rating_mean + user_bias + item_bias
 
 
 class MLPHead(nn.Module):

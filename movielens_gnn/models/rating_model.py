@@ -45,6 +45,8 @@ class RatingModel(pl.LightningModule):
         rating_relations: Rating-aware message passing: one GraphConv weight per rating value
             (1..5), as in GC-MC, instead of one for all edges.
         side_features: Add projected user/item side features to the ID embeddings.
+        engine: ``native`` (torch sparse, the default) or ``dgl`` (``dgl.nn.GraphConv``; needs
+            ``pip install -e ".[dgl]"``). Checkpoints load with either engine.
         head: ``dot`` (inner product + biases) or ``mlp``.
         mlp_hidden_dims: Hidden widths of the ``mlp`` head.
         mlp_dropout: Dropout inside the ``mlp`` head.
@@ -68,6 +70,7 @@ class RatingModel(pl.LightningModule):
         combine: Literal["last", "mean", "concat"] = "last",
         rating_relations: bool = False,
         side_features: bool = False,
+        engine: Literal["native", "dgl"] = "native",
         head: Literal["dot", "mlp"] = "dot",
         mlp_hidden_dims: Sequence[int] = (64,),
         mlp_dropout: float = 0.0,
@@ -92,6 +95,7 @@ class RatingModel(pl.LightningModule):
             user_feature_dim=user_feature_dim if side_features else 0,
             item_feature_dim=item_feature_dim if side_features else 0,
             num_relations=int(MAX_RATING - MIN_RATING) + 1 if rating_relations else 0,
+            engine=engine,
         )
         if head == "dot":
             self.head = DotHead(num_users, num_items, rating_mean)
