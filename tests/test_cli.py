@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,6 +63,15 @@ def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root):
     assert test.trainer.callback_metrics["test_mae"].item() == pytest.approx(
         (prediction - ratings).abs().mean().item(), abs=1e-6
     )
+    # Top-K metrics: the logged values are those of ranking every unseen item for every test user.
+    from movielens_gnn.metrics import ranking_metrics
+
+    test_users = torch.unique(dm.data.test.users)
+    direct = ranking_metrics(model.score_all_items(test_users), dm.known_items(test_users),
+                             dm.relevant_items(test_users), ks=(10, 20))
+    for name in ("precision@10", "recall@20", "ndcg@10", "hitrate@20"):
+        logged = test.trainer.callback_metrics[f"test_{name}"].item()
+        assert logged == pytest.approx((direct[name] / direct["users"]).item(), abs=1e-6) and 0 <= logged <= 1
 
 
 def test_validate_and_predict_from_checkpoint(workdir, ml100k_root):
@@ -68,10 +79,16 @@ def test_validate_and_predict_from_checkpoint(workdir, ml100k_root):
     best = fit.trainer.checkpoint_callback.best_model_path
     val = main(_args("validate", "gcn_dot.yaml", ml100k_root, "--ckpt_path", best))
     assert val.trainer.callback_metrics["val_rmse"].item() == pytest.approx(fit.trainer.checkpoint_callback.best_model_score.item(), abs=1e-6)
-    predict = main(_args("predict", "gcn_dot.yaml", ml100k_root, "--ckpt_path", best, "--return_predictions", "true"))
-    predictions = torch.cat(predict.trainer.predict_loop.predictions)
-    assert predictions.shape == (len(predict.datamodule.data.test.ratings),)
-    assert predictions.min() >= 1 and predictions.max() <= 5
+    for part in ("test", "val"):
+        out = workdir / f"pred_{part}.csv"
+        predict = main(_args("predict", "gcn_dot.yaml", ml100k_root, "--ckpt_path", best, "--predict_part", part,
+                             "--predictions", str(out)))
+        frame = pd.read_csv(out)
+        edges = getattr(predict.datamodule.data, part)
+        assert list(frame.columns) == ["user_id", "item_id", "rating", "prediction"]
+        assert len(frame) == len(edges.ratings) and frame.prediction.between(1, 5).all()
+        expected_ids = {(u + 1, i + 1, r) for u, i, r in zip(edges.users.tolist(), edges.items.tolist(), edges.ratings.tolist())}
+        assert set(zip(frame.user_id, frame.item_id, frame.rating)) == expected_ids  # synthetic ids are index + 1
 
 
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
@@ -123,6 +140,10 @@ def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch):
     assert type(cli.trainer.logger).__name__ == "WandbLogger"
     runs = list((workdir / "logs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    tables = list(runs[0].glob("files/media/table/sample_recommendations_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert "title" in table["columns"] and len(table["data"]) == 3 * 10
 
 
 def test_module_entry_point_help():

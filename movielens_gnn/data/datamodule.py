@@ -186,6 +186,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         url: Where ``ml-100k.zip`` is downloaded from.
         cache: Read and write the processed cache.
         cache_dir: Folder of the processed cache; ``None`` means ``<root>/processed``.
+        predict_part: The part ``predict`` runs on: ``test`` or ``val``.
     """
 
     def __init__(
@@ -201,6 +202,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         url: str = MovieLens100K.URL,
         cache: bool = True,
         cache_dir: Optional[str] = None,
+        predict_part: Literal["test", "val"] = "test",
     ) -> None:
         super().__init__()
         check_split(split)
@@ -214,7 +216,10 @@ class MovieLensDataModule(pl.LightningDataModule):
         check_fraction("test_fraction", test_fraction)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
+        if predict_part not in ("test", "val"):
+            raise ValueError(f"Unknown predict_part {predict_part!r}; valid values: test, val.")
         self.save_hyperparameters()
+        self.predict_part = predict_part
         self.dataset = MovieLens100K(root, url)
         self.split = split
         self.val_fraction = val_fraction
@@ -379,6 +384,27 @@ class MovieLensDataModule(pl.LightningDataModule):
             )
         return self._graph
 
+    def _user_item_mask(self, users: Tensor, parts: tuple[EdgeBatch, ...]) -> Tensor:
+        """``(B, I)`` bool: which items each of ``users`` has an edge to in ``parts``."""
+        mask = torch.zeros(len(users), self.num_items, dtype=torch.bool)
+        row_of = torch.full((self.num_users,), -1, dtype=torch.int64)
+        row_of[users] = torch.arange(len(users))
+        for part in parts:
+            rows = row_of[part.users]
+            keep = rows >= 0
+            mask[rows[keep], part.items[keep]] = True
+        return mask
+
+    def known_items(self, users: Tensor) -> Tensor:
+        """``(B, I)`` bool: the items each user rated in the training part (training + validation)."""
+        return self._user_item_mask(users, (self.data.train, self.data.val))
+
+    def relevant_items(self, users: Tensor, threshold: float = 4.0) -> Tensor:
+        """``(B, I)`` bool: the test items each user rated ``>= threshold`` (relevant for ranking)."""
+        test = self.data.test
+        liked = test.ratings >= threshold
+        return self._user_item_mask(users, (EdgeBatch(test.users[liked], test.items[liked], test.ratings[liked]),))
+
     def setup(self, stage: str | None = None) -> None:
         data = self.data
         log.info(
@@ -402,7 +428,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         return self._loader(self.data.test)
 
     def predict_dataloader(self) -> EdgeLoader:
-        return self._loader(self.data.test)
+        return self._loader(getattr(self.data, self.predict_part))
 
 
 __all__ = ["SPLITS", "EdgeBatch", "EdgeLoader", "MovieLensDataModule", "ProcessedData"]

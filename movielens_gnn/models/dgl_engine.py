@@ -86,10 +86,9 @@ def edge_weight(graph: BipartiteGraph, edge_scale: Tensor | None, prefix: str = 
 class DGLRelGraphConv(RelGraphConv):
     """:class:`RelGraphConv` whose aggregation runs as DGL message passing (same parameters)."""
 
-    def forward(self, graph: BipartiteGraph, x: Tensor, edge_scale: Tensor | None = None) -> Tensor:
+    def _aggregate(self, graph: BipartiteGraph, messages: Tensor, edge_scale: Tensor | None) -> Tensor:
         import dgl.function as fn
 
-        messages = torch.einsum("nf,rfo->rno", x, self.weight).reshape(-1, self.out_feats)
         block = dgl_relational_graph(graph)
         weight = graph.rel_val.to(messages.dtype)
         if edge_scale is not None:
@@ -98,9 +97,4 @@ class DGLRelGraphConv(RelGraphConv):
             block.srcdata["h"] = messages
             block.edata["w"] = weight[:, None]
             block.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h"))
-            h = block.dstdata["h"]
-        if self.bias is not None:
-            h = h + self.bias
-        if self.activation is not None:
-            h = self.activation(h)
-        return h
+            return block.dstdata["h"]

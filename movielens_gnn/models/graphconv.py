@@ -63,7 +63,37 @@ def sparse_matmul(adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
         return _SpMM.apply(adj, adj_t, x)
 
 
-class GraphConv(nn.Module):
+class _Conv(nn.Module):
+    """Weight, bias and activation shared by the convolutions; Xavier-uniform weight, zero bias (as DGL)."""
+
+    def __init__(self, in_feats: int, out_feats: int, weight_shape: tuple[int, ...], bias: bool,
+                 activation: Callable[[Tensor], Tensor] | None) -> None:
+        super().__init__()
+        self.in_feats = in_feats
+        self.out_feats = out_feats
+        self.weight = nn.Parameter(torch.empty(weight_shape))
+        self.bias = nn.Parameter(torch.empty(out_feats)) if bias else None
+        self.activation = activation
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for weight in self.weight.view(-1, self.in_feats, self.out_feats):
+            nn.init.xavier_uniform_(weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def _finish(self, h: Tensor) -> Tensor:
+        if self.bias is not None:
+            h = h + self.bias
+        if self.activation is not None:
+            h = self.activation(h)
+        return h
+
+    def extra_repr(self) -> str:
+        return f"in_feats={self.in_feats}, out_feats={self.out_feats}, bias={self.bias is not None}"
+
+
+class GraphConv(_Conv):
     """Graph convolution ``act(A_hat @ x @ W + b)`` as in Kipf & Welling and DGL's ``GraphConv``.
 
     Like DGL, the product is ordered to run the sparse aggregation on the narrower side:
@@ -78,25 +108,9 @@ class GraphConv(nn.Module):
         activation: Applied to the output, or ``None``.
     """
 
-    def __init__(
-        self,
-        in_feats: int,
-        out_feats: int,
-        bias: bool = True,
-        activation: Callable[[Tensor], Tensor] | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_feats = in_feats
-        self.out_feats = out_feats
-        self.weight = nn.Parameter(torch.empty(in_feats, out_feats))
-        self.bias = nn.Parameter(torch.empty(out_feats)) if bias else None
-        self.activation = activation
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+    def __init__(self, in_feats: int, out_feats: int, bias: bool = True,
+                 activation: Callable[[Tensor], Tensor] | None = None) -> None:
+        super().__init__(in_feats, out_feats, (in_feats, out_feats), bias, activation)
 
     def forward(self, graph: BipartiteGraph, x: Tensor, edge_scale: Tensor | None = None) -> Tensor:
         """Args:
@@ -111,17 +125,10 @@ class GraphConv(nn.Module):
             h = spmm(graph, x @ self.weight, edge_scale)
         else:
             h = spmm(graph, x, edge_scale) @ self.weight
-        if self.bias is not None:
-            h = h + self.bias
-        if self.activation is not None:
-            h = self.activation(h)
-        return h
-
-    def extra_repr(self) -> str:
-        return f"in_feats={self.in_feats}, out_feats={self.out_feats}, bias={self.bias is not None}"
+        return self._finish(h)
 
 
-class RelGraphConv(nn.Module):
+class RelGraphConv(_Conv):
     """Rating-aware graph convolution: ``act(sum_r A_r @ x @ W_r + b)``, one weight per rating level.
 
     As in GC-MC and R-GCN, a neighbour's message depends on the rating on the edge; ``A_r`` keeps
@@ -137,28 +144,10 @@ class RelGraphConv(nn.Module):
         activation: Applied to the output, or ``None``.
     """
 
-    def __init__(
-        self,
-        in_feats: int,
-        out_feats: int,
-        num_relations: int,
-        bias: bool = True,
-        activation: Callable[[Tensor], Tensor] | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_feats = in_feats
-        self.out_feats = out_feats
+    def __init__(self, in_feats: int, out_feats: int, num_relations: int, bias: bool = True,
+                 activation: Callable[[Tensor], Tensor] | None = None) -> None:
         self.num_relations = num_relations
-        self.weight = nn.Parameter(torch.empty(num_relations, in_feats, out_feats))
-        self.bias = nn.Parameter(torch.empty(out_feats)) if bias else None
-        self.activation = activation
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for weight in self.weight:
-            nn.init.xavier_uniform_(weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        super().__init__(in_feats, out_feats, (num_relations, in_feats, out_feats), bias, activation)
 
     def forward(self, graph: BipartiteGraph, x: Tensor, edge_scale: Tensor | None = None) -> Tensor:
         """Args:
@@ -172,13 +161,11 @@ class RelGraphConv(nn.Module):
         if graph.num_relations and graph.num_relations != self.num_relations:
             raise ValueError(f"The layer has {self.num_relations} relations; the graph has {graph.num_relations}.")
         messages = torch.einsum("nf,rfo->rno", x, self.weight).reshape(-1, self.out_feats)
-        h = sparse_matmul(*graph.relational_adjacency(edge_scale), messages)
-        if self.bias is not None:
-            h = h + self.bias
-        if self.activation is not None:
-            h = self.activation(h)
-        return h
+        return self._finish(self._aggregate(graph, messages, edge_scale))
+
+    def _aggregate(self, graph: BipartiteGraph, messages: Tensor, edge_scale: Tensor | None) -> Tensor:
+        """``A_rel @ messages``: ``(R * N, F_out)`` per-(relation, source) messages to ``(N, F_out)``."""
+        return sparse_matmul(*graph.relational_adjacency(edge_scale), messages)
 
     def extra_repr(self) -> str:
-        return (f"in_feats={self.in_feats}, out_feats={self.out_feats}, num_relations={self.num_relations}, "
-                f"bias={self.bias is not None}")
+        return f"{super().extra_repr()}, num_relations={self.num_relations}"

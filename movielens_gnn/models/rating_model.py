@@ -14,6 +14,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.metrics import RANKING_METRICS, ranking_metrics
 from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class RatingModel(pl.LightningModule):
         optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML).
         lr_scheduler: Builds an LR scheduler from the optimizer, or ``None``. A
             ``ReduceLROnPlateau`` watches ``val_rmse``.
+        ranking_ks: Cut-offs K of the top-K metrics logged by ``test`` (``test_ndcg@10`` …):
+            every item a test user did not rate in training is ranked; empty to skip them.
+        relevance_threshold: Test ratings at or above this are relevant for the top-K metrics.
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class RatingModel(pl.LightningModule):
         mlp_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
+        ranking_ks: Sequence[int] = (10, 20),
+        relevance_threshold: float = 4.0,
     ) -> None:
         super().__init__()
         if head not in HEADS:
@@ -142,6 +148,20 @@ class RatingModel(pl.LightningModule):
         user_table, item_table = self.encoder(self.graph)
         return self.head(user_table, item_table, users, items)
 
+    @torch.no_grad()
+    def score_all_items(self, users: Tensor, tables: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``(B, I)`` raw predicted ratings of ``users`` for every item, in one batched pass.
+
+        Args:
+            users: ``(B,)`` internal user indices.
+            tables: The encoder's ``(user_table, item_table)``, to reuse across calls.
+        """
+        user_table, item_table = tables if tables is not None else self.encoder(self.graph)
+        num_items = item_table.shape[0]
+        pair_users = users.to(item_table.device).repeat_interleave(num_items)
+        pair_items = torch.arange(num_items, device=item_table.device).repeat(len(users))
+        return self.head(user_table, item_table, pair_users, pair_items).view(len(users), num_items)
+
     def _shared_step(self, batch, metrics: MetricCollection) -> Tensor:
         users, items, ratings = batch
         prediction = self(users, items)
@@ -160,6 +180,26 @@ class RatingModel(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        """Log the top-K metrics over all test users; every rank computes them from the full test part."""
+        datamodule = self.trainer.datamodule
+        if not self.hparams.ranking_ks or not hasattr(datamodule, "relevant_items"):
+            return
+        ks = list(self.hparams.ranking_ks)
+        users = torch.unique(datamodule.data.test.users)
+        tables = self.encoder(self.graph)
+        totals: dict[str, Tensor] = {}
+        for chunk in users.split(1024):  # bounds the (users, items) score matrix on large data
+            scores = self.score_all_items(chunk, tables)
+            exclude = datamodule.known_items(chunk).to(scores.device)
+            relevant = datamodule.relevant_items(chunk, self.hparams.relevance_threshold).to(scores.device)
+            for name, value in ranking_metrics(scores, exclude, relevant, ks).items():
+                totals[name] = totals.get(name, 0) + value
+        counted = max(int(totals["users"]), 1)
+        for k in ks:
+            for name in RANKING_METRICS:
+                self.log(f"test_{name}@{k}", totals[f"{name}@{k}"] / counted, sync_dist=True)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """``(B,)`` predicted ratings clamped to 1..5."""

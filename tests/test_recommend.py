@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from movielens_gnn.cli import main
+from movielens_gnn.recommend import POPULAR, load_for_inference, recommend
+from tests.synthetic import LATIN1_TITLE
+from tests.test_cli import _args
+
+COLD_USER = 5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A checkpoint trained 3 epochs on synthetic data in which user 5 has no training ratings."""
+    from tests.synthetic import write_ml100k
+
+    tmp = tmp_path_factory.mktemp("recommend")
+    root = tmp / "data"
+    raw = write_ml100k(root)
+    base = (raw / "u1.base").read_text().splitlines(keepends=True)
+    cold = [line for line in base if line.split("\t")[0] == str(COLD_USER)]
+    (raw / "u1.base").write_text("".join(line for line in base if line not in cold))
+    (raw / "u1.test").write_text((raw / "u1.test").read_text() + "".join(cold))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        fit = main(_args("fit", "gcn_dot.yaml", root, "--trainer.max_epochs", "3"))
+    return Path(fit.trainer.checkpoint_callback.best_model_path), root
+
+
+def _train_pairs(root: Path) -> set[tuple[int, int]]:
+    lines = (root / "ml-100k" / "u1.base").read_text().splitlines()
+    return {(int(u), int(i)) for u, i, *_ in (line.split("\t") for line in lines)}
+
+
+def test_top_k_excludes_training_items_and_has_titles(trained, capsys):
+    ckpt, root = trained
+    text = main(["recommend", "--ckpt_path", str(ckpt), "--user", "1,2,3", "--k", "5", "--format", "csv"])
+    assert capsys.readouterr().out == text
+    frame = pd.read_csv(io.StringIO(text))
+    assert list(frame.columns) == ["user_id", "rank", "movie_id", "title", "year", "genres", "predicted_rating", "source"]
+    assert len(frame) == 15 and frame.groupby("user_id")["rank"].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 3
+    assert not {(u, i) for u, i in zip(frame.user_id, frame.movie_id)} & _train_pairs(root)
+    assert frame.predicted_rating.between(1, 5).all() and (frame.source == "model").all()
+    for _, group in frame.groupby("user_id"):
+        assert group.predicted_rating.is_monotonic_decreasing
+    titles = dict(zip(frame.movie_id, frame.title))
+    assert all(title.startswith("Movie ") or title == LATIN1_TITLE for title in titles.values())
+
+
+def test_json_and_table_formats(trained, capsys):
+    ckpt, _ = trained
+    rows = json.loads(main(["recommend", "--ckpt_path", str(ckpt), "--user", "2", "--k", "3", "--format", "json"]))
+    assert [r["rank"] for r in rows] == [1, 2, 3] and {"title", "year", "genres"} <= rows[0].keys()
+    table = main(["recommend", "--ckpt_path", str(ckpt), "--user", "2", "--k", "3"])
+    assert table.startswith("Top 3 for user 2\n") and rows[0]["title"] in table
+
+
+def test_user_without_training_ratings_gets_labelled_popular_fallback(trained):
+    ckpt, root = trained
+    model, dm = load_for_inference(ckpt)
+    frame = recommend(model, dm, [COLD_USER], k=4)
+    assert (frame.source == POPULAR).all()
+    counts = pd.Series([i for _, i in _train_pairs(root)]).value_counts()
+    # The top-4 are among the most rated movies (ties allowed at the boundary).
+    assert frame.movie_id.map(counts).min() >= counts.sort_values(ascending=False).iloc[3]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--user", "999"], "Unknown user id(s) [999]; this data has 24 users with ids 1..24"),
+     (["--user", "1", "--k", "0"], "--k must be at least 1"),
+     (["--user", "one"], "--user takes MovieLens user ids")],
+)
+def test_bad_requests_exit_with_one_message(trained, capsys, extra, message):
+    ckpt, _ = trained
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", "--ckpt_path", str(ckpt), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_checkpoint_for_other_data_is_rejected(trained, tmp_path, capsys):
+    from tests.synthetic import write_ml100k
+
+    ckpt, _ = trained
+    write_ml100k(tmp_path / "other", num_users=30)
+    with pytest.raises(SystemExit):
+        main(["recommend", "--ckpt_path", str(ckpt), "--user", "1", "--data.root", str(tmp_path / "other"),
+              "--data.cache_dir", str(tmp_path / "cache")])
+    assert "graph has 30 users and 30 items; this model was built for 24 and 30" in capsys.readouterr().err
