@@ -4,7 +4,7 @@
 # from the checkout root:
 #   bash benchmarks/gpu_check.sh            # OUT=dir keeps the logs; DATA_ROOT=dir holding ml-100k/
 # It runs the GPU-marked tests, a `fit` + `test` of each model config on one GPU, and benchmarks/speed.py
-# when that exists, then prints a summary table.
+# on the GPU (layer, step, fit, and scaling at the 1M/10M sizes), then prints a summary table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_check}"
@@ -49,7 +49,8 @@ for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
 done
 
 if [ -f benchmarks/speed.py ]; then
-  "$PY" benchmarks/speed.py --device cuda > "$OUT/speed.md" 2>&1
+  "$PY" benchmarks/speed.py --device cuda --data-root "$DATA_ROOT" --sections layer,step,fit,scaling \
+    --scaling-sizes 1m,10m --repeats 50 > "$OUT/speed.md" 2>&1
   summary+=("| benchmarks/speed.py --device cuda | exit $?, table in $OUT/speed.md |")
   cat "$OUT/speed.md"
 fi

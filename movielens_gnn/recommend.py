@@ -56,9 +56,10 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
 
 
 def _year(release_date: str, title: str) -> str:
-    if release_date:
-        return release_date[-4:]
-    return title[-5:-1] if title.endswith(")") and title[-5:-1].isdigit() else ""
+    """The film's year from its title ("Fargo (1996)"), else from the US release date."""
+    if title.endswith(")") and title[-5:-1].isdigit():
+        return title[-5:-1]
+    return release_date[-4:] if release_date else ""
 
 
 def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int) -> pd.DataFrame:

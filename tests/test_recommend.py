@@ -93,3 +93,11 @@ def test_checkpoint_for_other_data_is_rejected(trained, tmp_path, capsys):
         main(["recommend", "--ckpt_path", str(ckpt), "--user", "1", "--data.root", str(tmp_path / "other"),
               "--data.cache_dir", str(tmp_path / "cache")])
     assert "graph has 30 users and 30 items; this model was built for 24 and 30" in capsys.readouterr().err
+
+
+def test_year_prefers_the_title():
+    from movielens_gnn.recommend import _year
+
+    assert _year("14-Feb-1997", "Fargo (1996)") == "1996"
+    assert _year("01-Jan-1995", "Untitled") == "1995"
+    assert _year("", "unknown") == ""
