@@ -25,10 +25,9 @@ def ratings_frame(datamodule: MovieLensDataModule) -> pd.DataFrame:
                          "rating": ratings.rating.astype(int), "timestamp": ratings.timestamp})
 
 
-def report(datamodule: MovieLensDataModule) -> str:
-    """The text report for the data under ``datamodule``'s root and its split."""
+def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
+    """The text report for the data under ``datamodule``'s root and its split; ``frame`` is :func:`ratings_frame`."""
     meta = datamodule.meta
-    frame = ratings_frame(datamodule)
     users, items = meta.users, meta.items
     n_users, n_items, n_ratings = meta.num_users, meta.num_items, len(frame)
     lines = [f"# MovieLens-100K at {datamodule.dataset.raw_dir}", ""]
@@ -64,8 +63,8 @@ def report(datamodule: MovieLensDataModule) -> str:
     return "\n".join(lines)
 
 
-def plots(datamodule: MovieLensDataModule, out_dir: Path, logs: Path | None = None) -> list[Path]:
-    """Save the PNGs into ``out_dir``; return their paths."""
+def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[Path]:
+    """Save the PNGs of the ratings ``frame`` (and of a run's ``logs``) into ``out_dir``; return their paths."""
     import matplotlib
     import matplotlib.ticker
 
@@ -73,7 +72,6 @@ def plots(datamodule: MovieLensDataModule, out_dir: Path, logs: Path | None = No
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = ratings_frame(datamodule)
     written = []
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -127,9 +125,10 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--logs", type=Path, help="a run's log folder or metrics.csv, for RMSE curves")
     args = parser.parse_args(list(argv))
     datamodule = MovieLensDataModule(root=args.root, split=args.split, cache_dir=args.cache_dir)
-    text = report(datamodule)
+    frame = ratings_frame(datamodule)
+    text = report(datamodule, frame)
     if args.plots is not None:
-        written = plots(datamodule, args.plots, args.logs)
+        written = plots(frame, args.plots, args.logs)
         text += "\n## Plots\n\n" + "\n".join(str(p) for p in written) + "\n"
     print(text, end="")
     return text
