@@ -71,12 +71,10 @@ class MovieLensCLI(LightningCLI):
         logger = self.trainer.logger
         if type(logger).__name__ != "WandbLogger":
             return
-        from movielens_gnn.recommend import recommend
+        from movielens_gnn.recommend import load_model, recommend
 
         datamodule = self.datamodule
-        model = RatingModel.load_from_checkpoint(checkpoint, map_location="cpu", engine="native")
-        model.attach_graph(datamodule.graph.cpu())
-        model.eval()
+        model = load_model(torch.load(checkpoint, map_location="cpu", weights_only=False), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
 

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.rating_model import MAX_RATING, MIN_RATING, RatingModel
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,20 @@ log = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json")
 COLUMNS = ("user_id", "rank", "movie_id", "title", "year", "genres", "predicted_rating", "source")
 MODEL, POPULAR = "model", "popular (user has no training ratings)"
+
+
+def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> RatingModel:
+    """A :class:`RatingModel` from a loaded checkpoint ``state``, ``graph`` attached, in eval mode.
+
+    Raises:
+        ValueError: The checkpoint does not match the graph (other user or item counts).
+    """
+    hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
+    model = RatingModel(**{**hparams, "engine": engine})
+    model.load_state_dict(state["state_dict"])
+    model.attach_graph(graph)
+    model.eval()
+    return model
 
 
 def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: str = "native",
@@ -49,10 +64,7 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
     if cache_dir is not None:
         settings["cache_dir"] = cache_dir
     datamodule = MovieLensDataModule(**settings)
-    model = RatingModel.load_from_checkpoint(path, map_location="cpu", engine=engine)
-    model.attach_graph(datamodule.graph)
-    model.eval()
-    return model, datamodule
+    return load_model(state, datamodule.graph, engine), datamodule
 
 
 def _year(release_date: str, title: str) -> str:

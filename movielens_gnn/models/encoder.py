@@ -26,6 +26,15 @@ def _choice(name: str, value: str, valid) -> None:
         raise ValueError(f"Unknown {name} {value!r}; valid values: {', '.join(valid)}.")
 
 
+def _add_features(ids: Tensor, projection: nn.Linear | None, features: Tensor | None, name: str) -> Tensor:
+    """ID embeddings plus projected side features, when the encoder uses them."""
+    if projection is None:
+        return ids
+    if features is None:
+        raise ValueError(f"The encoder uses {name} side features but the graph carries none.")
+    return ids + projection(features.to(ids.dtype))
+
+
 class GraphEncoder(nn.Module):
     """Embeds every user and item, then propagates over the training graph.
 
@@ -107,20 +116,8 @@ class GraphEncoder(nn.Module):
         nn.init.normal_(self.item_embedding.weight, std=0.1)
 
     def _inputs(self, graph: BipartiteGraph) -> Tensor:
-        users = self.user_embedding.weight
-        items = self.item_embedding.weight
-        for projection, features, name in (
-            (self.user_projection, graph.user_features, "user"),
-            (self.item_projection, graph.item_features, "item"),
-        ):
-            if projection is None:
-                continue
-            if features is None:
-                raise ValueError(f"The encoder uses {name} side features but the graph carries none.")
-            if name == "user":
-                users = users + projection(features.to(users.dtype))
-            else:
-                items = items + projection(features.to(items.dtype))
+        users = _add_features(self.user_embedding.weight, self.user_projection, graph.user_features, "user")
+        items = _add_features(self.item_embedding.weight, self.item_projection, graph.item_features, "item")
         return torch.cat([users, items])
 
     def _propagate(self, layer: nn.Module, graph: BipartiteGraph, h: Tensor, edge_scale: Tensor | None) -> Tensor:
