@@ -9,6 +9,11 @@ from torch import Tensor, nn
 
 HEADS = ("dot", "mlp")
 PAIR_CHUNK = 1 << 20
+# Scoring every (user, item) pair with one matrix product and then picking the batch's pairs beats
+# gathering the batch's rows once the batch covers more than 1/64 of all pairs: a matmul runs
+# ~100x faster per multiply-add than a gather. The score matrix is capped at 2^26 entries (256 MiB).
+DENSE_PAIR_RATIO = 64
+DENSE_PAIR_MAX = 1 << 26
 
 
 class _PairDot(torch.autograd.Function):
@@ -46,7 +51,12 @@ class _PairDot(torch.autograd.Function):
 
 
 def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
-    """``(user_table[users] * item_table[items]).sum(-1)`` in memory linear in the batch.
+    """``(user_table[users] * item_table[items]).sum(-1)``, by the cheaper of two routes.
+
+    When the batch covers at least ``1 / DENSE_PAIR_RATIO`` of all user–item pairs (full-batch
+    training on MovieLens-100K) and the ``(U, I)`` score matrix stays under ``DENSE_PAIR_MAX``
+    entries, all pairs are scored with one matrix product and the batch's are picked out.
+    Otherwise the rows are gathered chunk by chunk, in memory linear in the batch (25M ratings).
 
     Args:
         user_table: ``(U, D)`` user representations.
@@ -58,7 +68,11 @@ def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tenso
         ``(B,)`` dot products.
     """
     dtype = torch.promote_types(user_table.dtype, item_table.dtype)
-    return _PairDot.apply(user_table.to(dtype), item_table.to(dtype), users, items)
+    user_table, item_table = user_table.to(dtype), item_table.to(dtype)
+    all_pairs = user_table.shape[0] * item_table.shape[0]
+    if all_pairs <= min(DENSE_PAIR_MAX, DENSE_PAIR_RATIO * users.shape[0]):
+        return (user_table @ item_table.T).flatten().index_select(0, users * item_table.shape[0] + items)
+    return _PairDot.apply(user_table, item_table, users, items)
 
 
 class DotHead(nn.Module):

@@ -26,9 +26,13 @@ def test_dot_head_starts_at_the_mean():
     assert "rating_mean" in head.state_dict()
 
 
-@pytest.mark.parametrize("chunk", [3, 1 << 20])
-def test_pair_dot_value_gradient_and_gradcheck(monkeypatch, chunk):
+@pytest.mark.parametrize("route, chunk", [("gather", 3), ("gather", 1 << 20), ("dense", 3)])
+def test_pair_dot_value_gradient_and_gradcheck(monkeypatch, route, chunk):
     monkeypatch.setattr(heads, "PAIR_CHUNK", chunk)
+    if route == "gather":
+        monkeypatch.setattr(heads, "DENSE_PAIR_RATIO", 0)
+    else:  # 7 pairs of a 5 x 6 table: dense; make sure the gather route is not taken
+        monkeypatch.setattr(heads._PairDot, "apply", None)
     g = torch.Generator().manual_seed(0)
     users_t = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
     items_t = torch.randn(6, 4, dtype=torch.float64, generator=g, requires_grad=True)
