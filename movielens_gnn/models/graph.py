@@ -38,7 +38,8 @@ class BipartiteGraph(nn.Module):
     rating-aware message passing (GC-MC, R-GCN): ``A_rel`` of shape ``(N, R * N)`` whose entry
     for edge ``s -> d`` with rating level ``r`` sits in column ``r * N + s``, with the same
     normalised value as in ``A``. Then ``A_rel @ stack_r(x @ W_r)`` is
-    ``sum_r A_r @ x @ W_r`` in one sparse product.
+    ``sum_r A_r @ x @ W_r`` in one sparse product. It also holds the raw ``(I, U)`` rating
+    matrix (:meth:`rating_matrix`), the input of the item autoencoder.
 
     Args:
         users: ``(E,)`` internal user index of each training rating.
@@ -91,11 +92,17 @@ class BipartiteGraph(nn.Module):
             # (N, R*N): rows are destinations, columns (relation, source); and its transpose.
             layouts["rel_"] = (dst, rel_src, n, num_relations * n)
             layouts["rel_t_"] = (rel_src, dst, num_relations * n, n)
+            # (I, U): the rating matrix itself, items by users, and its transpose (the item autoencoder's input).
+            item_rows, user_cols = items - num_users, users
+            layouts["rating_"] = (item_rows, user_cols, num_items, num_users)
+            layouts["rating_t_"] = (user_cols, item_rows, num_users, num_items)
+            rating_values = ratings.to(dtype).cpu()
         for prefix, (rows, cols, n_rows, n_cols) in layouts.items():
             crow, col, order = _csr(rows, cols, n_rows, n_cols)
+            entry_values = rating_values if prefix.startswith("rating_") else values
             self.register_buffer(f"{prefix}crow", crow, persistent=False)
             self.register_buffer(f"{prefix}col", col, persistent=False)
-            self.register_buffer(f"{prefix}val", values[order].contiguous(), persistent=False)
+            self.register_buffer(f"{prefix}val", entry_values[order].contiguous(), persistent=False)
             # Which rating each stored entry comes from (directed edges k and k + E are rating k).
             self.register_buffer(f"{prefix}edge", order % max(num_ratings, 1), persistent=False)
         self.register_buffer("user_features", user_features, persistent=False)
@@ -142,6 +149,19 @@ class BipartiteGraph(nn.Module):
             raise ValueError("This graph was built without edge ratings; rating-aware layers need them.")
         n, wide = self.num_nodes, self.num_relations * self.num_nodes
         return self._sparse("rel_", (n, wide), edge_scale), self._sparse("rel_t_", (wide, n), edge_scale)
+
+    def rating_matrix(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The raw training ratings as an ``(I, U)`` sparse CSR matrix (items by users) and its transpose.
+
+        Entry ``(i, u)`` is user ``u``'s rating of item ``i``; unrated pairs are absent (zero).
+
+        Args:
+            edge_scale: As in :meth:`adjacency`.
+        """
+        if not self.num_relations:
+            raise ValueError("This graph was built without edge ratings; the rating matrix needs them.")
+        size = (self.num_items, self.num_users)
+        return self._sparse("rating_", size, edge_scale), self._sparse("rating_t_", size[::-1], edge_scale)
 
     @property
     def num_ratings(self) -> int:

@@ -12,6 +12,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from movielens_gnn.models.autoencoder import ItemAutoencoder
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.metrics import RANKING_METRICS, ranking_metrics
@@ -46,6 +47,14 @@ class RatingModel(pl.LightningModule):
         rating_relations: Rating-aware message passing: one GraphConv weight per rating value
             (1..5), as in GC-MC, instead of one for all edges.
         side_features: Add projected user/item side features to the ID embeddings.
+        autoencoder_dim: Width ``K`` of a second tower, an item autoencoder (I-AutoRec as one
+            rating-weighted message-passing step, :class:`ItemAutoencoder`) scored by its own dot
+            head; 0 (the default) leaves it out. With it, the prediction is the mean of the two
+            towers' scores, and training minimises the sum of their two MSEs, so each tower
+            fits the ratings on its own and their errors average out.
+        autoencoder_weight_decay: Weight decay of the autoencoder's two ``U x K`` embedding
+            tables (wide, so they need more than the GraphConv tower; biases keep the
+            optimizer's); ``None`` keeps the optimizer's.
         engine: ``native`` (torch sparse, the default) or ``dgl`` (``dgl.nn.GraphConv``; needs
             ``pip install -e ".[dgl]"``). Checkpoints load with either engine.
         head: ``dot`` (inner product + biases) or ``mlp``.
@@ -74,6 +83,8 @@ class RatingModel(pl.LightningModule):
         combine: Literal["last", "mean", "concat"] = "last",
         rating_relations: bool = False,
         side_features: bool = False,
+        autoencoder_dim: int = 0,
+        autoencoder_weight_decay: Optional[float] = None,
         engine: Literal["native", "dgl"] = "native",
         head: Literal["dot", "mlp"] = "dot",
         mlp_hidden_dims: Sequence[int] = (64,),
@@ -107,6 +118,11 @@ class RatingModel(pl.LightningModule):
             self.head = DotHead(num_users, num_items, rating_mean)
         else:
             self.head = MLPHead(self.encoder.out_dim, list(mlp_hidden_dims), mlp_dropout, rating_mean)
+        self.autoencoder: ItemAutoencoder | None = None
+        self.autoencoder_head: DotHead | None = None
+        if autoencoder_dim:
+            self.autoencoder = ItemAutoencoder(num_users, num_items, autoencoder_dim)
+            self.autoencoder_head = DotHead(num_users, num_items, rating_mean)
         self.graph: BipartiteGraph | None = None
         metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
         self.train_metrics = metrics.clone(prefix="train_")
@@ -135,37 +151,54 @@ class RatingModel(pl.LightningModule):
             self.attach_graph(graph)
 
     # ---------------------------------------------------------------------------- compute
+    def encode(self) -> list[tuple[Tensor, Tensor]]:
+        """Each tower's ``(user_table, item_table)`` over the attached graph: the GraphConv
+        encoder's, then the autoencoder's when there is one."""
+        if self.graph is None:
+            raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
+        tables = [self.encoder(self.graph)]
+        if self.autoencoder is not None:
+            tables.append(self.autoencoder(self.graph))
+        return tables
+
+    def tower_scores(self, tables: list[tuple[Tensor, Tensor]], users: Tensor, items: Tensor) -> Tensor:
+        """``(T, B)`` raw scores of the pairs by each of the ``T`` towers, from :meth:`encode`'s tables."""
+        heads = [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
+        return torch.stack([head(user_table, item_table, users, items)
+                            for head, (user_table, item_table) in zip(heads, tables)])
+
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Args:
             users: ``(B,)`` internal user indices.
             items: ``(B,)`` internal item indices.
 
         Returns:
-            ``(B,)`` raw (unclamped) predicted ratings.
+            ``(B,)`` raw (unclamped) predicted ratings: the mean of the towers' scores.
         """
-        if self.graph is None:
-            raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
-        user_table, item_table = self.encoder(self.graph)
-        return self.head(user_table, item_table, users, items)
+        return self.tower_scores(self.encode(), users, items).mean(0)
 
     @torch.no_grad()
-    def score_all_items(self, users: Tensor, tables: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def score_all_items(self, users: Tensor, tables: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         """``(B, I)`` raw predicted ratings of ``users`` for every item, in one batched pass.
 
         Args:
             users: ``(B,)`` internal user indices.
-            tables: The encoder's ``(user_table, item_table)``, to reuse across calls.
+            tables: :meth:`encode`'s output, to reuse across calls.
         """
-        user_table, item_table = tables if tables is not None else self.encoder(self.graph)
-        num_items = item_table.shape[0]
-        pair_users = users.to(item_table.device).repeat_interleave(num_items)
-        pair_items = torch.arange(num_items, device=item_table.device).repeat(len(users))
-        return self.head(user_table, item_table, pair_users, pair_items).view(len(users), num_items)
+        tables = tables if tables is not None else self.encode()
+        num_items = tables[0][1].shape[0]
+        device = tables[0][1].device
+        pair_users = users.to(device).repeat_interleave(num_items)
+        pair_items = torch.arange(num_items, device=device).repeat(len(users))
+        return self.tower_scores(tables, pair_users, pair_items).mean(0).view(len(users), num_items)
 
     def _shared_step(self, batch, metrics: MetricCollection) -> Tensor:
         users, items, ratings = batch
-        prediction = self(users, items)
-        loss = F.mse_loss(prediction, ratings)
+        scores = self.tower_scores(self.encode(), users, items)
+        prediction = scores.mean(0)
+        # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
+        # tower lean on the other and was worse on validation.
+        loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
         metrics.update(prediction.detach().clamp(MIN_RATING, MAX_RATING), ratings)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(ratings))
         return loss
@@ -188,7 +221,7 @@ class RatingModel(pl.LightningModule):
             return
         ks = list(self.hparams.ranking_ks)
         users = torch.unique(datamodule.data.test.users)
-        tables = self.encoder(self.graph)
+        tables = self.encode()
         totals: dict[str, Tensor] = {}
         for chunk in users.split(1024):  # bounds the (users, items) score matrix on large data
             scores = self.score_all_items(chunk, tables)
@@ -206,8 +239,19 @@ class RatingModel(pl.LightningModule):
         users, items, _ = batch
         return self(users, items).clamp(MIN_RATING, MAX_RATING)
 
+    def _parameter_groups(self) -> list[dict]:
+        """One group for all parameters, or two when the autoencoder's embedding tables have their own weight decay."""
+        decay = self.hparams.autoencoder_weight_decay
+        if self.autoencoder is None or decay is None:
+            return [{"params": list(self.parameters())}]
+        tower = {id(self.autoencoder.user_input), id(self.autoencoder.user_output)}
+        return [
+            {"params": [p for p in self.parameters() if id(p) not in tower]},
+            {"params": [p for p in self.parameters() if id(p) in tower], "weight_decay": decay},
+        ]
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self._parameter_groups())
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)

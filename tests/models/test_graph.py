@@ -90,3 +90,19 @@ def test_edge_scale_hits_both_directions_of_a_rating_in_every_layout():
     rel, rel_t = graph.relational_adjacency(scale)
     torch.testing.assert_close(rel.to_dense().reshape(6, 5, 6).sum(1), expected)
     torch.testing.assert_close(rel_t.to_dense(), rel.to_dense().T)
+
+
+def test_rating_matrix_is_items_by_users_with_raw_ratings():
+    users = torch.tensor([0, 0, 1, 2])
+    items = torch.tensor([1, 0, 1, 2])
+    ratings = torch.tensor([4.0, 2.0, 5.0, 1.0])
+    graph = BipartiteGraph(users, items, num_users=3, num_items=4, ratings=ratings)
+    matrix, transpose = graph.rating_matrix()
+    expected = torch.tensor([[2.0, 0, 0], [4.0, 5.0, 0], [0, 0, 1.0], [0, 0, 0]])
+    torch.testing.assert_close(matrix.to_dense(), expected)
+    torch.testing.assert_close(transpose.to_dense(), expected.T)
+    # edge_scale multiplies each rating's entry; here rating 1 (user 0 -> item 0) is dropped.
+    scaled, _ = graph.rating_matrix(edge_scale=torch.tensor([1.0, 0.0, 2.0, 1.0]))
+    torch.testing.assert_close(scaled.to_dense(), torch.tensor([[0.0, 0, 0], [4.0, 10.0, 0], [0, 0, 1.0], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="without edge ratings"):
+        BipartiteGraph(users, items, 3, 4).rating_matrix()

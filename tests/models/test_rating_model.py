@@ -74,3 +74,44 @@ def test_mlp_head_on_concatenated_layers():
     model = _model(head="mlp", embedding_dim=4, hidden_dims=[4, 4], combine="concat", mlp_hidden_dims=[8])
     out = model(torch.tensor([0, 2]), torch.tensor([1, 2]))
     assert out.shape == (2,) and model.head.mlp[0].in_features == 3 * 12
+
+
+def _hybrid(**kwargs) -> RatingModel:
+    model = RatingModel(num_users=3, num_items=3, rating_mean=3.0, embedding_dim=2, hidden_dims=[],
+                        autoencoder_dim=4, **kwargs)
+    graph = BipartiteGraph(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1]), 3, 3, ratings=torch.tensor([4.0, 5.0, 2.0]))
+    model.attach_graph(graph)
+    return model
+
+
+def test_hybrid_predicts_the_mean_of_its_towers_and_fits_each_tower():
+    model = _hybrid()
+    with torch.no_grad():
+        model.encoder.user_embedding.weight.zero_()
+        model.autoencoder.user_output.zero_()
+        model.head.user_bias.weight.fill_(1.0)  # GraphConv tower: 3 + 1 = 4 everywhere
+        model.autoencoder_head.item_bias.weight.copy_(torch.tensor([[-0.5], [0.5], [1.5]]))  # 2.5, 3.5, 4.5
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])
+    torch.testing.assert_close(model.tower_scores(model.encode(), users, items),
+                               torch.tensor([[4.0, 4.0, 4.0], [2.5, 3.5, 4.5]]))
+    torch.testing.assert_close(model(users, items), torch.tensor([3.25, 3.75, 4.25]))
+    torch.testing.assert_close(model.score_all_items(torch.tensor([1])), torch.tensor([[3.25, 3.75, 4.25]]))
+    model.log_dict = lambda *args, **kwargs: None
+    batch = EdgeBatch(users, items, torch.tensor([4.0, 5.0, 2.0]))
+    loss = model._shared_step(batch, model.train_metrics)
+    # Per-tower MSEs, summed: (0 + 1 + 4) / 3 + (2.25 + 2.25 + 6.25) / 3.
+    assert loss.item() == pytest.approx(5 / 3 + 10.75 / 3)
+    # Metrics use the mean prediction: errors 0.75, 1.25, 2.25.
+    assert model.train_metrics.compute()["train_mae"].item() == pytest.approx((0.75 + 1.25 + 2.25) / 3)
+
+
+def test_hybrid_gives_the_autoencoder_tables_their_own_weight_decay():
+    model = _hybrid(autoencoder_weight_decay=0.01, optimizer=partial(torch.optim.Adam, lr=0.1, weight_decay=1e-4))
+    optimizer = model.configure_optimizers()
+    groups = optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [1e-4, 0.01]
+    assert {id(p) for p in groups[1]["params"]} == {id(model.autoencoder.user_input), id(model.autoencoder.user_output)}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # Without its own value, one group with the optimizer's weight decay.
+    plain = _hybrid(optimizer=partial(torch.optim.Adam, lr=0.1, weight_decay=1e-4)).configure_optimizers()
+    assert [g["weight_decay"] for g in plain.param_groups] == [1e-4]
