@@ -39,21 +39,24 @@ def test_fit_fast_dev_run(workdir, ml100k_root, config):
     assert math.isfinite(cli.trainer.callback_metrics["train_loss"].item())
 
 
-def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root):
-    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4"))
+@pytest.mark.parametrize("config", ["gcn_dot.yaml", "ml100k_best.yaml"])  # one tower; GraphConv + autoencoder
+def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root, config):
+    name = config.removesuffix(".yaml")
+    fit = main(_args("fit", config, ml100k_root, "--trainer.max_epochs", "4"))
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
-    assert best.parent == workdir / "checkpoints" / "gcn_dot" and best.is_file()
+    assert best.parent == workdir / "checkpoints" / name and best.is_file()
     assert torch.load(best.parent / "last.ckpt", weights_only=False)["epoch"] == 3  # the latest, not the best
     assert sorted(p.name for p in best.parent.iterdir()) == sorted([best.name, "last.ckpt"])
-    assert (workdir / "logs" / "gcn_dot" / "version_0" / "metrics.csv").is_file()
+    assert (workdir / "logs" / name / "version_0" / "metrics.csv").is_file()
     assert fit.trainer.current_epoch == 4
 
-    test = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(best)))
+    test = main(_args("test", config, ml100k_root, "--ckpt_path", str(best)))
     reported = test.trainer.callback_metrics["test_rmse"].item()
 
-    # The same checkpoint, evaluated by hand.
-    dm = MovieLensDataModule(root=str(ml100k_root))
+    # The same checkpoint, evaluated by hand, with the data settings the config trained on.
+    dm = MovieLensDataModule(root=str(ml100k_root), val_strategy=fit.datamodule.hparams.val_strategy)
     model = RatingModel.load_from_checkpoint(best)
+    assert (model.autoencoder is not None) == (name == "ml100k_best")
     model.attach_graph(dm.graph)
     model.eval()
     users, items, ratings = dm.data.test

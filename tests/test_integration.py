@@ -9,9 +9,10 @@ from tests.conftest import REPO
 
 
 @pytest.mark.integration
-def test_few_epochs_on_real_u1_beat_rmse_one(real_data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("config", ["gcn_dot.yaml", "ml100k_best.yaml"])
+def test_few_epochs_on_real_u1_beat_rmse_one(real_data_root, tmp_path, monkeypatch, config):
     monkeypatch.chdir(tmp_path)
-    common = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(real_data_root),
+    common = ["--config", str(REPO / "configs" / config), "--data.root", str(real_data_root),
               "--data.cache_dir", str(tmp_path / "cache"), "--trainer.enable_model_summary", "false"]
     fit = main(["fit", *common, "--trainer.max_epochs", "30"])
     best = fit.trainer.checkpoint_callback.best_model_path
