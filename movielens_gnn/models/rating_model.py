@@ -26,7 +26,8 @@ MIN_RATING, MAX_RATING = 1.0, 5.0
 class RatingModel(pl.LightningModule):
     """Predicts ratings of (user, item) pairs from a GraphConv encoding of the training graph.
 
-    Trains with MSE on the raw score; RMSE and MAE are measured on predictions clamped to the
+    Trains with MSE on the raw score (of each tower, when the autoencoder tower is on: see
+    ``autoencoder_dim``); RMSE and MAE are measured on predictions clamped to the
     rating range 1..5, with one metric collection per stage. The graph is data, not a
     parameter: ``setup`` takes it from the data module (or call :meth:`attach_graph`), and it is
     never saved in checkpoints.
