@@ -80,11 +80,13 @@ def test_dgl_layer_is_dgl_graphconv_with_native_parameter_layout():
 
 
 @needs_dgl
-def test_checkpoint_weights_move_between_engines():
+@pytest.mark.parametrize("autoencoder_dim", [0, 8])
+def test_checkpoint_weights_move_between_engines(autoencoder_dim):
     graph = _graph()
-    native = RatingModel(30, 40, 5, 3, 3.5, embedding_dim=16, hidden_dims=[16], combine="mean", side_features=True)
-    dgl = RatingModel(30, 40, 5, 3, 3.5, embedding_dim=16, hidden_dims=[16], combine="mean", side_features=True,
-                      engine="dgl")
+    options = {"embedding_dim": 16, "hidden_dims": [16], "combine": "mean", "side_features": True,
+               "autoencoder_dim": autoencoder_dim}
+    native = RatingModel(30, 40, 5, 3, 3.5, **options)
+    dgl = RatingModel(30, 40, 5, 3, 3.5, engine="dgl", **options)
     dgl.load_state_dict(native.state_dict())
     for model in (native, dgl):
         model.attach_graph(graph)
