@@ -36,8 +36,8 @@ from common import REPO, command_line, machine, quiet_logs
 
 from movielens_gnn.cli import main as cli_main
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models import heads
+from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv
 from movielens_gnn.models.rating_model import RatingModel
 
@@ -198,7 +198,7 @@ def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: st
     num_users, num_items, num_ratings = SIZES[size]
     if pair_route == "gather":  # never score all pairs densely: the memory-linear route at every size
         heads.DENSE_PAIR_RATIO = 0
-    dense = num_users * num_items <= min(heads.DENSE_PAIR_MAX, heads.DENSE_PAIR_RATIO * num_ratings)
+    dense = heads.dense_route(num_users, num_items, num_ratings)
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
     start = time.perf_counter()

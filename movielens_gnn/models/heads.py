@@ -50,6 +50,11 @@ class _PairDot(torch.autograd.Function):
         return grad_user, grad_item, None, None
 
 
+def dense_route(num_users: int, num_items: int, batch: int) -> bool:
+    """Whether :func:`pair_dot` scores all ``num_users * num_items`` pairs for a batch of ``batch`` pairs."""
+    return num_users * num_items <= min(DENSE_PAIR_MAX, DENSE_PAIR_RATIO * batch)
+
+
 def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
     """``(user_table[users] * item_table[items]).sum(-1)``, by the cheaper of two routes.
 
@@ -69,8 +74,7 @@ def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tenso
     """
     dtype = torch.promote_types(user_table.dtype, item_table.dtype)
     user_table, item_table = user_table.to(dtype), item_table.to(dtype)
-    all_pairs = user_table.shape[0] * item_table.shape[0]
-    if all_pairs <= min(DENSE_PAIR_MAX, DENSE_PAIR_RATIO * users.shape[0]):
+    if dense_route(user_table.shape[0], item_table.shape[0], users.shape[0]):
         return (user_table @ item_table.T).flatten().index_select(0, users * item_table.shape[0] + items)
     return _PairDot.apply(user_table, item_table, users, items)
 
