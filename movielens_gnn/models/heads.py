@@ -136,6 +136,7 @@ class MLPHead(nn.Module):
 
     def forward(self, user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
         """Same contract as :meth:`DotHead.forward`."""
-        user_h, item_h = user_table[users], item_table[items]
+        # index_select, not advanced indexing: its CPU backward accumulates in a fixed order, so runs repeat exactly.
+        user_h, item_h = user_table.index_select(0, users), item_table.index_select(0, items)
         pair = torch.cat([user_h, item_h, user_h * item_h], dim=-1)
         return self.mlp(pair).squeeze(-1) + self.rating_mean
