@@ -1,33 +1,75 @@
-"""Command line: ``python -m movielens_gnn {fit,validate,test,predict} --config FILE``."""
+"""Command line: ``python -m movielens_gnn {fit,validate,test,predict,recommend,describe} ...``.
+
+Every user-caused failure (bad data, files, settings, permissions, checkpoints) ends the process
+with exit code 2 and one ``error:`` line on stderr that names what was expected, what was given
+and what to do; ``MOVIELENS_GNN_DEBUG=1`` shows the traceback instead. Unexpected errors (bugs)
+keep their traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
-
+import yaml
+from jsonargparse import ArgumentError, Namespace
+from lightning_fabric.plugins import CheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from movielens_gnn.checkpoint import (
+    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, describe_differences, identity_differences, load_checkpoint,
+    normalise, trained_data_settings, trained_fingerprint,
+)
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.files import atomic_write, created_dirs
+from movielens_gnn.models.rating_model import EVALUATION_ARGUMENTS, RatingModel, check_arguments
+from movielens_gnn.runs import AtomicCheckpointIO, ResumeHint, claim_run_folders, remove_if_empty, run_config
 
 log = logging.getLogger("movielens_gnn")
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv), imported when used.
 EXTRA_COMMANDS = {"recommend": "movielens_gnn.recommend", "describe": "movielens_gnn.describe"}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 # Sizes known only from the data flow into the model once the data module exists.
 LINKED_FROM_DATA = ("num_users", "num_items", "user_feature_dim", "item_feature_dim", "rating_mean")
+# ckpt_path values Lightning resolves itself within a run (no file to check).
+SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
+
+# Exceptions that mean the user's input or environment is wrong; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, ImportError, ArgumentError, MisconfigurationException)
+EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a Trainer run (reading data, say): unwinds so temporary files are removed."""
 
 
 class MovieLensCLI(LightningCLI):
-    """LightningCLI with the data-derived model arguments linked from the data module."""
+    """LightningCLI with the data-derived model arguments linked from the data module, and checks.
+
+    With ``--ckpt_path``, the checkpoint is read safely (weights only) before anything else, the
+    model is rebuilt with its hyperparameters and the data with its data settings. Options given
+    on the command line or in ``--config`` files that differ from the checkpoint's are refused:
+    model options it cannot honour always, data settings unless ``--data.allow_mismatch true``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.checkpoint: dict | None = None
+        self.run_folders: list[Path] = []
+        self._raw_args: Any = None
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         for name in LINKED_FROM_DATA:
@@ -37,6 +79,117 @@ class MovieLensCLI(LightningCLI):
         parser.link_arguments("predict_part", "data.predict_part")
         parser.add_argument("--predictions", type=str, default="predictions.csv",
                             help="predict: CSV to write (user_id,item_id,rating,prediction, MovieLens ids)")
+
+    # ------------------------------------------------------------------- checks before work
+    def parse_arguments(self, parser, args) -> None:
+        self._raw_args = args
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if "weights_only" in config and config.get("weights_only") is None:
+            config["weights_only"] = True  # torch < 2.6 would otherwise unpickle anything
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
+            self.checkpoint = load_checkpoint(ckpt_path)
+            self._apply_checkpoint(subcommand, explicit_keys(args, subcommand))
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaced by :meth:`_apply_checkpoint` (Lightning's silently overrides options given by the user)."""
+
+    def _apply_checkpoint(self, subcommand: str, explicit: dict[str, set[str]]) -> None:
+        """Rebuild the model and data as the checkpoint was trained, refusing conflicting options."""
+        config, checkpoint = self.config[subcommand], self.checkpoint
+        path = config["ckpt_path"]
+        model_config = config["model"]
+        hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_") and k in model_config}
+        conflicts = [(key, value, model_config[key]) for key, value in hparams.items()
+                     if key in explicit["model"] and key not in EVALUATION_ARGUMENTS
+                     and normalise(model_config[key]) != normalise(value)]
+        if conflicts:
+            trained, requested = describe_differences(conflicts, "--model.")
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with {trained}; this run asks for {requested}, which its weights "
+                "cannot honour. Drop those --model options (the model is rebuilt from the checkpoint), or train a "
+                "new model with them."
+            )
+        model_update = {k: v for k, v in hparams.items() if not (k in explicit["model"] and k in EVALUATION_ARGUMENTS)}
+
+        trained = trained_data_settings(checkpoint)
+        requested = _as_dict(config["data"])
+        merged = dict(requested)
+        for key, value in trained.items():
+            if key in requested and key not in RUN_ONLY_DATA_ARGUMENTS and key not in explicit["data"]:
+                merged[key] = value
+        differences = identity_differences(trained, merged) if trained else []
+        if differences and not merged.get("allow_mismatch"):
+            was, asks = describe_differences(differences, "")
+            raise CheckpointError(
+                f"The checkpoint {path} was trained with {was}; this run asks for {asks}. Evaluating it on other "
+                "data than its own can score it on ratings it trained on. Drop those --data options (or use the "
+                "run's config.yaml) to use the checkpoint's settings, or pass --data.allow_mismatch true to use "
+                "these on purpose."
+            )
+        if differences:
+            log.warning("--data.allow_mismatch: using %s although the checkpoint was trained with %s",
+                        *reversed(describe_differences(differences, "")))
+        if not trained:
+            log.warning("The checkpoint %s does not record its data settings; they cannot be checked.", path)
+        data_update = {k: v for k, v in merged.items() if requested.get(k) != v}
+        self.config = self.parser.parse_object({subcommand: {"model": model_update, "data": data_update}}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        """Check model, trainer and output settings before any data is read or written."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_arguments(**{k: v for k, v in _as_dict(config["model"]).items() if k not in LINKED_FROM_DATA})
+        check_trainer_arguments(_as_dict(config["trainer"]))
+        if self.subcommand == "predict":
+            check_output_file(Path(config["predictions"]), "--predictions")
+
+    def instantiate_trainer(self, **kwargs: Any):
+        """The configured Trainer, with checkpoints written atomically (unless a CheckpointIO is configured)."""
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
+
+    def _check_checkpoint_data(self) -> None:
+        """Refuse a checkpoint trained on other ratings than this data module's (same settings, other files)."""
+        if self.checkpoint is None:
+            return
+        expected = trained_fingerprint(self.checkpoint)
+        path = self.config[self.subcommand]["ckpt_path"]
+        if expected is None:
+            log.warning("The checkpoint %s predates data fingerprints; the data it was trained on cannot be verified.", path)
+            return
+        datamodule = self.datamodule
+        if datamodule.fingerprint == expected:
+            return
+        message = (f"The ratings under {datamodule.dataset.root} with these settings are not those the checkpoint "
+                   f"{path} was trained on (data fingerprint {datamodule.fingerprint[:12]}, checkpoint "
+                   f"{expected[:12]}).")
+        if datamodule.allow_mismatch:
+            log.warning("%s Going on: --data.allow_mismatch is set.", message)
+            return
+        raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
+                              "--data.allow_mismatch true to use this data on purpose.")
+
+    # ----------------------------------------------------------------------------- running
+    def _run_subcommand(self, subcommand: str) -> None:
+        self._check_checkpoint_data()
+        if subcommand == "fit" and self.trainer.is_global_zero and rank_zero_only.rank == 0:
+            self.run_folders = claim_run_folders(self.trainer)
+        # Inside the Trainer, Lightning handles SIGTERM itself: it stops at the end of the step,
+        # tears down cleanly and raises SIGTERMException (see ResumeHint). Our own handler would
+        # interrupt the step at once, so it is off while the Trainer runs.
+        previous = _set_sigterm(signal.SIG_DFL)
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            _set_sigterm(previous)
+            remove_if_empty(self.run_folders)
 
     def after_predict(self) -> None:
         trainer, datamodule = self.trainer, self.datamodule
@@ -48,13 +201,14 @@ class MovieLensCLI(LightningCLI):
         path = Path(self.config[self.subcommand]["predictions"])
         if trainer.world_size > 1:  # each rank predicted its own shard of the edges
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({
+        frame = pd.DataFrame({
             "user_id": datamodule.data.user_ids[users].numpy(),
             "item_id": datamodule.data.item_ids[items].numpy(),
             "rating": ratings.numpy(),
             "prediction": predictions.numpy(),
-        }).to_csv(path, index=False, float_format="%.4f")
+        })
+        with created_dirs(path.parent), atomic_write(path, "w", encoding="utf-8") as handle:
+            frame.to_csv(handle, index=False, float_format="%.4f")
         log.info("Wrote %d predictions for the %s part to %s", len(predictions), datamodule.predict_part, path)
 
     def after_fit(self) -> None:
@@ -63,7 +217,9 @@ class MovieLensCLI(LightningCLI):
         if best and self.trainer.is_global_zero:
             score = checkpoint.best_model_score
             log.info("Best checkpoint: %s (%s=%.4f)", best, checkpoint.monitor, float(score))
-            log.info("Evaluate it once on the test part with: python -m movielens_gnn test --config <same config> --ckpt_path %s", best)
+            config = run_config(self.trainer)
+            options = f"--config {config}" if config else "--config <same config and options>"
+            log.info("Evaluate it once on the test part with: python -m movielens_gnn test %s --ckpt_path %s", options, best)
             self._log_sample_recommendations(best)
 
     def _log_sample_recommendations(self, checkpoint: str, users: int = 3, k: int = 10) -> None:
@@ -74,9 +230,129 @@ class MovieLensCLI(LightningCLI):
         from movielens_gnn.recommend import load_model, recommend
 
         datamodule = self.datamodule
-        model = load_model(torch.load(checkpoint, map_location="cpu", weights_only=False), datamodule.graph.cpu())
+        model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+def _as_dict(value: Any) -> dict:
+    if isinstance(value, Namespace):
+        return value.as_dict()
+    return dict(value or {})
+
+
+def _load_mapping(text: str) -> dict:
+    """A YAML/JSON mapping from a file path or an inline string; ``{}`` when it is neither."""
+    try:
+        path = Path(text)
+        source = path.read_text() if path.is_file() else text
+        value = yaml.safe_load(source)
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
+    """The ``data`` and ``model`` options the user set: on the command line or in ``--config`` files.
+
+    Options left at their defaults are not in it, so a checkpoint's own values can fill them.
+    """
+    found: dict[str, set[str]] = {"data": set(), "model": set()}
+
+    def add(mapping: Any, groups=("data", "model")) -> None:
+        if isinstance(mapping, Namespace):
+            mapping = mapping.as_dict()
+        if not isinstance(mapping, dict):
+            return
+        if isinstance(mapping.get(subcommand), (dict, Namespace)):
+            add(mapping[subcommand], groups)
+            return
+        for group in groups:
+            section = mapping.get(group)
+            if isinstance(section, Namespace):
+                section = section.as_dict()
+            if isinstance(section, dict):
+                found[group] |= set(section) | set(section.get("init_args") or {})
+
+    if isinstance(args, (dict, Namespace)):
+        add(args)
+        return found
+    argv = list(sys.argv[1:] if args is None else args)
+    index = 0
+    while index < len(argv):
+        name, equals, value = str(argv[index]).partition("=")
+        if not equals and name.startswith("-") and index + 1 < len(argv):
+            value = str(argv[index + 1])
+        if name in ("-c", "--config"):
+            add(_load_mapping(value))
+        elif name in ("--data", "--model"):
+            add({name[2:]: _load_mapping(value)}, (name[2:],))
+        elif name.startswith(("--data.", "--model.")):
+            group, _, key = name[2:].partition(".")
+            found[group].add(key.split(".")[0] if not key.startswith("init_args.") else key.split(".")[1])
+        index += 1
+    return found
+
+
+def check_trainer_arguments(trainer: dict) -> None:
+    """Raise ``ValueError`` for Trainer settings that Lightning would reject only after the data is processed."""
+    def fail(name: str, expected: str) -> None:
+        raise ValueError(f"--trainer.{name} must be {expected}, got {trainer[name]!r}.")
+
+    def number(name: str) -> bool:
+        return isinstance(trainer.get(name), (int, float)) and not isinstance(trainer.get(name), bool)
+
+    bounds = {"max_epochs": -1, "max_steps": -1, "num_sanity_val_steps": -1, "min_epochs": 0, "min_steps": 0,
+              "log_every_n_steps": 0, "gradient_clip_val": 0, "accumulate_grad_batches": 1,
+              "check_val_every_n_epoch": 1, "num_nodes": 1}
+    for name, low in bounds.items():
+        if trainer.get(name) is not None and (not number(name) or trainer[name] < low):
+            fail(name, f"a number >= {low}" + (" (-1: no limit)" if low == -1 else ""))
+    for part in ("train", "val", "test", "predict"):
+        name = f"limit_{part}_batches"
+        if trainer.get(name) is not None and (not number(name) or trainer[name] < 0):
+            fail(name, "a number >= 0 (a share of the batches if below 1)")
+    accelerator = trainer.get("accelerator")
+    if isinstance(accelerator, str) and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--trainer.accelerator {accelerator} needs a CUDA device, and none is visible here. Use "
+                         "--trainer.accelerator cpu (or leave out configs/trainer/gpu.yaml).")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Raise unless ``path`` can be a file we write (not a folder; its parent not a file)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; expected a file path such as {path / 'predictions.csv'}.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder; choose another path.")
+            break
+
+
+def _set_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM (main thread only); return the previous one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def error_line(err: BaseException) -> str:
+    """One ``error:`` line for a user error: the message with its lines joined."""
+    if isinstance(err, OSError) and err.errno is not None and err.filename is not None:
+        text = (f"{err.strerror}: {err.filename}. Check that the path exists, is of the kind expected (file or "
+                "folder) and is writable.")
+    else:
+        text = str(err) or type(err).__name__
+    if isinstance(err, ArgumentError):
+        text += " See `python -m movielens_gnn <command> --help` for the accepted options."
+    return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def main(args: Any = None, run: bool = True) -> Any:
@@ -86,12 +362,13 @@ def main(args: Any = None, run: bool = True) -> Any:
     instantiated from ``args`` (for benchmarks and notebooks). ``recommend`` is handled by
     :mod:`movielens_gnn.recommend` and returns the text it printed.
 
-    A user error (missing or corrupt data, a bad value, an engine that is not installed) ends the
-    process with one message on stderr and exit code 2 instead of a traceback; set
-    ``MOVIELENS_GNN_DEBUG=1`` to see it.
+    A user error ends the process with exit code 2 and one ``error:`` line on stderr instead of a
+    traceback (``MOVIELENS_GNN_DEBUG=1`` shows it); Ctrl-C exits with 130 and SIGTERM with 143,
+    after saying how to resume a training run.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    previous = _set_sigterm(_terminate)
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
@@ -100,11 +377,23 @@ def main(args: Any = None, run: bool = True) -> Any:
             MovieLensDataModule,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
+            trainer_defaults={"callbacks": [ResumeHint()]},
+            parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in LIGHTNING_COMMANDS}},
             args=args,
             run=run,
         )
-    except (FileNotFoundError, ValueError, ImportError) as err:
+    except SIGTERMException as err:  # Lightning stopped the run; ResumeHint said how to resume
+        raise SystemExit(EXIT_TERMINATED) from err
+    except Terminated as err:
+        print("error: stopped by SIGTERM; nothing was left half-written. Run the command again.", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED) from err
+    except KeyboardInterrupt as err:
+        print("error: interrupted (Ctrl-C); nothing was left half-written. Run the command again.", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from err
+    except USER_ERRORS as err:
         if os.environ.get("MOVIELENS_GNN_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from err
+        print(error_line(err), file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from err
+    finally:
+        _set_sigterm(previous)

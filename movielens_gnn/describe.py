@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.recommend import ArgumentParser
 
 
 def ratings_frame(datamodule: MovieLensDataModule) -> pd.DataFrame:
@@ -116,7 +117,7 @@ def _save(fig, path: Path) -> Path:
 
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``describe``), print the report and return it."""
-    parser = argparse.ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__,
+    parser = ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data.root", dest="root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
     parser.add_argument("--data.split", dest="split", default="u1", help="split whose graph is described")
@@ -125,6 +126,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--logs", type=Path, help="a run's log folder or metrics.csv, for RMSE curves")
     args = parser.parse_args(list(argv))
     datamodule = MovieLensDataModule(root=args.root, split=args.split, cache_dir=args.cache_dir)
+    datamodule.prepare_data()  # like fit: extract the archive, or download it
     frame = ratings_frame(datamodule)
     text = report(datamodule, frame)
     if args.plots is not None:

@@ -1,7 +1,8 @@
 """``python -m movielens_gnn recommend``: top-K unseen movies per user, with titles.
 
-The checkpoint carries the data module's settings (root, split, seeds), so the same training
-ratings are rebuilt and excluded; ``--data.root`` points elsewhere if the data moved.
+The checkpoint carries the data module's settings (root, split, seeds) and a fingerprint of the
+data, so the same training ratings are rebuilt and excluded; ``--data.root`` points elsewhere if
+the data moved, and data other than the checkpoint's own is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from movielens_gnn.checkpoint import (
+    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, load_checkpoint, trained_data_settings, trained_fingerprint,
+)
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.rating_model import MAX_RATING, MIN_RATING, RatingModel
@@ -41,29 +45,44 @@ def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> Ra
 
 
 def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: str = "native",
-                       cache_dir: str | None = None) -> tuple[RatingModel, MovieLensDataModule]:
+                       cache_dir: str | None = None, allow_mismatch: bool = False,
+                       ) -> tuple[RatingModel, MovieLensDataModule]:
     """Rebuild the model and its data module from a checkpoint, graph attached, in eval mode.
+
+    The checkpoint is read weights-only (nothing in it can run code).
 
     Args:
         ckpt_path: A checkpoint written by ``fit``.
         root: Replaces the data root stored in the checkpoint.
         engine: Message-passing engine to run with (weights work with either).
         cache_dir: Replaces the processed-cache folder stored in the checkpoint.
+        allow_mismatch: Go on (with a warning) when the data under ``root`` is not the data the
+            checkpoint was trained on.
 
     Raises:
         FileNotFoundError: No checkpoint at ``ckpt_path``.
+        CheckpointError: Not a readable, safe checkpoint of this project, or (without
+            ``allow_mismatch``) trained on other data.
         ValueError: The checkpoint does not match the data (other user or item counts).
     """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}; pass the .ckpt file that `fit` wrote (see checkpoints/).")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    settings = {k: v for k, v in (state.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    state = load_checkpoint(ckpt_path)
+    settings = {k: v for k, v in trained_data_settings(state).items() if k not in RUN_ONLY_DATA_ARGUMENTS}
     if root is not None:
         settings["root"] = root
     if cache_dir is not None:
         settings["cache_dir"] = cache_dir
-    datamodule = MovieLensDataModule(**settings)
+    try:
+        datamodule = MovieLensDataModule(**settings)
+    except TypeError as err:  # settings of another version of this project
+        raise CheckpointError(f"{ckpt_path} holds data settings this version does not know ({err}).") from err
+    expected = trained_fingerprint(state)
+    if expected is not None and datamodule.fingerprint != expected:
+        message = (f"The ratings under {datamodule.dataset.root} are not those the checkpoint {ckpt_path} was trained "
+                   f"on (data fingerprint {datamodule.fingerprint[:12]}, checkpoint {expected[:12]}).")
+        if not allow_mismatch:
+            raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
+                                  "--data.allow_mismatch to recommend from this data on purpose.")
+        log.warning("%s Going on: --data.allow_mismatch is set.", message)
     return load_model(state, datamodule.graph, engine), datamodule
 
 
@@ -78,6 +97,8 @@ def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Seq
     """Top-``k`` movies each user has not rated in training (train and validation parts).
 
     Users with no training ratings get the ``k`` most-rated unseen movies, labelled in ``source``.
+    A rated movie is never returned: when ``k`` exceeds the movies a user has not rated, the list
+    holds all of those (fewer than ``k`` rows) and a warning says so.
 
     Returns:
         One row per recommendation, columns :data:`COLUMNS`, MovieLens ids.
@@ -97,12 +118,16 @@ def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Seq
     popularity = torch.bincount(torch.cat([data.train.items, data.val.items]), minlength=datamodule.num_items).float()
     cold = ~known.any(1)
     ranking_scores = torch.where(cold[:, None], popularity.expand_as(scores), scores)
-    k = min(k, datamodule.num_items)
-    top = ranking_scores.masked_fill(known, float("-inf")).topk(k, dim=1).indices
+    unseen = (~known).sum(1)
+    short = [(user_id, int(n)) for user_id, n in zip(user_ids, unseen.tolist()) if n < k]
+    if short:
+        log.warning("Asked for %d recommendations, but user(s) %s have only %s unrated movies; returning those.",
+                    k, ", ".join(str(u) for u, _ in short), ", ".join(str(n) for _, n in short))
+    top = ranking_scores.masked_fill(known, float("-inf")).topk(min(k, datamodule.num_items), dim=1).indices
     items = meta.items
     rows = []
     for row, user_id in enumerate(user_ids):
-        for rank, item in enumerate(top[row].tolist(), start=1):
+        for rank, item in enumerate(top[row, : int(unseen[row])].tolist(), start=1):
             movie_id = int(data.item_ids[item])
             info = items.loc[movie_id]
             genres = "|".join(g for g in meta.genres if info[g] == 1)
@@ -144,19 +169,30 @@ def parse_users(text: str) -> list[int]:
 
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``recommend``), print the recommendations and return them."""
-    parser = argparse.ArgumentParser(prog="python -m movielens_gnn recommend", description=__doc__)
+    parser = ArgumentParser(prog="python -m movielens_gnn recommend", description=__doc__)
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by fit")
     parser.add_argument("--user", required=True, help="MovieLens user id(s), comma-separated: 42 or 1,2,3")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     parser.add_argument("--format", default="table", choices=FORMATS)
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
+    parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", action="store_true",
+                        help="recommend even if the data is not the data the checkpoint was trained on")
     parser.add_argument("--engine", default="native", choices=("native", "dgl"))
     args = parser.parse_args(list(argv))
     users = parse_users(args.user)
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}.")
-    model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir)
+    model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
     text = render(recommend(model, datamodule, users, args.k), args.format)
     print(text, end="")
     return text
+
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``ValueError`` (one ``error:`` line from the CLI, exit 2) instead of
+    printing the usage; ``--help`` still prints and exits 0."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message}. See `{self.prog} --help` for the accepted options.")

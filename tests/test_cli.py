@@ -44,8 +44,8 @@ def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root, config):
     name = config.removesuffix(".yaml")
     fit = main(_args("fit", config, ml100k_root, "--trainer.max_epochs", "4"))
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
-    assert best.parent == workdir / "checkpoints" / name and best.is_file()
-    assert torch.load(best.parent / "last.ckpt", weights_only=False)["epoch"] == 3  # the latest, not the best
+    assert best.parent == workdir / "checkpoints" / name / "version_0" and best.is_file()  # the run's own folder
+    assert torch.load(best.parent / "last.ckpt", weights_only=True)["epoch"] == 3  # the latest, not the best
     assert sorted(p.name for p in best.parent.iterdir()) == sorted([best.name, "last.ckpt"])
     assert (workdir / "logs" / name / "version_0" / "metrics.csv").is_file()
     assert fit.trainer.current_epoch == 4

@@ -57,9 +57,10 @@ def test_ddp_test_equals_single_process(checkpoint, ml100k_root, tmp_path):
 
 def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path):
     _run(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", *CPU_DDP), tmp_path)
-    files = sorted(p.name for p in (tmp_path / "checkpoints" / "gcn_dot").iterdir())
+    assert [p.name for p in (tmp_path / "checkpoints" / "gcn_dot").iterdir()] == ["version_0"]  # one run folder
+    files = sorted(p.name for p in (tmp_path / "checkpoints" / "gcn_dot" / "version_0").iterdir())
     assert len(files) == 2 and "last.ckpt" in files, files
-    state = torch.load(tmp_path / "checkpoints" / "gcn_dot" / "last.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoints" / "gcn_dot" / "version_0" / "last.ckpt", weights_only=True)
     assert state["epoch"] == 2 and not any(k.startswith("graph.") for k in state["state_dict"])
     (metrics,) = (tmp_path / "logs").glob("**/metrics.csv")  # one logger, on rank 0
     with open(metrics) as handle:

@@ -89,9 +89,15 @@ def test_checkpoint_for_other_data_is_rejected(trained, tmp_path, capsys):
 
     ckpt, _ = trained
     write_ml100k(tmp_path / "other", num_users=30)
+    args = ["recommend", "--ckpt_path", str(ckpt), "--user", "1", "--data.root", str(tmp_path / "other"),
+            "--data.cache_dir", str(tmp_path / "cache")]
     with pytest.raises(SystemExit):
-        main(["recommend", "--ckpt_path", str(ckpt), "--user", "1", "--data.root", str(tmp_path / "other"),
-              "--data.cache_dir", str(tmp_path / "cache")])
+        main(args)
+    err = capsys.readouterr().err
+    assert f"error: The ratings under {tmp_path / 'other'} are not those the checkpoint {ckpt} was trained on" in err
+    assert "--data.allow_mismatch" in err
+    with pytest.raises(SystemExit):  # even on purpose, a model for other user/item counts cannot score them
+        main([*args, "--data.allow_mismatch"])
     assert "graph has 30 users and 30 items; this model was built for 24 and 30" in capsys.readouterr().err
 
 

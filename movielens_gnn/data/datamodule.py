@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import os
-import tempfile
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, NamedTuple, Optional
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from movielens_gnn.data.movielens import MovieLens100K, MovieLensMeta, Ratings
+from movielens_gnn.files import atomic_write, created_dirs, remove_stale
 from movielens_gnn.data.splits import SPLITS, check_fraction, check_split, random_split, temporal_split, user_holdout
 from movielens_gnn.models.graph import BipartiteGraph
 
@@ -62,6 +63,8 @@ class EdgeLoader:
         seed: Seed of that permutation's generator; must be equal on all ranks.
         rank: This process's index ``r`` among the data-parallel ranks.
         world_size: The number of ranks ``W``.
+        generator: The permutation's generator itself, instead of a fresh one from ``seed`` (the
+            data module passes its own so that a resumed run continues its sequence).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class EdgeLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        generator: torch.Generator | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}.")
@@ -81,7 +85,7 @@ class EdgeLoader:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
     @property
     def num_edges(self) -> int:
@@ -145,6 +149,53 @@ class ProcessedData:
         return cls(**parts, **{k: tensors[k] for k in ("user_ids", "item_ids", "user_features", "item_features")})
 
 
+def split_identity(settings: dict) -> dict:
+    """The data settings that decide which ratings land in which part, from data-module arguments.
+
+    Two runs with the same identity (on the same files) see exactly the same train, validation and
+    test edges; this is what a checkpoint is checked against before it is evaluated, and part of
+    the processed cache's key. Settings that do not apply are left out (``test_fraction`` of a
+    canonical split, ``val_user_fraction`` of ``random`` validation), so they never cause a
+    spurious mismatch.
+    """
+    split = settings.get("split", "u1")
+    identity = {"dataset": settings.get("dataset", MovieLens100K.NAME), "split": split,
+                "seed": settings.get("seed", 42), "val_fraction": settings.get("val_fraction", 0.05),
+                "val_strategy": settings.get("val_strategy", "random")}
+    if split in ("random", "temporal"):
+        identity["test_fraction"] = settings.get("test_fraction", 0.2)
+    if split == "temporal":
+        del identity["val_strategy"]  # temporal validation is always the latest ratings
+    elif identity["val_strategy"] == "users":
+        identity["val_user_fraction"] = settings.get("val_user_fraction", 0.5)
+    return identity
+
+
+def data_fingerprint(data: ProcessedData) -> str:
+    """sha256 over the ids and every part's edges: equal exactly when two runs see the same data."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(data.to_dict().items()):
+        if name.endswith("_features"):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_processed(data: ProcessedData) -> None:
+    """Raise ``ValueError`` unless ``data`` is consistent (as a cache written by this code is)."""
+    users, items = len(data.user_ids), len(data.item_ids)
+    for part in PARTS:
+        edges = getattr(data, part)
+        if not all(isinstance(t, Tensor) for t in edges) or not len(edges.users) == len(edges.items) == len(edges.ratings):
+            raise ValueError(f"{part} edges of unequal lengths")
+        if len(edges.users) and (int(edges.users.max()) >= users or int(edges.items.max()) >= items
+                                 or int(edges.users.min()) < 0 or int(edges.items.min()) < 0):
+            raise ValueError(f"{part} edges index beyond the id lists")
+    if data.user_features.shape[0] != users or data.item_features.shape[0] != items:
+        raise ValueError("feature rows do not match the id lists")
+
+
 def user_features(meta: MovieLensMeta) -> Tensor:
     """``(U, 1 + 2 + n_occupations)``: z-scored age, one-hot gender (M, F), one-hot occupation."""
     users = meta.users
@@ -187,6 +238,10 @@ class MovieLensDataModule(pl.LightningDataModule):
         cache: Read and write the processed cache.
         cache_dir: Folder of the processed cache; ``None`` means ``<root>/processed``.
         predict_part: The part ``predict`` runs on: ``test`` or ``val``.
+        allow_mismatch: Evaluate a checkpoint on data settings (split, seed, validation) or data
+            other than those it was trained on. Off by default: ``validate``/``test``/``predict``
+            and ``recommend`` then refuse, since e.g. testing a u2 model on u1 tests it on its own
+            training ratings.
     """
 
     def __init__(
@@ -203,6 +258,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         cache: bool = True,
         cache_dir: Optional[str] = None,
         predict_part: Literal["test", "val"] = "test",
+        allow_mismatch: bool = False,
     ) -> None:
         super().__init__()
         check_split(split)
@@ -230,7 +286,12 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.dataset.root / "processed"
+        self.allow_mismatch = allow_mismatch
+        # Shuffles the training edges with a batch size; kept (and checkpointed) across epochs so
+        # that a resumed run draws the same permutations as an uninterrupted one.
+        self.train_generator = torch.Generator().manual_seed(seed)
         self._data: ProcessedData | None = None
+        self._fingerprint: str | None = None
         self._meta: MovieLensMeta | None = None
         self._graph: BipartiteGraph | None = None
 
@@ -299,36 +360,57 @@ class MovieLensDataModule(pl.LightningDataModule):
             path = self.dataset.raw_dir / name
             stat = path.stat() if path.is_file() else None
             fingerprints[name] = [stat.st_size, stat.st_mtime_ns] if stat else None
-        settings = {"format": CACHE_FORMAT, "split": self.split, "val_fraction": self.val_fraction,
-                    "val_strategy": self.val_strategy, "seed": self.seed, "files": fingerprints}
-        if self.val_strategy == "users":
-            settings["val_user_fraction"] = self.val_user_fraction
-        if self.split in ("random", "temporal"):
-            settings["test_fraction"] = self.test_fraction
-        return settings
+        return {"format": CACHE_FORMAT, **split_identity(dict(self.hparams)), "files": fingerprints}
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`data_fingerprint` of :attr:`data` (stored in checkpoints, checked when they are evaluated)."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.data)
+        return self._fingerprint
+
+    def state_dict(self) -> dict:
+        """What checkpoints keep of the data: its fingerprint and the training shuffle's generator state."""
+        return {"data_fingerprint": self.fingerprint, "train_generator": self.train_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Continue the training shuffle where the checkpoint left it (on resume)."""
+        if "train_generator" in state_dict:
+            self.train_generator.set_state(state_dict["train_generator"])
 
     def _load_cache(self, settings: dict) -> ProcessedData | None:
+        """The cached data if the cache exists, is readable and matches ``settings``; else ``None``.
+
+        A corrupt or foreign cache (random bytes, another torch object, missing tensors) is never
+        fatal: it is reported, and rebuilt by the caller.
+        """
         path = self.cache_path
+        remove_stale(path.parent, path.name)
         if not path.is_file():
             return None
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as err:
-            log.warning("Ignoring unreadable cache %s (%s); rebuilding it", path, err)
+            if not isinstance(saved, dict) or not isinstance(saved.get("tensors"), dict):
+                raise ValueError("not a processed-data cache")
+            if saved.get("settings") != settings:
+                log.info("Cache %s was built with other settings; rebuilding it", path)
+                return None
+            data = ProcessedData.from_dict(saved["tensors"])
+            _check_processed(data)
+            return data
+        # What torch.load raises on bytes that are not a torch file (UnpicklingError, RuntimeError,
+        # EOFError, zip errors as ValueError/OSError); KeyError/TypeError/ValueError: not our layout.
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError,
+                AttributeError) as err:
+            log.warning("Discarding the corrupt processed cache %s (%s: %s); rebuilding it", path,
+                        type(err).__name__, err)
             return None
-        if saved.get("settings") != settings:
-            log.info("Cache %s was built with other settings; rebuilding it", path)
-            return None
-        return ProcessedData.from_dict(saved["tensors"])
 
     def _save_cache(self, settings: dict, data: ProcessedData) -> None:
         path = self.cache_path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as handle:
+            with created_dirs(path.parent), atomic_write(path) as handle:
                 torch.save({"settings": settings, "tensors": data.to_dict()}, handle)
-            os.replace(tmp, path)
         except OSError as err:
             # A read-only data folder (a shared copy, say) is fine: processing takes about a second.
             log.warning("Not caching processed data at %s: %s", path, err)
@@ -416,7 +498,8 @@ class MovieLensDataModule(pl.LightningDataModule):
     def _loader(self, edges: EdgeBatch, batch_size: int | None = None, shuffle: bool = False) -> EdgeLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return EdgeLoader(edges, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world)
+        return EdgeLoader(edges, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world,
+                          generator=self.train_generator if shuffle else None)
 
     def train_dataloader(self) -> EdgeLoader:
         return self._loader(self.data.train, self.batch_size, shuffle=True)

@@ -6,11 +6,13 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
+
+from movielens_gnn.files import atomic_write, created_dirs, remove_stale, temp_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,35 +28,44 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_archive(path: Path, md5: str, size: int | None = None) -> None:
-    """Check an archive's size and md5; remove it and raise when either is wrong.
+def verify_archive(path: Path, md5: str, size: int | None = None, keep_bad: bool = True) -> None:
+    """Check an archive's size and md5; raise when either is wrong.
 
     Args:
         path: The file to check.
         md5: The expected hex md5 digest.
         size: The expected size in bytes, or ``None`` to skip the size check.
+        keep_bad: Rename a mismatching file aside to ``<name>.bad`` (replacing an older one) so
+            that the next run downloads a fresh copy and nothing of the user's is deleted;
+            ``False`` leaves it where it is (for temporary downloads, which the caller removes).
 
     Raises:
-        ValueError: The file does not match. The bad file is deleted so that the next run
-            downloads a fresh copy instead of failing on the same bytes again.
+        ValueError: The file does not match; the message names the path, both checksums and
+            what to do.
     """
     actual_size = path.stat().st_size
     actual_md5 = md5sum(path)
     if actual_md5 == md5 and (size is None or actual_size == size):
         return
-    path.unlink()
     expected = f"md5 {md5}" + (f", {size:,} bytes" if size is not None else "")
-    raise ValueError(
-        f"Checksum mismatch for {path}: expected {expected}; got md5 {actual_md5}, "
-        f"{actual_size:,} bytes. The corrupt file was removed; run again to re-download it, "
-        f"or put a good copy at {path}."
-    )
+    got = f"got md5 {actual_md5}, {actual_size:,} bytes"
+    if not keep_bad:
+        raise ValueError(f"Checksum mismatch for the download of {path.name}: expected {expected}; {got}. "
+                         "Nothing was kept; run again, or put a good copy of the archive in the data folder.")
+    bad = path.with_name(path.name + ".bad")
+    try:
+        os.replace(path, bad)
+        moved = f"It was renamed to {bad}; run again to download a fresh copy, or put a good copy at {path}."
+    except OSError as err:
+        moved = f"It could not be moved aside ({err.strerror}); replace it with a good copy."
+    raise ValueError(f"Checksum mismatch for {path}: expected {expected}; {got}. {moved}")
 
 
 def download(url: str, dest: Path, md5: str, size: int | None = None, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` through a temporary file, then verify it.
 
-    ``file://`` URLs work too, which is how the tests exercise this without a network.
+    ``file://`` URLs work too, which is how the tests exercise this without a network. Folders
+    this creates for ``dest`` are removed again when the download fails.
 
     Args:
         url: Where to fetch from.
@@ -70,28 +81,34 @@ def download(url: str, dest: Path, md5: str, size: int | None = None, timeout: f
         ConnectionError: The URL could not be read.
         ValueError: The downloaded bytes do not match the checksum.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log.info("Downloading %s to %s", url, dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, _CHUNK)
-        verify_archive(tmp, md5, size)
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as err:
-        raise ConnectionError(f"Could not download {url}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
+    with created_dirs(dest.parent):
+        remove_stale(dest.parent, dest.name)
+        log.info("Downloading %s to %s", url, dest)
+        try:
+            with atomic_write(dest) as out:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    shutil.copyfileobj(response, out, _CHUNK)
+                out.flush()
+                verify_archive(Path(out.name), md5, size, keep_bad=False)
+        except (urllib.error.URLError, OSError) as err:
+            raise ConnectionError(f"Could not download {url}: {err}") from err
     return dest
+
+
+def _check_member(name: str, target: Path) -> None:
+    """Raise unless archive member ``name`` stays inside ``target`` once extracted."""
+    resolved = (target / name).resolve()
+    if name.startswith(("/", "\\")) or ":" in name.split("/")[0] or not resolved.is_relative_to(target.resolve()):
+        raise ValueError(f"unsafe member path {name!r} would be written outside the extraction folder")
 
 
 def extract_zip(archive: Path, dest: Path, member_dir: str) -> Path:
     """Extract ``member_dir/`` from a zip archive to ``dest`` atomically.
 
-    The archive is unpacked into a temporary folder beside ``dest`` and renamed into place,
-    so an interrupted run never leaves a partial ``dest``. When another process finished
-    first, its copy is kept.
+    The archive is unpacked into a temporary folder beside ``dest`` (named for this process, so a
+    later run removes it if this one is killed) and renamed into place, so an interrupted run never
+    leaves a partial ``dest``. Every member's path is checked to stay inside the temporary folder
+    before anything is written. When another process finished first, its copy is kept.
 
     Args:
         archive: The zip file.
@@ -102,18 +119,35 @@ def extract_zip(archive: Path, dest: Path, member_dir: str) -> Path:
         ``dest``.
 
     Raises:
-        ValueError: The archive is not a zip file or lacks ``member_dir/``.
+        ValueError: The archive is not a valid zip file, has an unsafe member path, or lacks
+            ``member_dir/``.
+        PermissionError: The folder of ``dest`` is not writable (the message says what to do).
     """
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    remove_stale(dest.parent, dest.name)
+    try:
+        tmp = temp_dir(dest)
+    except OSError as err:
+        raise PermissionError(
+            f"Cannot extract {archive} into {dest.parent}: {err.strerror or err}. Make that folder writable, "
+            f"extract the archive there yourself, or copy it to a writable --data.root."
+        ) from err
     try:
         try:
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(tmp)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"{archive} is not a valid zip archive ({err}); delete it and run again.") from err
+                members = zf.infolist()
+                for member in members:
+                    _check_member(member.filename, tmp)
+                for member in members:
+                    zf.extract(member, tmp)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as err:
+            raise ValueError(
+                f"{archive} is not a valid zip archive ({err}); delete it (or rename it aside) and run again "
+                "to download a fresh copy."
+            ) from err
         extracted = tmp / member_dir
         if not extracted.is_dir():
-            raise ValueError(f"{archive} does not contain the folder {member_dir}/.")
+            raise ValueError(f"{archive} does not contain the folder {member_dir}/; it is not the expected archive. "
+                             "Delete it and run again to download a fresh copy.")
         try:
             os.replace(extracted, dest)
         except OSError:

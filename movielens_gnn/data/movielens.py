@@ -7,6 +7,8 @@ Latin-1 encoded (titles such as "Misérables").
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,12 @@ class MovieLens100K:
             FileNotFoundError: Nothing local and the download failed.
             ValueError: The archive's checksum or a file's content is wrong.
         """
+        for path, what in ((self.root, "--data.root"), (self.raw_dir, f"{self.NAME}/ in --data.root")):
+            if path.exists() and not path.is_dir():
+                raise NotADirectoryError(
+                    f"{what} {path} is a file; expected a folder that holds {self.NAME}/ or {self.NAME}.zip "
+                    "(or an empty one to download into). Pass --data.root DIR for such a folder."
+                )
         if not self.raw_dir.is_dir():
             if not self.archive.is_file():
                 try:
@@ -162,8 +170,8 @@ class MovieLens100K:
         for frame, key, path in ((users, "user_id", "u.user"), (items, "item_id", "u.item")):
             duplicated = frame[key].duplicated()
             if duplicated.any():
-                line = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
-                raise ValueError(f"{self.raw_dir / path} line {line}: {key} {frame[key][line - 1]} appears twice.")
+                row = int(np.flatnonzero(duplicated.to_numpy())[0])
+                raise ValueError(f"{self.raw_dir / path} line {_line(frame, row)}: {key} {frame[key].iloc[row]} appears twice.")
         users = users.set_index("user_id").sort_index()
         items = items.drop(columns="video_release_date").set_index("item_id").sort_index()
         return MovieLensMeta(
@@ -193,12 +201,15 @@ class MovieLens100K:
         for column, known in (("user_id", meta.user_ids), ("item_id", meta.item_ids)):
             unknown = ~np.isin(frame[column].to_numpy(), known)
             if unknown.any():
-                line = int(np.flatnonzero(unknown)[0]) + 1
-                raise ValueError(f"{path} line {line}: {column} {frame[column][line - 1]} is not in the id list.")
+                row = int(np.flatnonzero(unknown)[0])
+                listed = "u.user" if column == "user_id" else "u.item"
+                raise ValueError(f"{path} line {_line(frame, row)}: {column} {frame[column].iloc[row]} is not in the "
+                                 f"id list of {listed}; the files are from different releases or edited.")
         duplicated = frame.duplicated(["user_id", "item_id"]).to_numpy()
         if duplicated.any():
-            line = int(np.flatnonzero(duplicated)[0]) + 1
-            raise ValueError(f"{path} line {line}: user {frame.user_id[line - 1]} rated item {frame.item_id[line - 1]} twice.")
+            row = int(np.flatnonzero(duplicated)[0])
+            raise ValueError(f"{path} line {_line(frame, row)}: user {frame.user_id.iloc[row]} rated item "
+                             f"{frame.item_id.iloc[row]} twice; each (user, item) pair may appear once.")
         return Ratings(
             user_id=frame["user_id"].to_numpy(np.int64),
             item_id=frame["item_id"].to_numpy(np.int64),
@@ -254,29 +265,48 @@ def _read_lines(path: Path, parse) -> list[str]:
     return [parse(line) for line in lines if line.strip()]
 
 
+def _line(frame: pd.DataFrame, row: int) -> int:
+    """The 1-based line number in the file of ``frame``'s ``row`` (blank lines are skipped when reading)."""
+    lines = frame.attrs.get("lines")
+    return int(lines[row]) if lines is not None else row + 1
+
+
 def _read_table(path: Path, columns: list[str], sep: str = "|") -> pd.DataFrame:
     """Read a headerless text table as strings; report the first bad line by number.
 
-    Short lines come back padded with empty strings, which the typed checks then reject with
-    their line number.
+    Every non-blank line must have exactly ``len(columns)`` fields: a missing or an extra field
+    (a trailing separator, say) is reported with its line number rather than read shifted. The
+    frame's ``attrs["lines"]`` maps each row to its line number in the file.
     """
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=None,
-            names=columns,
-            dtype=str,
-            encoding=ENCODING,
-            keep_default_na=False,
-            engine="c",
-        )
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{path} is malformed: {err} (expected {len(columns)} fields: {', '.join(columns)}).") from err
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} cannot be read as {ENCODING}: {err}.") from err
-    if frame.empty:
+        text = path.read_bytes().decode(ENCODING)
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror or err}.") from err
+    lines = text.splitlines()
+    numbers = [number for number, line in enumerate(lines, start=1) if line.strip()]
+    if not numbers:
         raise ValueError(f"{path} is empty; expected lines of {', '.join(columns)}.")
+    expected = len(columns) - 1
+    for number in numbers:
+        found = lines[number - 1].count(sep)
+        if found != expected:
+            name = {"\t": "tab", "|": "'|'"}.get(sep, repr(sep))
+            raise ValueError(
+                f"{path} line {number}: expected {len(columns)} {name}-separated fields "
+                f"({', '.join(columns)}), got {found + 1}. Fix or remove that line, or restore the original file."
+            )
+    frame = pd.read_csv(
+        io.StringIO(text),
+        sep=sep,
+        header=None,
+        names=columns,
+        dtype=str,
+        keep_default_na=False,
+        engine="c",
+        quoting=csv.QUOTE_NONE,
+    )
+    assert len(frame) == len(numbers), (path, len(frame), len(numbers))
+    frame.attrs["lines"] = np.asarray(numbers)
     return frame
 
 
@@ -289,16 +319,17 @@ def _check_int(frame: pd.DataFrame, column: str, path: Path, low: int | None = N
     if high is not None:
         bad |= values > high
     if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        row = int(np.flatnonzero(bad.to_numpy())[0])
         bounds = f" in {low}..{high}" if high is not None else (f" >= {low}" if low is not None else "")
-        raise ValueError(f"{path} line {line}: {column} must be an integer{bounds}, got {frame[column][line - 1]!r}.")
+        raise ValueError(f"{path} line {_line(frame, row)}: {column} must be an integer{bounds}, "
+                         f"got {frame[column].iloc[row]!r}.")
     frame[column] = values.astype(np.int64)
 
 
 def _check_values(frame: pd.DataFrame, column: str, valid: tuple[str, ...], path: Path) -> None:
     bad = ~frame[column].isin(valid)
     if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        row = int(np.flatnonzero(bad.to_numpy())[0])
         raise ValueError(
-            f"{path} line {line}: {column} {frame[column][line - 1]!r} is not one of {', '.join(valid)}."
+            f"{path} line {_line(frame, row)}: {column} {frame[column].iloc[row]!r} is not one of {', '.join(valid)}."
         )

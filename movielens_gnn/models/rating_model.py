@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
+import random
 from typing import Literal, Optional, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -21,6 +24,41 @@ from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
 log = logging.getLogger(__name__)
 
 MIN_RATING, MAX_RATING = 1.0, 5.0
+# Arguments a checkpoint can be evaluated with other values of; every other hyperparameter is the
+# architecture or training recipe the weights belong to.
+EVALUATION_ARGUMENTS = ("engine", "ranking_ks", "relevance_threshold")
+
+
+def check_arguments(**arguments) -> None:
+    """Raise ``ValueError`` naming the first :class:`RatingModel` argument outside its range.
+
+    Called by ``RatingModel.__init__`` and by the CLI on the parsed config before any data is read.
+    Only the arguments given are checked; the message names the option, the value and the range.
+    """
+    def fail(name: str, expected: str) -> None:
+        raise ValueError(f"--model.{name} must be {expected}, got {arguments[name]!r}.")
+
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in ("num_users", "num_items", "embedding_dim"):
+        if name in arguments and not (integer(arguments[name]) and arguments[name] >= 1):
+            fail(name, "a positive integer")
+    for name in ("user_feature_dim", "item_feature_dim", "autoencoder_dim"):
+        if name in arguments and not (integer(arguments[name]) and arguments[name] >= 0):
+            fail(name, "an integer >= 0 (0 turns it off)")
+    for name in ("hidden_dims", "mlp_hidden_dims", "ranking_ks"):
+        if name in arguments and not all(integer(v) and v >= 1 for v in arguments[name]):
+            fail(name, "a list of positive integers, e.g. [64]")
+    for name in ("dropout", "edge_dropout", "mlp_dropout"):
+        if name in arguments and not (isinstance(arguments[name], (int, float)) and 0.0 <= arguments[name] < 1.0):
+            fail(name, "a probability in [0, 1)")
+    decay = arguments.get("autoencoder_weight_decay")
+    if decay is not None and not (isinstance(decay, (int, float)) and 0.0 <= decay < float("inf")):
+        fail("autoencoder_weight_decay", "a finite number >= 0, or null to keep the optimizer's")
+    for name in ("rating_mean", "relevance_threshold"):
+        if name in arguments and not (isinstance(arguments[name], (int, float)) and math.isfinite(arguments[name])):
+            fail(name, "a finite number")
 
 
 class RatingModel(pl.LightningModule):
@@ -98,6 +136,14 @@ class RatingModel(pl.LightningModule):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"Unknown head {head!r}; valid values: {', '.join(HEADS)}.")
+        check_arguments(
+            num_users=num_users, num_items=num_items, user_feature_dim=user_feature_dim,
+            item_feature_dim=item_feature_dim, rating_mean=rating_mean, embedding_dim=embedding_dim,
+            hidden_dims=list(hidden_dims), dropout=dropout, edge_dropout=edge_dropout,
+            autoencoder_dim=autoencoder_dim, autoencoder_weight_decay=autoencoder_weight_decay,
+            mlp_hidden_dims=list(mlp_hidden_dims), mlp_dropout=mlp_dropout, ranking_ks=list(ranking_ks),
+            relevance_threshold=relevance_threshold,
+        )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
@@ -240,6 +286,17 @@ class RatingModel(pl.LightningModule):
         users, items, _ = batch
         return self(users, items).clamp(MIN_RATING, MAX_RATING)
 
+    # ---------------------------------------------------------------------------- resume
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the random number generators' states, so a resumed run draws what an uninterrupted one would."""
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """On resuming ``fit``, continue the saved random streams (dropout, edge dropout)."""
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
     def _parameter_groups(self) -> list[dict]:
         """One group for all parameters, or two when the autoencoder's embedding tables have their own weight decay."""
         decay = self.hparams.autoencoder_weight_decay
@@ -260,3 +317,31 @@ class RatingModel(pl.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val_rmse"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def rng_states() -> dict:
+    """The states of torch's (CPU and initialised CUDA), numpy's and Python's global generators,
+    as tensors and plain values only, so checkpoints holding them load with ``weights_only=True``."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

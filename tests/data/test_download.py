@@ -55,7 +55,7 @@ def test_md5sum_matches_hashlib(tmp_path):
     assert md5sum(path) == hashlib.md5(b"movielens" * 1000).hexdigest()
 
 
-def test_verify_archive_mismatch_names_path_and_hashes_and_removes_file(tmp_path):
+def test_verify_archive_mismatch_names_path_and_hashes_and_renames_file_aside(tmp_path):
     path = tmp_path / "ml-100k.zip"
     path.write_bytes(b"not the archive")
     actual = hashlib.md5(b"not the archive").hexdigest()
@@ -63,8 +63,8 @@ def test_verify_archive_mismatch_names_path_and_hashes_and_removes_file(tmp_path
         verify_archive(path, MovieLens100K.ARCHIVE_MD5, MovieLens100K.ARCHIVE_SIZE)
     message = str(err.value)
     assert str(path) in message and MovieLens100K.ARCHIVE_MD5 in message and actual in message
-    assert "4,924,029" in message
-    assert not path.exists()
+    assert "4,924,029" in message and "ml-100k.zip.bad" in message
+    assert not path.exists() and (tmp_path / "ml-100k.zip.bad").read_bytes() == b"not the archive"
 
 
 def test_verify_archive_checks_size_too(tmp_path):
@@ -86,7 +86,7 @@ def test_download_with_wrong_checksum_keeps_nothing(tmp_path, archive, http_url)
     dest = tmp_path / "out" / "ml-100k.zip"
     with pytest.raises(ValueError, match="Checksum mismatch"):
         download(http_url, dest, "0" * 32, archive[2])
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists()  # the folder it created for the download is gone too
 
 
 def test_download_unreachable_raises_connection_error(tmp_path):
@@ -144,10 +144,10 @@ def test_prepare_without_data_or_network_says_where_to_put_files(tmp_path):
     assert not dataset.raw_dir.exists()
 
 
-def test_prepare_with_corrupt_local_archive_removes_it(tmp_path):
+def test_prepare_with_corrupt_local_archive_renames_it_aside(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     (root / "ml-100k.zip").write_bytes(b"truncated download")
     with pytest.raises(ValueError, match="expected md5 0e33842e24a9c977be4e0107933c0723"):
         MovieLens100K(root).prepare()
-    assert list(root.iterdir()) == []
+    assert [p.name for p in root.iterdir()] == ["ml-100k.zip.bad"]  # the user's file is kept, out of the way

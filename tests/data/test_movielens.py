@@ -59,7 +59,8 @@ def test_missing_files_are_all_named(dataset):
         ("1\t2\t6\t881250949\n", r"u\.data line 3: rating must be an integer in 1\.\.5, got '6'"),
         ("1\t2\t0\t881250949\n", r"u\.data line 3: rating must be an integer in 1\.\.5, got '0'"),
         ("1\tabc\t3\t881250949\n", r"u\.data line 3: item_id must be an integer"),
-        ("1\t2\t3\n", r"u\.data line 3: timestamp must be an integer"),
+        ("1\t2\t3\n", r"u\.data line 3: expected 4 tab-separated fields \(user_id, item_id, rating, timestamp\), got 3"),
+        ("1\t2\t3\t881250949\t\n", r"u\.data line 3: expected 4 tab-separated fields .*, got 5"),  # trailing tab
         ("99\t2\t3\t881250949\n", r"u\.data line 3: user_id 99 is not in the id list"),
     ],
 )
@@ -71,7 +72,7 @@ def test_malformed_ratings_name_file_and_line(dataset, line, message):
 
 def test_too_many_fields_is_reported(dataset):
     _replace_line(dataset.raw_dir / "u.data", 5, "1\t2\t3\t4\t5\n")
-    with pytest.raises(ValueError, match=r"u\.data is malformed: .*line 5"):
+    with pytest.raises(ValueError, match=r"u\.data line 5: expected 4 tab-separated fields .*got 5"):
         dataset.load()
 
 

@@ -1,0 +1,131 @@
+"""Reading checkpoints safely, and checking them against the data and settings they are used with.
+
+A checkpoint file is untrusted input: it is a pickle, and unpickling arbitrary objects can run
+code. Every checkpoint a user names is therefore read with ``torch.load(weights_only=True)``, which
+only rebuilds tensors and plain containers; the project's own checkpoints need nothing more.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from movielens_gnn.data.datamodule import MovieLensDataModule, split_identity
+
+# Where Lightning keeps the data module's state_dict() (and so the data fingerprint) in a checkpoint.
+DATAMODULE_STATE_KEY = MovieLensDataModule.__qualname__
+# Data-module arguments that are not about which data: never taken from a checkpoint.
+RUN_ONLY_DATA_ARGUMENTS = ("predict_part", "cache", "allow_mismatch")
+# What torch.load raises on bytes that are not a torch checkpoint; the set is open-ended, so it
+# is listed here once (zip errors, truncated pickles, wrong magic numbers, bad storage records).
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, AttributeError,
+               TypeError, IndexError, struct.error, OverflowError, UnicodeDecodeError, zipfile.BadZipFile,
+               ImportError)
+
+
+class CheckpointError(ValueError):
+    """A file named as a checkpoint cannot be used: unreadable, unsafe, not this project's, or
+    trained on other data or settings than those asked for."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by ``fit`` without running any code stored in it.
+
+    Args:
+        path: The ``.ckpt`` file.
+
+    Returns:
+        The checkpoint dictionary (``state_dict``, ``hyper_parameters``, ...), tensors on the CPU.
+
+    Raises:
+        FileNotFoundError: Nothing at ``path``.
+        CheckpointError: ``path`` is a folder, unreadable, not a torch checkpoint, holds Python
+            objects beyond tensors and plain values (refused: loading them could run code), or is
+            not a checkpoint of this project.
+    """
+    path = Path(path)
+    hint = "Pass a .ckpt file written by `fit` (under checkpoints/<config>/version_N/)."
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. {hint}")
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.ckpt"))[:3]
+        inside = f" It holds {', '.join(found)}." if found else ""
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file.{inside} {hint}")
+    try:
+        state = _torch_load_weights_only(path)
+    except PermissionError as err:
+        raise CheckpointError(f"Cannot read the checkpoint {path}: {err.strerror}. Check its permissions.") from err
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Unsupported" in str(err):
+            global_name = _unsupported_global(str(err))
+            raise CheckpointError(
+                f"Refused to load {path}: it holds Python objects other than tensors and plain values "
+                f"({global_name}), and loading those could run code. Only checkpoints written by this "
+                f"project's `fit` are accepted. {hint}"
+            ) from err
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(err)}). {hint}") from err
+    except _UNREADABLE + (OSError,) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {_first_line(err)}). "
+                              f"{hint}") from err
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or not isinstance(hparams, dict) \
+            or not {"num_users", "num_items"} <= hparams.keys():
+        raise CheckpointError(f"{path} is a torch file but not a movielens_gnn checkpoint (it lacks the model's "
+                              f"state_dict or hyper_parameters). {hint}")
+    return state
+
+
+def _torch_load_weights_only(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _unsupported_global(message: str) -> str:
+    """``GLOBAL posix.system`` from torch's weights-only refusal, for the message."""
+    for line in message.splitlines():
+        line = line.strip()
+        if "GLOBAL" in line or "Unsupported global" in line:
+            return line.rstrip(".")[:160]
+    return "unsupported content"
+
+
+def trained_data_settings(checkpoint: dict) -> dict:
+    """The data-module arguments the checkpoint was trained with (empty for very old checkpoints)."""
+    settings = checkpoint.get("datamodule_hyper_parameters") or {}
+    return {k: v for k, v in dict(settings).items() if not k.startswith("_")}
+
+
+def trained_fingerprint(checkpoint: dict) -> str | None:
+    """The data fingerprint stored at training time, if the checkpoint has one."""
+    state = checkpoint.get(DATAMODULE_STATE_KEY)
+    return state.get("data_fingerprint") if isinstance(state, dict) else None
+
+
+def identity_differences(trained: dict, requested: dict) -> list[tuple[str, Any, Any]]:
+    """``(setting, trained value, requested value)`` for each split setting that differs."""
+    a, b = split_identity(trained), split_identity(requested)
+    return [(key, a.get(key), b.get(key)) for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
+
+
+def normalise(value: Any) -> Any:
+    """Tuples and lists compare equal (YAML gives lists, defaults are tuples)."""
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    return value
+
+
+def describe_differences(differences: Iterable[tuple[str, Any, Any]], prefix: str) -> tuple[str, str]:
+    """``("split u2, seed 1", "split u1, seed 42")`` for messages."""
+    differences = list(differences)
+    trained = ", ".join(f"{prefix}{key} {value!r}" for key, value, _ in differences)
+    requested = ", ".join(f"{prefix}{key} {value!r}" for key, _, value in differences)
+    return trained, requested

@@ -1,0 +1,155 @@
+"""A training run's files: its own folders, checkpoints written atomically, and how to resume it.
+
+These are Lightning pieces the CLI adds to every Trainer it builds (they are also usable with a
+plain ``Trainer``):
+
+* :func:`claim_run_folders` gives each ``fit`` its own ``version_N`` for the logger and for every
+  checkpoint folder, claimed with ``mkdir`` so that two runs started at once never share one.
+* :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it, so a
+  checkpoint on disk is always whole, even when the process is killed while saving.
+* :class:`ResumeHint` says, when ``fit`` is stopped by Ctrl-C or SIGTERM, which command resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from movielens_gnn.files import atomic_write, remove_stale
+
+log = logging.getLogger(__name__)
+
+_VERSION = re.compile(r"version_(\d+)")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` through a temporary file beside the checkpoint, renamed into place when whole."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path.parent, path.name)
+        with atomic_write(path) as handle:
+            torch.save(checkpoint, handle)
+
+
+def _versions(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    return [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.fullmatch(p.name))]
+
+
+def claim_run_folders(trainer: pl.Trainer) -> list[Path]:
+    """Give this ``fit`` its own ``version_N`` folders before it writes anything.
+
+    ``N`` is one past the highest version in the logger's folder and in every checkpoint folder,
+    and the folders are created with ``mkdir`` (which fails if another run took ``N`` first; the
+    next number is then tried), so concurrent runs never share logs or checkpoints. The logger (a
+    ``CSVLogger`` or ``TensorBoardLogger`` without an explicit version) logs into
+    ``<save_dir>/<name>/version_N`` and each ``ModelCheckpoint`` with a ``dirpath`` saves into
+    ``<dirpath>/version_N``. Call on global rank 0 only; other ranks get the checkpoint folder
+    from rank 0 when Lightning sets the callbacks up.
+
+    Returns:
+        The folders created (for removal when the run fails before writing into them).
+    """
+    logger = trainer.logger
+    roots: list[Path] = []
+    versioned_logger = logger is not None and hasattr(logger, "root_dir") and getattr(logger, "_version", 0) is None
+    if versioned_logger:
+        roots.append(Path(logger.root_dir))
+    checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    roots += list(dict.fromkeys(Path(cb.dirpath) for cb in checkpoints))
+    if not roots:
+        return []
+    version = max((v for root in roots for v in _versions(root)), default=-1) + 1
+    while True:
+        made: list[Path] = []
+        try:
+            for root in roots:
+                root.mkdir(parents=True, exist_ok=True)
+                (root / f"version_{version}").mkdir()
+                made.append(root / f"version_{version}")
+        except FileExistsError:
+            for folder in made:
+                folder.rmdir()
+            version += 1
+            continue
+        break
+    if versioned_logger:
+        logger._version = version  # what CSVLogger/TensorBoardLogger(version=N) would have set
+    for cb in checkpoints:
+        cb.dirpath = str(Path(cb.dirpath) / f"version_{version}")
+    log.info("Run folder version_%d: %s", version, ", ".join(str(p) for p in made))
+    return made
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` that are still empty (a failed or checkpoint-less run)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def run_config(trainer: pl.Trainer) -> Path | None:
+    """The run's saved ``config.yaml`` (LightningCLI writes it into the log folder), if there is one.
+
+    Like ``trainer.log_dir`` but without its broadcast, so it can be called on rank 0 alone.
+    """
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        folder = logger.log_dir if hasattr(logger, "log_dir") and hasattr(logger, "root_dir") else logger.save_dir
+    else:
+        folder = trainer.default_root_dir
+    path = Path(folder or ".") / "config.yaml"
+    return path if path.is_file() else None
+
+
+def latest_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The most recently written checkpoint of this run's ``ModelCheckpoint`` callbacks."""
+    found: list[Path] = []
+    for cb in trainer.checkpoint_callbacks:
+        if cb.dirpath and Path(cb.dirpath).is_dir():
+            found += [p for p in Path(cb.dirpath).glob("*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+class ResumeHint(Callback):
+    """On Ctrl-C or SIGTERM during ``fit``, log the command that resumes the run from its latest checkpoint.
+
+    The command uses the run's saved ``config.yaml`` (every option and override of the run) when
+    there is one. Resuming restores the model, optimizer, loops, callbacks and random generators,
+    so on CPU the resumed run repeats the uninterrupted one.
+    """
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
+            return
+        if not trainer.is_global_zero:
+            return
+        signal_name = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
+        checkpoint = latest_checkpoint(trainer)
+        if checkpoint is None:
+            self.message = f"Training was stopped by {signal_name} before any checkpoint was written; start it again."
+        else:
+            config = run_config(trainer)
+            options = f"--config {shlex.quote(str(config))}" if config else "<the same options>"
+            self.message = (f"Training was stopped by {signal_name} in epoch {trainer.current_epoch}. Resume it with: "
+                            f"python -m movielens_gnn fit {options} --ckpt_path {shlex.quote(str(checkpoint))}")
+        log.warning(self.message)
+
