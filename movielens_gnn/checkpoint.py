@@ -61,17 +61,18 @@ def load_checkpoint(path: str | Path) -> dict:
     except PermissionError as err:
         raise CheckpointError(f"Cannot read the checkpoint {path}: {err.strerror}. Check its permissions.") from err
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported" in str(err):
-            global_name = _unsupported_global(str(err))
+        refused = _unsupported_global(str(err))
+        if refused:
             raise CheckpointError(
                 f"Refused to load {path}: it holds Python objects other than tensors and plain values "
-                f"({global_name}), and loading those could run code. Only checkpoints written by this "
+                f"({refused}), and loading those could run code. Only checkpoints written by this "
                 f"project's `fit` are accepted. {hint}"
             ) from err
-        raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(err)}). {hint}") from err
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file, or truncated: "
+                              f"{_weights_unpickler_reason(str(err))}). {hint}") from err
     except _UNREADABLE + (OSError,) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {_first_line(err)}). "
-                              f"{hint}") from err
+        raise CheckpointError(f"{path} is not a readable checkpoint (not a torch file, or truncated: "
+                              f"{type(err).__name__}: {_first_line(err)}). {hint}") from err
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or not isinstance(hparams, dict) \
             or not {"num_users", "num_items"} <= hparams.keys():
@@ -89,13 +90,25 @@ def _first_line(err: BaseException) -> str:
     return text[0][:200] if text else type(err).__name__
 
 
-def _unsupported_global(message: str) -> str:
-    """``GLOBAL posix.system`` from torch's weights-only refusal, for the message."""
+def _unsupported_global(message: str) -> str | None:
+    """The line of torch's weights-only refusal that names a Python global (``GLOBAL posix.system``),
+    or ``None`` when the refusal is about malformed bytes rather than a global."""
     for line in message.splitlines():
         line = line.strip()
         if "GLOBAL" in line or "Unsupported global" in line:
             return line.rstrip(".")[:160]
-    return "unsupported content"
+    return None
+
+
+def _weights_unpickler_reason(message: str) -> str:
+    """The short reason in torch's long weights-only error (e.g. ``Unsupported operand 110``)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            rest = line.partition("WeightsUnpickler error")[2].strip(" :") or (
+                lines[index + 1] if index + 1 < len(lines) else "")
+            return rest[:160]
+    return lines[0][:160] if lines else "unpickling failed"
 
 
 def trained_data_settings(checkpoint: dict) -> dict:

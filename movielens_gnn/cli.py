@@ -351,7 +351,7 @@ def error_line(err: BaseException) -> str:
     else:
         text = str(err) or type(err).__name__
     if isinstance(err, ArgumentError):
-        text += " See `python -m movielens_gnn <command> --help` for the accepted options."
+        text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 

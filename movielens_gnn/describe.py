@@ -125,6 +125,11 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--plots", type=Path, help="save PNG plots into this folder")
     parser.add_argument("--logs", type=Path, help="a run's log folder or metrics.csv, for RMSE curves")
     args = parser.parse_args(list(argv))
+    if args.logs is not None:  # checked before any data work
+        if args.plots is None:
+            raise ValueError(f"--logs {args.logs} is only used for plots; add --plots DIR to draw its RMSE curves.")
+        if not args.logs.exists():
+            raise FileNotFoundError(f"No metrics.csv under {args.logs}; pass a run's log folder or its metrics.csv.")
     datamodule = MovieLensDataModule(root=args.root, split=args.split, cache_dir=args.cache_dir)
     datamodule.prepare_data()  # like fit: extract the archive, or download it
     frame = ratings_frame(datamodule)

@@ -28,6 +28,17 @@ UNOWNED_STALE_SECONDS = 60.0
 OWNED_STALE_SECONDS = 24 * 3600.0
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it; there is no other portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files are created private by mkstemp; once whole they get the mode a plain open() would give.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 
@@ -125,6 +136,7 @@ def atomic_write(dest: Path, mode: str = "wb", encoding: str | None = None) -> I
     try:
         with open(tmp, mode, encoding=encoding) as handle:  # handle.name is the temporary path
             yield handle
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

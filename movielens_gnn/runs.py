@@ -149,7 +149,8 @@ class ResumeHint(Callback):
         else:
             config = run_config(trainer)
             options = f"--config {shlex.quote(str(config))}" if config else "<the same options>"
-            self.message = (f"Training was stopped by {signal_name} in epoch {trainer.current_epoch}. Resume it with: "
+            done = trainer.fit_loop.epoch_progress.current.completed
+            self.message = (f"Training was stopped by {signal_name} after {done} completed epoch(s). Resume it with: "
                             f"python -m movielens_gnn fit {options} --ckpt_path {shlex.quote(str(checkpoint))}")
         log.warning(self.message)
 

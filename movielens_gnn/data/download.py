@@ -95,11 +95,18 @@ def download(url: str, dest: Path, md5: str, size: int | None = None, timeout: f
     return dest
 
 
-def _check_member(name: str, target: Path) -> None:
-    """Raise unless archive member ``name`` stays inside ``target`` once extracted."""
+class UnsafeArchive(ValueError):
+    """An archive member's path would leave the extraction folder (``../x``, ``/etc/x``)."""
+
+
+def _check_member(archive: Path, name: str, target: Path) -> None:
+    """Raise :class:`UnsafeArchive` unless archive member ``name`` stays inside ``target`` once extracted."""
     resolved = (target / name).resolve()
     if name.startswith(("/", "\\")) or ":" in name.split("/")[0] or not resolved.is_relative_to(target.resolve()):
-        raise ValueError(f"unsafe member path {name!r} would be written outside the extraction folder")
+        raise UnsafeArchive(
+            f"{archive} has an unsafe member path {name!r} that would be written outside the extraction folder; "
+            "nothing was extracted. Delete the archive and download a fresh copy."
+        )
 
 
 def extract_zip(archive: Path, dest: Path, member_dir: str) -> Path:
@@ -136,9 +143,11 @@ def extract_zip(archive: Path, dest: Path, member_dir: str) -> Path:
             with zipfile.ZipFile(archive) as zf:
                 members = zf.infolist()
                 for member in members:
-                    _check_member(member.filename, tmp)
+                    _check_member(archive, member.filename, tmp)
                 for member in members:
                     zf.extract(member, tmp)
+        except UnsafeArchive:
+            raise
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as err:
             raise ValueError(
                 f"{archive} is not a valid zip archive ({err}); delete it (or rename it aside) and run again "

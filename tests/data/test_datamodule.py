@@ -215,8 +215,58 @@ def saved_setting(dm, key):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"val_strategy": "per_item"}, "Unknown val_strategy 'per_item'; valid values: random, users"),
-     ({"val_strategy": "users", "val_fraction": 0.6, "val_user_fraction": 0.5}, "needs 0 < val_fraction < val_user_fraction")],
+     ({"val_strategy": "users", "val_fraction": 0.6, "val_user_fraction": 0.5}, "needs 0 < --data.val_fraction < --data.val_user_fraction")],
 )
 def test_bad_validation_strategy(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         MovieLensDataModule(root=str(tmp_path), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda path: path.write_bytes(b"\x80\x02 random bytes, not a torch file" * 30),
+        lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),  # truncated
+        lambda path: torch.save(torch.zeros(3), path),  # another torch object
+        lambda path: torch.save({"settings": torch.load(path, weights_only=True)["settings"], "tensors": {}}, path),
+        lambda path: torch.save({**torch.load(path, weights_only=True), "tensors": {
+            **torch.load(path, weights_only=True)["tensors"], "train_users": torch.tensor([0, 999])}}, path),
+    ],
+    ids=["random_bytes", "truncated", "tensor", "no_tensors", "index_beyond_ids"],
+)
+def test_corrupt_cache_is_discarded_and_rebuilt(ml100k_root, caplog, corrupt):
+    reference = MovieLensDataModule(root=str(ml100k_root))
+    expected = reference.data
+    corrupt(reference.cache_path)
+    caplog.clear()
+    data = MovieLensDataModule(root=str(ml100k_root)).data
+    assert "Discarding the corrupt processed cache" in caplog.text
+    assert torch.equal(data.test.users, expected.test.users) and torch.equal(data.train.ratings, expected.train.ratings)
+    # The cache was rewritten whole: the next run reads it without a warning.
+    caplog.clear()
+    again = MovieLensDataModule(root=str(ml100k_root)).data
+    assert "corrupt" not in caplog.text and torch.equal(again.val.items, expected.val.items)
+    assert sorted(p.name for p in reference.cache_path.parent.iterdir()) == [reference.cache_path.name]
+
+
+def test_fingerprint_changes_with_the_ratings_and_the_split(ml100k_root, tmp_path):
+    from tests.synthetic import write_ml100k
+
+    a = MovieLensDataModule(root=str(ml100k_root)).fingerprint
+    assert a == MovieLensDataModule(root=str(ml100k_root), cache=False).fingerprint  # cached or not
+    assert a != MovieLensDataModule(root=str(ml100k_root), split="u2").fingerprint
+    assert a != MovieLensDataModule(root=str(ml100k_root), seed=7).fingerprint  # other validation edges
+    write_ml100k(tmp_path / "other", seed=5)
+    assert a != MovieLensDataModule(root=str(tmp_path / "other")).fingerprint
+
+
+def test_state_dict_continues_the_training_shuffle(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), batch_size=16)
+    first = [batch.users for batch in dm.train_dataloader()]
+    state = dm.state_dict()
+    second = [batch.users for batch in dm.train_dataloader()]
+    resumed = MovieLensDataModule(root=str(ml100k_root), batch_size=16)
+    resumed.load_state_dict(state)
+    assert state["data_fingerprint"] == resumed.fingerprint
+    assert all(torch.equal(a, b) for a, b in zip(second, [batch.users for batch in resumed.train_dataloader()]))
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))  # each epoch is a fresh permutation
