@@ -18,6 +18,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from movielens_gnn.checkpoint import load_checkpoint  # noqa: E402
 from movielens_gnn.cli import main  # noqa: E402
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -68,7 +69,7 @@ def run(config: Path, overrides: list[str], workdir: Path, test: bool) -> RunRes
         best = checkpoint.best_model_path
         result = RunResult(
             best_val_rmse=float(checkpoint.best_model_score),
-            best_epoch=int(torch.load(best, map_location="cpu", weights_only=False)["epoch"]),
+            best_epoch=int(load_checkpoint(best)["epoch"]),
             epochs=fit.trainer.current_epoch,
             test_rmse=None,
             test_mae=None,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from common import REPO, command_line, machine, quiet_logs
 
+from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models import heads
@@ -167,8 +168,8 @@ def section_fit(data_root: str, cache: Path, device: torch.device) -> list[str]:
         subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
                        capture_output=True)
         wall = time.perf_counter() - start
-        (best,) = (workdir / "checkpoints" / Path(config).stem).glob("epoch=*.ckpt")
-        state = torch.load(best, map_location="cpu", weights_only=False)
+        (best,) = (workdir / "checkpoints" / Path(config).stem).glob("version_*/epoch=*.ckpt")  # the run's folder
+        state = load_checkpoint(best)
         epochs = len([line for line in next(workdir.glob("logs/*/version_*/metrics.csv")).read_text().splitlines()
                       if re.match(r"^\d+,\d+,,", line)])
         tested = subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best),

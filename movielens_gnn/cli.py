@@ -180,7 +180,9 @@ class MovieLensCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         self._check_checkpoint_data()
         if subcommand == "fit" and self.trainer.is_global_zero and rank_zero_only.rank == 0:
-            self.run_folders = claim_run_folders(self.trainer)
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            resume_from = Path(ckpt_path) if self.checkpoint is not None else None
+            self.run_folders = claim_run_folders(self.trainer, resume_from)
         # Inside the Trainer, Lightning handles SIGTERM itself: it stops at the end of the step,
         # tears down cleanly and raises SIGTERMException (see ResumeHint). Our own handler would
         # interrupt the step at once, so it is off while the Trainer runs.
@@ -369,6 +371,7 @@ def main(args: Any = None, run: bool = True) -> Any:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
     previous = _set_sigterm(_terminate)
+    hint = ResumeHint()
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
@@ -377,13 +380,17 @@ def main(args: Any = None, run: bool = True) -> Any:
             MovieLensDataModule,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [ResumeHint()]},
+            trainer_defaults={"callbacks": [hint]},
             parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in LIGHTNING_COMMANDS}},
             args=args,
             run=run,
         )
     except SIGTERMException as err:  # Lightning stopped the run; ResumeHint said how to resume
         raise SystemExit(EXIT_TERMINATED) from err
+    except SystemExit as err:
+        if isinstance(hint.interrupted, KeyboardInterrupt):  # Lightning's sys.exit(1) after Ctrl-C
+            raise SystemExit(EXIT_INTERRUPTED) from err
+        raise
     except Terminated as err:
         print("error: stopped by SIGTERM; nothing was left half-written. Run the command again.", file=sys.stderr)
         raise SystemExit(EXIT_TERMINATED) from err

@@ -51,7 +51,7 @@ def _versions(folder: Path) -> list[int]:
     return [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.fullmatch(p.name))]
 
 
-def claim_run_folders(trainer: pl.Trainer) -> list[Path]:
+def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> list[Path]:
     """Give this ``fit`` its own ``version_N`` folders before it writes anything.
 
     ``N`` is one past the highest version in the logger's folder and in every checkpoint folder,
@@ -62,6 +62,13 @@ def claim_run_folders(trainer: pl.Trainer) -> list[Path]:
     ``<dirpath>/version_N``. Call on global rank 0 only; other ranks get the checkpoint folder
     from rank 0 when Lightning sets the callbacks up.
 
+    Args:
+        trainer: The Trainer about to fit.
+        resume_from: The checkpoint a resumed run starts from. When it lies in one of these
+            checkpoint folders' ``version_M``, the run keeps saving there, so that the restored
+            best/last checkpoint records stay valid (Lightning drops them when the folder
+            changes); its logs still get a new version (a CSV logger would delete the old rows).
+
     Returns:
         The folders created (for removal when the run fails before writing into them).
     """
@@ -71,6 +78,12 @@ def claim_run_folders(trainer: pl.Trainer) -> list[Path]:
     if versioned_logger:
         roots.append(Path(logger.root_dir))
     checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    if resume_from is not None and _VERSION.fullmatch(resume_from.parent.name):
+        own = resume_from.parent.resolve()
+        continuing = [cb for cb in checkpoints if Path(cb.dirpath).resolve() == own.parent]
+        for cb in continuing:
+            cb.dirpath = str(resume_from.parent)
+        checkpoints = [cb for cb in checkpoints if cb not in continuing]
     roots += list(dict.fromkeys(Path(cb.dirpath) for cb in checkpoints))
     if not roots:
         return []
@@ -136,9 +149,13 @@ class ResumeHint(Callback):
 
     def __init__(self) -> None:
         self.message: str | None = None
+        self.interrupted: BaseException | None = None  # the KeyboardInterrupt or SIGTERMException, if any
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != "fit":
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        self.interrupted = exception
+        if trainer.state.fn != "fit":
             return
         if not trainer.is_global_zero:
             return

@@ -123,10 +123,15 @@ def test_resume_after_sigterm_repeats_the_uninterrupted_run(tmp_path, monkeypatc
     assert command[:4] == ["python", "-m", "movielens_gnn", "fit"]
     assert command[command.index("--ckpt_path") + 1].endswith("checkpoints/gcn_dot/version_1/last.ckpt")
 
-    main([*command[3:], *QUIET])  # the printed command, as printed (version_2)
+    interrupted = tmp_path / "interrupted.ckpt"
+    interrupted.write_bytes((tmp_path / "checkpoints/gcn_dot/version_1/last.ckpt").read_bytes())
+    main([*command[3:], *QUIET])  # the printed command, as printed: checkpoints go on in version_1, logs in version_2
     full = torch.load(tmp_path / "checkpoints/gcn_dot/version_0/last.ckpt", weights_only=True)
-    resumed = torch.load(tmp_path / "checkpoints/gcn_dot/version_2/last.ckpt", weights_only=True)
+    resumed = torch.load(tmp_path / "checkpoints/gcn_dot/version_1/last.ckpt", weights_only=True)
     assert full["epoch"] == resumed["epoch"] == 5
+    # The same best checkpoint too: the restored best-model record stayed valid in its own folder.
+    assert sorted(p.name for p in (tmp_path / "checkpoints/gcn_dot/version_0").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "checkpoints/gcn_dot/version_1").iterdir())
     for name, value in full["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][name], value, rtol=0, atol=1e-6)
 
@@ -140,8 +145,10 @@ def test_resume_after_sigterm_repeats_the_uninterrupted_run(tmp_path, monkeypatc
 
     # Without the random generators' states the same resume draws other dropout masks: the check can fail.
     monkeypatch.setattr(RatingModel, "on_load_checkpoint", lambda self, checkpoint: None)
-    main([*command[3:], *QUIET])
-    unrestored = torch.load(tmp_path / "checkpoints/gcn_dot/version_3/last.ckpt", weights_only=True)
+    main([*command[3:-1], str(interrupted), *QUIET])
+    newest = max((tmp_path / "checkpoints/gcn_dot").iterdir(), key=lambda p: int(p.name.split("_")[1]))
+    assert newest.name == "version_3"  # one past the logs' version_2: a fresh run folder
+    unrestored = torch.load(newest / "last.ckpt", weights_only=True)
     assert not torch.allclose(unrestored["state_dict"]["encoder.user_embedding.weight"],
                               full["state_dict"]["encoder.user_embedding.weight"], atol=1e-6)
 
@@ -223,3 +230,18 @@ def test_describe_prepares_the_data_from_the_archive(tmp_path, monkeypatch, caps
     text = main(["describe", "--data.root", str(root)])
     assert "users: 24\nitems: 30\nratings: 288\n" in text
     assert (root / "ml-100k" / "u.data").is_file() and not _temporaries(root)
+
+
+def test_ctrl_c_during_fit_exits_130_with_the_resume_command(tmp_path, monkeypatch, ml100k_root, caplog):
+    monkeypatch.chdir(tmp_path)
+    stop = json.dumps({"class_path": "tests.faults.SignalAtEpoch", "init_args": {"epoch": 1, "signum": int(signal.SIGINT)}})
+    caplog.set_level(logging.WARNING, logger="movielens_gnn")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "5"), f"--trainer.callbacks+={stop}"])
+    assert exit_info.value.code == 130
+    (hint,) = [r.getMessage() for r in caplog.records if "Resume it with" in r.getMessage()]
+    assert hint.startswith("Training was stopped by Ctrl-C after 1 completed epoch(s)")
+    assert hint.endswith(f"--ckpt_path {tmp_path}/checkpoints/gcn_dot/version_0/last.ckpt")
+    # Ctrl-C stops at once (epoch 1's checkpoint was not written yet); the named checkpoint is whole.
+    assert torch.load(tmp_path / "checkpoints/gcn_dot/version_0/last.ckpt", weights_only=True)["epoch"] == 0
+    assert not [p for p in (tmp_path / "checkpoints").rglob("*") if TEMP.search(p.name)]
