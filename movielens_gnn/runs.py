@@ -87,6 +87,11 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
     roots += list(dict.fromkeys(Path(cb.dirpath) for cb in checkpoints))
     if not roots:
         return []
+    for root in roots:
+        for folder in (root, *root.parents):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(f"Cannot create the run folder under {root}: {folder} is a file. Move it, or "
+                                         "choose another logger save_dir / checkpoint dirpath.")
     version = max((v for root in roots for v in _versions(root)), default=-1) + 1
     while True:
         made: list[Path] = []

@@ -140,6 +140,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"ml-100k/ in --data\.root data/ml-100k is a file"),
     ("no_data_and_no_network", None, _fit("--data.root", "fresh", "--data.url", "file:///nonexistent/ml-100k.zip"),
      r"MovieLens-100K was not found under .*fresh and could not be downloaded"),
+    ("malformed_download_url", None, _fit("--data.root", "fresh", "--data.url", "notaurl"),
+     r"MovieLens-100K was not found under .*fresh and could not be downloaded \(Could not download notaurl: unknown url"),
     ("archive_checksum_mismatch", lambda e: (e.zip_root(_real_zip(e), accept=False),
                                               e.expected_changes.update({"z/ml-100k.zip": "z/ml-100k.zip.bad"})),
      _fit("--data.root", "z"), r"Checksum mismatch for z/ml-100k\.zip: expected md5 0e33842e24a9c977be4e0107933c0723, "
@@ -204,6 +206,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("missing_config_file", None, ["fit", "--config", "nope.yaml"], r"Parser key \"config\": File does not exist: '.*work/nope\.yaml'\. See `python -m movielens_gnn"),
     ("config_not_yaml", lambda e: (e.work / "bad.yaml").write_text("model: [unclosed\n"), ["fit", "--config", "bad.yaml"],
      r"Problems parsing config: while parsing a flow sequence"),
+    ("log_folder_is_a_file", lambda e: (e.work / "afile").write_text("x"),
+     _fit("--trainer.logger.init_args.save_dir", "afile"), r"Cannot create the run folder under afile/gcn_dot: afile is a file"),
     ("gpu_without_cuda", lambda e: torch.cuda.is_available() and pytest.skip("a CUDA device is present"),
      _fit("--trainer.accelerator", "gpu"), r"--trainer\.accelerator gpu needs a CUDA device, and none is visible here"),
     # --- checkpoints
