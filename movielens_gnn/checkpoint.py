@@ -75,7 +75,8 @@ def load_checkpoint(path: str | Path) -> dict:
                               f"{type(err).__name__}: {_first_line(err)}). {hint}") from err
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or not isinstance(hparams, dict) \
-            or not {"num_users", "num_items"} <= hparams.keys():
+            or not {"num_users", "num_items"} <= hparams.keys() \
+            or not isinstance(state.get("datamodule_hyper_parameters") or {}, dict):
         raise CheckpointError(f"{path} is a torch file but not a movielens_gnn checkpoint (it lacks the model's "
                               f"state_dict or hyper_parameters). {hint}")
     return state

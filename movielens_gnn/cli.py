@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -161,10 +162,17 @@ class MovieLensCLI(LightningCLI):
             return
         expected = trained_fingerprint(self.checkpoint)
         path = self.config[self.subcommand]["ckpt_path"]
+        datamodule = self.datamodule
+        hparams = self.checkpoint["hyper_parameters"]
+        sizes = (hparams["num_users"], hparams["num_items"])
+        if sizes != (datamodule.num_users, datamodule.num_items):  # even on purpose: the weights cannot fit
+            raise CheckpointError(
+                f"The checkpoint {path} was trained for {sizes[0]} users and {sizes[1]} items; the data under "
+                f"{datamodule.dataset.root} has {datamodule.num_users} and {datamodule.num_items}. Use the data it "
+                "was trained on.")
         if expected is None:
             log.warning("The checkpoint %s predates data fingerprints; the data it was trained on cannot be verified.", path)
             return
-        datamodule = self.datamodule
         if datamodule.fingerprint == expected:
             return
         message = (f"The ratings under {datamodule.dataset.root} with these settings are not those the checkpoint "
@@ -179,18 +187,16 @@ class MovieLensCLI(LightningCLI):
     # ----------------------------------------------------------------------------- running
     def _run_subcommand(self, subcommand: str) -> None:
         self._check_checkpoint_data()
-        if subcommand == "fit" and self.trainer.is_global_zero and rank_zero_only.rank == 0:
+        # Before the launcher starts other ranks every process thinks it is rank 0; the environment
+        # (RANK/LOCAL_RANK, NODE_RANK) says which one really is.
+        trainer = self.trainer
+        if trainer.is_global_zero and rank_zero_only.rank == 0 and trainer.node_rank == 0:
             ckpt_path = self.config[subcommand].get("ckpt_path")
-            resume_from = Path(ckpt_path) if self.checkpoint is not None else None
-            self.run_folders = claim_run_folders(self.trainer, resume_from)
-        # Inside the Trainer, Lightning handles SIGTERM itself: it stops at the end of the step,
-        # tears down cleanly and raises SIGTERMException (see ResumeHint). Our own handler would
-        # interrupt the step at once, so it is off while the Trainer runs.
-        previous = _set_sigterm(signal.SIG_DFL)
+            resume_from = Path(ckpt_path) if self.checkpoint is not None and subcommand == "fit" else None
+            self.run_folders = claim_run_folders(trainer, resume_from)
         try:
             super()._run_subcommand(subcommand)
         finally:
-            _set_sigterm(previous)
             remove_if_empty(self.run_folders)
 
     def after_predict(self) -> None:
@@ -209,7 +215,7 @@ class MovieLensCLI(LightningCLI):
             "rating": ratings.numpy(),
             "prediction": predictions.numpy(),
         })
-        with created_dirs(path.parent), atomic_write(path, "w", encoding="utf-8") as handle:
+        with created_dirs(path.parent), atomic_write(path, "w", encoding="utf-8", newline="") as handle:
             frame.to_csv(handle, index=False, float_format="%.4f")
         log.info("Wrote %d predictions for the %s part to %s", len(predictions), datamodule.predict_part, path)
 
@@ -220,8 +226,9 @@ class MovieLensCLI(LightningCLI):
             score = checkpoint.best_model_score
             log.info("Best checkpoint: %s (%s=%.4f)", best, checkpoint.monitor, float(score))
             config = run_config(self.trainer)
-            options = f"--config {config}" if config else "--config <same config and options>"
-            log.info("Evaluate it once on the test part with: python -m movielens_gnn test %s --ckpt_path %s", options, best)
+            options = f"--config {shlex.quote(str(config))}" if config else "--config <same config and options>"
+            log.info("Evaluate it once on the test part with: python -m movielens_gnn test %s --ckpt_path %s", options,
+                     shlex.quote(best))
             self._log_sample_recommendations(best)
 
     def _log_sample_recommendations(self, checkpoint: str, users: int = 3, k: int = 10) -> None:
@@ -273,6 +280,8 @@ def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
             section = mapping.get(group)
             if isinstance(section, Namespace):
                 section = section.as_dict()
+            if isinstance(section, str):  # "data: data.yaml" in a config file
+                section = _load_mapping(section)
             if isinstance(section, dict):
                 found[group] |= set(section) | set(section.get("init_args") or {})
 
@@ -285,10 +294,12 @@ def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
         name, equals, value = str(argv[index]).partition("=")
         if not equals and name.startswith("-") and index + 1 < len(argv):
             value = str(argv[index + 1])
+        name = name.rstrip("+")  # jsonargparse's list-append form: --model.hidden_dims+ 5
         if name in ("-c", "--config"):
             add(_load_mapping(value))
-        elif name in ("--data", "--model"):
-            add({name[2:]: _load_mapping(value)}, (name[2:],))
+        elif name in ("--data", "--model", "--data.init_args", "--model.init_args"):
+            group = name[2:].split(".")[0]
+            add({group: _load_mapping(value)}, (group,))
         elif name.startswith(("--data.", "--model.")):
             group, _, key = name[2:].partition(".")
             found[group].add(key.split(".")[0] if not key.startswith("init_args.") else key.split(".")[1])
@@ -342,7 +353,13 @@ def _set_sigterm(handler: Any) -> Any:
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
+    """SIGTERM outside a Trainer run: unwind (``finally`` blocks remove temporaries) and exit 143.
+
+    While a Trainer runs, Lightning's handler is installed and calls this one after its own: then
+    this does nothing, and Lightning stops at the end of the step and raises SIGTERMException.
+    """
+    if signal.getsignal(signal.SIGTERM) is _terminate:
+        raise Terminated()
 
 
 def error_line(err: BaseException) -> str:

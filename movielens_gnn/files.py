@@ -40,7 +40,14 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+    """This machine's name plus its pid namespace: pids are only comparable within both (containers on
+    one host share the hostname but not the pids)."""
+    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+    try:
+        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        namespace = ""
+    return f"{name}-{namespace}" if namespace else name
 
 
 def temp_prefix(dest: Path) -> str:
@@ -48,8 +55,12 @@ def temp_prefix(dest: Path) -> str:
     return f".{dest.name}.{os.getpid()}.{_host()}."
 
 
-def _temp_pattern(name: str) -> re.Pattern:
-    # Current naming, then the one used before owners were recorded (".<name>.<random>.tmp|.part").
+def _temp_pattern(name: str | None) -> re.Pattern:
+    """Temporary names of destination ``name``: the current naming, then the one used before owners
+    were recorded (``.<name>.<random>.tmp|.part``). With ``name=None``, the current naming of any
+    destination (the older one is too loose to match without knowing the name)."""
+    if name is None:
+        return re.compile(r"^\..+\.(?P<pid>\d+)\.(?P<host>[A-Za-z0-9-]+)\.[A-Za-z0-9_]+\.tmp$")
     return re.compile(
         rf"^\.{re.escape(name)}\.(?:(?P<pid>\d+)\.(?P<host>[A-Za-z0-9-]+)\.)?[A-Za-z0-9_]+\.(?:tmp|part)$"
     )
@@ -65,7 +76,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def is_stale(path: Path, name: str, now: float | None = None) -> bool:
+def is_stale(path: Path, name: str | None, now: float | None = None) -> bool:
     """Whether ``path``, a temporary of destination ``name`` (see :func:`temp_prefix`), was left
     behind by a dead run.
 
@@ -88,8 +99,9 @@ def is_stale(path: Path, name: str, now: float | None = None) -> bool:
     return age > UNOWNED_STALE_SECONDS
 
 
-def remove_stale(folder: Path, name: str) -> list[Path]:
-    """Remove the stale temporaries of destination ``name`` in ``folder`` (see :func:`is_stale`).
+def remove_stale(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the stale temporaries of destination ``name`` (of any destination if ``None``) in
+    ``folder`` (see :func:`is_stale`).
 
     Returns:
         The paths removed.
@@ -124,17 +136,19 @@ def temp_dir(dest: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(dest: Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
+def atomic_write(dest: Path, mode: str = "wb", encoding: str | None = None,
+                 newline: str | None = None) -> Iterator[IO]:
     """Write ``dest`` through a temporary file beside it; rename into place only on success.
 
     On any exception (including ``KeyboardInterrupt`` and ``SystemExit``) the temporary file is
     removed and ``dest`` is left as it was.
     """
+    remove_stale(dest.parent, dest.name)
     fd, name = tempfile.mkstemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:
-        with open(tmp, mode, encoding=encoding) as handle:  # handle.name is the temporary path
+        with open(tmp, mode, encoding=encoding, newline=newline) as handle:  # handle.name is the temporary path
             yield handle
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
@@ -149,8 +163,8 @@ def created_dirs(path: Path) -> Iterator[Path]:
     for folder in reversed([path, *path.parents]):
         if not folder.exists():
             new.append(folder)
-    path.mkdir(parents=True, exist_ok=True)
     try:
+        path.mkdir(parents=True, exist_ok=True)
         yield path
     except BaseException:
         for folder in reversed(new):

@@ -37,7 +37,10 @@ def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> Ra
         ValueError: The checkpoint does not match the graph (other user or item counts).
     """
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
-    model = RatingModel(**{**hparams, "engine": engine})
+    try:
+        model = RatingModel(**{**hparams, "engine": engine})
+    except TypeError as err:  # hyperparameters of another version of this project
+        raise CheckpointError(f"The checkpoint's hyperparameters do not fit this version's model ({err}).") from err
     model.load_state_dict(state["state_dict"])
     model.attach_graph(graph)
     model.eval()

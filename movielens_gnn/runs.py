@@ -22,6 +22,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -36,11 +37,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` through a temporary file beside the checkpoint, renamed into place when whole."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        if not _is_local_file_protocol(path):  # s3://... and the like: fsspec's own writer
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(path.parent, path.name)
+        remove_stale(path.parent)  # a killed save of another checkpoint name leaves its own temporary
         with atomic_write(path) as handle:
             torch.save(checkpoint, handle)
 
@@ -82,7 +86,7 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
         own = resume_from.parent.resolve()
         continuing = [cb for cb in checkpoints if Path(cb.dirpath).resolve() == own.parent]
         for cb in continuing:
-            cb.dirpath = str(resume_from.parent)
+            cb.dirpath = str(own)  # absolute, as Lightning stores it: else it drops the restored best record
         checkpoints = [cb for cb in checkpoints if cb not in continuing]
     roots += list(dict.fromkeys(Path(cb.dirpath) for cb in checkpoints))
     if not roots:
@@ -100,9 +104,10 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
                 root.mkdir(parents=True, exist_ok=True)
                 (root / f"version_{version}").mkdir()
                 made.append(root / f"version_{version}")
-        except FileExistsError:
-            for folder in made:
-                folder.rmdir()
+        except BaseException as err:
+            remove_if_empty(made)
+            if not isinstance(err, FileExistsError):
+                raise
             version += 1
             continue
         break

@@ -36,11 +36,13 @@ MARKER = "pwned.marker"
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """A working folder to copy per case: ``data/`` (+ caches for u1, u2), ``other/`` (a different
-    dataset of the same shape, cached) and ``u1.ckpt``/``u2.ckpt`` (gcn_dot, 2 epochs)."""
+    dataset of the same shape), ``wide/`` (30 users, not 24), both cached, and ``u1.ckpt``/``u2.ckpt``
+    (gcn_dot, 2 epochs)."""
     base = tmp_path_factory.mktemp("bad_input")
     write_ml100k(base / "data")
     write_ml100k(base / "other", seed=5)
-    for root, split in (("data", "u1"), ("data", "u2"), ("other", "u1")):
+    write_ml100k(base / "wide", num_users=30)
+    for root, split in (("data", "u1"), ("data", "u2"), ("other", "u1"), ("wide", "u1")):
         MovieLensDataModule(root=str(base / root), split=split).data  # writes the processed cache
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(base)
@@ -168,6 +170,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("trailing_separator_on_every_line",
      lambda e: (e.raw / "u1.base").write_text("".join(l + "\t\n" for l in (e.raw / "u1.base").read_text().splitlines())),
      _fit(), r"data/ml-100k/u1\.base line 1: expected 4 tab-separated fields \(user_id, item_id, rating, timestamp\), got 5"),
+    ("whitespace_only_line", lambda e: e.edit_line("u.data", 5, " \t\n"), _fit(),
+     r"data/ml-100k/u\.data line 5: expected 4 tab-separated fields .*, got 2"),
     ("missing_field", lambda e: e.edit_line("u1.test", 2, "1\t2\t3\n"), _fit(),
      r"data/ml-100k/u1\.test line 2: expected 4 tab-separated fields .*, got 3"),
     ("extra_field_in_u_user", lambda e: e.edit_line("u.user", 4, "4|25|M|writer|10004|extra\n"), _fit(),
@@ -234,6 +238,9 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"\[128\], which its weights cannot honour"),
     ("checkpoint_of_other_ratings", None, _on("test", "u1.ckpt")[:3] + ["--data.root", "other", "--ckpt_path", "u1.ckpt"],
      r"The ratings under other with these settings are not those the checkpoint u1\.ckpt was trained on"),
+    ("other_sizes_even_on_purpose", None,
+     _on("test", "u1.ckpt")[:3] + ["--data.root", "wide", "--ckpt_path", "u1.ckpt", "--data.allow_mismatch", "true"],
+     r"The checkpoint u1\.ckpt was trained for 24 users and 30 items; the data under wide has 30 and 30"),
     ("predictions_into_a_folder", lambda e: (e.work / "out").mkdir(), _on("predict", "u1.ckpt", "--predictions", "out"),
      r"--predictions out is a folder; expected a file path such as out/predictions\.csv"),
     ("predictions_under_a_file", lambda e: (e.work / "afile").write_text("x"),

@@ -125,7 +125,11 @@ def test_resume_after_sigterm_repeats_the_uninterrupted_run(tmp_path, monkeypatc
 
     interrupted = tmp_path / "interrupted.ckpt"
     interrupted.write_bytes((tmp_path / "checkpoints/gcn_dot/version_1/last.ckpt").read_bytes())
-    main([*command[3:], *QUIET])  # the printed command, as printed: checkpoints go on in version_1, logs in version_2
+    # The printed command, with the checkpoint path relative as a user types it: checkpoints go on in
+    # version_1 (their best-checkpoint record restored), logs in version_2.
+    ckpt = command.index("--ckpt_path") + 1
+    command[ckpt] = os.path.relpath(command[ckpt], tmp_path)
+    main([*command[3:], *QUIET])
     full = torch.load(tmp_path / "checkpoints/gcn_dot/version_0/last.ckpt", weights_only=True)
     resumed = torch.load(tmp_path / "checkpoints/gcn_dot/version_1/last.ckpt", weights_only=True)
     assert full["epoch"] == resumed["epoch"] == 5
@@ -145,7 +149,7 @@ def test_resume_after_sigterm_repeats_the_uninterrupted_run(tmp_path, monkeypatc
 
     # Without the random generators' states the same resume draws other dropout masks: the check can fail.
     monkeypatch.setattr(RatingModel, "on_load_checkpoint", lambda self, checkpoint: None)
-    main([*command[3:-1], str(interrupted), *QUIET])
+    main([*command[3:ckpt], str(interrupted), *QUIET])
     newest = max((tmp_path / "checkpoints/gcn_dot").iterdir(), key=lambda p: int(p.name.split("_")[1]))
     assert newest.name == "version_3"  # one past the logs' version_2: a fresh run folder
     unrestored = torch.load(newest / "last.ckpt", weights_only=True)

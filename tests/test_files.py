@@ -94,3 +94,26 @@ def test_created_dirs_are_removed_on_failure_only(tmp_path):
     with created_dirs(tmp_path / "c" / "d"):
         pass
     assert (tmp_path / "c" / "d").is_dir()
+
+
+def test_atomic_checkpoint_io_removes_dead_runs_temporaries_of_any_name(tmp_path):
+    import torch
+
+    from movielens_gnn.runs import AtomicCheckpointIO
+
+    host = temp_prefix(tmp_path / "x").split(".")[3]
+    leftover = tmp_path / f".epoch=3-val_rmse=0.9000.ckpt.{_dead_pid()}.{host}.abcd1234.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    AtomicCheckpointIO().save_checkpoint({"epoch": 4}, tmp_path / "last.ckpt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"epoch": 4}
+
+
+def test_prepare_removes_a_killed_downloads_temporary_when_the_data_is_there(ml100k_root):
+    from movielens_gnn.data.movielens import MovieLens100K
+
+    host = temp_prefix(ml100k_root / "x").split(".")[3]
+    leftover = ml100k_root / f".ml-100k.zip.{_dead_pid()}.{host}.abcd1234.tmp"
+    leftover.write_bytes(b"half an archive")
+    MovieLens100K(ml100k_root).prepare()
+    assert sorted(p.name for p in ml100k_root.iterdir()) == ["ml-100k"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -90,7 +91,7 @@ def download(url: str, dest: Path, md5: str, size: int | None = None, timeout: f
                     shutil.copyfileobj(response, out, _CHUNK)
                 out.flush()
                 verify_archive(Path(out.name), md5, size, keep_bad=False)
-        except (urllib.error.URLError, OSError, ValueError) as err:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
             if isinstance(err, ValueError) and not str(err).startswith("unknown url type"):
                 raise  # the checksum mismatch: its own message
             raise ConnectionError(f"Could not download {url}: {err}") from err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from movielens_gnn.data.download import download, extract_zip, verify_archive
+from movielens_gnn.files import remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class MovieLens100K:
                     f"{what} {path} is a file; expected a folder that holds {self.NAME}/ or {self.NAME}.zip "
                     "(or an empty one to download into). Pass --data.root DIR for such a folder."
                 )
+        for name in (self.NAME, self.archive.name):  # what a killed extraction or download left
+            remove_stale(self.root, name)
         if not self.raw_dir.is_dir():
             if not self.archive.is_file():
                 try:
@@ -282,8 +286,10 @@ def _read_table(path: Path, columns: list[str], sep: str = "|") -> pd.DataFrame:
         text = path.read_bytes().decode(ENCODING)
     except OSError as err:
         raise ValueError(f"{path} cannot be read: {err.strerror or err}.") from err
-    lines = text.splitlines()
-    numbers = [number for number, line in enumerate(lines, start=1) if line.strip()]
+    # Split as pandas' parser does (on \n, \r\n, \r only; str.splitlines would also split on \x0c, \x85 ...),
+    # so that row k of the frame is the k-th non-empty line here.
+    lines = re.split(r"\r\n|\r|\n", text)
+    numbers = [number for number, line in enumerate(lines, start=1) if line]
     if not numbers:
         raise ValueError(f"{path} is empty; expected lines of {', '.join(columns)}.")
     expected = len(columns) - 1
@@ -305,7 +311,9 @@ def _read_table(path: Path, columns: list[str], sep: str = "|") -> pd.DataFrame:
         engine="c",
         quoting=csv.QUOTE_NONE,
     )
-    assert len(frame) == len(numbers), (path, len(frame), len(numbers))
+    if len(frame) != len(numbers):  # pandas saw other rows than we counted: say so rather than misnumber
+        raise ValueError(f"{path} could not be read line by line ({len(numbers)} lines, {len(frame)} rows); "
+                         "restore the original file.")
     frame.attrs["lines"] = np.asarray(numbers)
     return frame
 
