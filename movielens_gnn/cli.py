@@ -69,7 +69,6 @@ class MovieLensCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.checkpoint: dict | None = None
         self.run_folders: list[Path] = []
-        self._raw_args: Any = None
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -83,7 +82,6 @@ class MovieLensCLI(LightningCLI):
 
     # ------------------------------------------------------------------- checks before work
     def parse_arguments(self, parser, args) -> None:
-        self._raw_args = args
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
@@ -193,7 +191,7 @@ class MovieLensCLI(LightningCLI):
         if trainer.is_global_zero and rank_zero_only.rank == 0 and trainer.node_rank == 0:
             ckpt_path = self.config[subcommand].get("ckpt_path")
             resume_from = Path(ckpt_path) if self.checkpoint is not None and subcommand == "fit" else None
-            self.run_folders = claim_run_folders(trainer, resume_from)
+            self.run_folders = claim_run_folders(trainer, resume_from, checkpoints=subcommand == "fit")
         try:
             super()._run_subcommand(subcommand)
         finally:

@@ -55,7 +55,7 @@ def _versions(folder: Path) -> list[int]:
     return [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.fullmatch(p.name))]
 
 
-def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> list[Path]:
+def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None, checkpoints: bool = True) -> list[Path]:
     """Give this ``fit`` its own ``version_N`` folders before it writes anything.
 
     ``N`` is one past the highest version in the logger's folder and in every checkpoint folder,
@@ -72,16 +72,18 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
             checkpoint folders' ``version_M``, the run keeps saving there, so that the restored
             best/last checkpoint records stay valid (Lightning drops them when the folder
             changes); its logs still get a new version (a CSV logger would delete the old rows).
+        checkpoints: Also give the checkpoint folders a version (``fit``); evaluation commands
+            write logs only.
 
     Returns:
-        The folders created (for removal when the run fails before writing into them).
+        The folders created, deepest first (for removal when the run leaves them empty).
     """
     logger = trainer.logger
     roots: list[Path] = []
     versioned_logger = logger is not None and hasattr(logger, "root_dir") and getattr(logger, "_version", 0) is None
     if versioned_logger:
         roots.append(Path(logger.root_dir))
-    checkpoints = [cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    checkpoints = [cb for cb in trainer.callbacks if checkpoints and isinstance(cb, ModelCheckpoint) and cb.dirpath]
     if resume_from is not None and _VERSION.fullmatch(resume_from.parent.name):
         own = resume_from.parent.resolve()
         continuing = [cb for cb in checkpoints if Path(cb.dirpath).resolve() == own.parent]
@@ -96,6 +98,7 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
             if folder.exists() and not folder.is_dir():
                 raise NotADirectoryError(f"Cannot create the run folder under {root}: {folder} is a file. Move it, or "
                                          "choose another logger save_dir / checkpoint dirpath.")
+    missing = {folder for root in roots for folder in (root, *root.parents) if not folder.exists()}
     version = max((v for root in roots for v in _versions(root)), default=-1) + 1
     while True:
         made: list[Path] = []
@@ -116,7 +119,7 @@ def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None) -> l
     for cb in checkpoints:
         cb.dirpath = str(Path(cb.dirpath) / f"version_{version}")
     log.info("Run folder version_%d: %s", version, ", ".join(str(p) for p in made))
-    return made
+    return made + sorted(missing, key=lambda p: len(p.parts), reverse=True)
 
 
 def remove_if_empty(folders: list[Path]) -> None:

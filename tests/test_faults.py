@@ -249,3 +249,16 @@ def test_ctrl_c_during_fit_exits_130_with_the_resume_command(tmp_path, monkeypat
     # Ctrl-C stops at once (epoch 1's checkpoint was not written yet); the named checkpoint is whole.
     assert torch.load(tmp_path / "checkpoints/gcn_dot/version_0/last.ckpt", weights_only=True)["epoch"] == 0
     assert not [p for p in (tmp_path / "checkpoints").rglob("*") if TEMP.search(p.name)]
+
+
+def test_evaluation_in_a_fresh_folder_leaves_only_its_logs(tmp_path, monkeypatch, ml100k_root):
+    monkeypatch.chdir(tmp_path)
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1"))
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(best)))
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == [
+        "logs", "logs/gcn_dot", "logs/gcn_dot/version_0", "logs/gcn_dot/version_0/config.yaml",
+        "logs/gcn_dot/version_0/hparams.yaml", "logs/gcn_dot/version_0/metrics.csv"]  # no empty checkpoints/
