@@ -396,7 +396,9 @@ def main(args: Any = None, run: bool = True) -> Any:
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": [hint]},
-            parser_kwargs={"exit_on_error": False, **{c: {"exit_on_error": False} for c in LIGHTNING_COMMANDS}},
+            # No abbreviated options: the checkpoint checks must see which options were given, by their full names.
+            parser_kwargs={"exit_on_error": False, "allow_abbrev": False,
+                           **{c: {"exit_on_error": False, "allow_abbrev": False} for c in LIGHTNING_COMMANDS}},
             args=args,
             run=run,
         )

@@ -169,3 +169,19 @@ def test_instantiate_without_running(workdir, ml100k_root):
     cli = main(["--config", str(REPO / "configs" / "ml100k_best.yaml"), "--data.root", str(ml100k_root)], run=False)
     assert cli.model.hparams.side_features and cli.model.hparams.num_items == 30
     assert cli.trainer.current_epoch == 0 and not (workdir / "checkpoints").exists()
+
+
+def test_explicit_keys_sees_every_way_of_giving_an_option(tmp_path):
+    from movielens_gnn.cli import explicit_keys
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  split: u2\nmodel:\n  embedding_dim: 8\n")
+    nested = tmp_path / "n.yaml"
+    nested.write_text(f"fit:\n  data: {tmp_path / 'd.yaml'}\n")
+    (tmp_path / "d.yaml").write_text("seed: 3\n")
+    found = explicit_keys(["test", "--config", str(config), "--data.seed=4", "--model.hidden_dims+", "5",
+                           "--model.init_args.dropout", "0.1", "--data", '{"val_fraction": 0.1}'], "test")
+    assert found == {"data": {"split", "seed", "val_fraction"}, "model": {"embedding_dim", "hidden_dims", "dropout"}}
+    assert explicit_keys([f"--config={nested}", "fit"], "fit") == {"data": {"seed"}, "model": set()}
+    assert explicit_keys({"test": {"data": {"split": "u3"}}}, "test") == {"data": {"split"}, "model": set()}
+    assert explicit_keys(["test", "--ckpt_path", "x.ckpt"], "test") == {"data": set(), "model": set()}
