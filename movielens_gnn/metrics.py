@@ -1,4 +1,9 @@
-"""Top-K ranking metrics over all items at once: Precision, Recall, NDCG and HitRate at K."""
+"""Top-K ranking metrics over all items at once: Precision, Recall, NDCG, HitRate and MRR at K.
+
+:func:`ranking_metrics` is the pure, batched computation (sums over a batch of users);
+:class:`RankingMetrics` wraps it as a torchmetrics ``Metric`` with sum states, so that batches of
+users, and data-parallel ranks that each take a share of the users, add up exactly once.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,17 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
-RANKING_METRICS = ("precision", "recall", "ndcg", "hitrate")
+RANKING_METRICS = ("precision", "recall", "ndcg", "hitrate", "mrr")
 
 
 def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
     """Mean top-K metrics over the users that have at least one relevant item.
 
     Each user's items are ranked by score after removing ``exclude`` (the items the user rated in
-    training), so known items never take a slot. Relevance is binary.
+    training), so known items never take a slot. Relevance is binary. ``mrr@K`` is the reciprocal
+    rank of the first relevant item within the top K (0 when there is none).
 
     Args:
         scores: ``(B, I)`` predicted scores of ``B`` users for all ``I`` items.
@@ -43,12 +50,55 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
         n_hits = top.sum(1)
         dcg = (top * discount[: top.shape[1]]).sum(1)
         ideal = ideal_dcg[(n_relevant.clamp(min=1, max=top.shape[1]) - 1)]
+        first = torch.where(top.any(1), top.argmax(1).to(scores.dtype) + 1, torch.full_like(n_hits, float("inf")))
         per_user = {
             "precision": n_hits / k,
             "recall": n_hits / n_relevant.clamp(min=1),
             "ndcg": dcg / ideal,
             "hitrate": (n_hits > 0).to(scores.dtype),
+            "mrr": 1.0 / first,
         }
         for name in RANKING_METRICS:
             out[f"{name}@{k}"] = per_user[name][counted].sum()
     return out
+
+
+class RankingMetrics(Metric):
+    """Mean top-K metrics (:data:`RANKING_METRICS` at each K) over the users with a relevant item.
+
+    ``update`` takes any batch of users; states are sums (one per metric and K, plus the number of
+    users counted), reduced by summation across processes, so ranks may each score a disjoint share
+    of the users and ``compute`` still gives the mean over all of them.
+
+    Args:
+        ks: Cut-offs, e.g. ``(10, 20)``.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, ks: Sequence[int] = (10, 20), **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not ks or min(ks) < 1:
+            raise ValueError(f"ks must be positive cut-offs, got {list(ks)}.")
+        self.ks = tuple(int(k) for k in ks)
+        self.names = [f"{name}@{k}" for k in self.ks for name in RANKING_METRICS]
+        for name in (*self.names, "users"):
+            self.add_state(_state(name), default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, scores: Tensor, exclude: Tensor, relevant: Tensor) -> None:
+        """Add a batch of users: ``(B, I)`` scores, items to exclude, relevant items (see :func:`ranking_metrics`)."""
+        sums = ranking_metrics(scores, exclude, relevant, self.ks)
+        for name in (*self.names, "users"):
+            state = getattr(self, _state(name))
+            setattr(self, _state(name), state + sums[name].to(state))
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"ndcg@10": mean, ...}``; zeros when no user had a relevant item."""
+        users = self.users_sum.clamp(min=1)
+        return {name: (getattr(self, _state(name)) / users).float() for name in self.names}
+
+
+def _state(name: str) -> str:
+    """A valid attribute name for a metric's sum state: ``ndcg@10`` -> ``ndcg_at_10_sum``."""
+    return name.replace("@", "_at_") + "_sum"

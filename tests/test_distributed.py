@@ -47,7 +47,9 @@ def checkpoint(tmp_path, monkeypatch, ml100k_root) -> Path:
 
 def test_ddp_test_equals_single_process(checkpoint, ml100k_root, tmp_path):
     single = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN))
-    expected = {k: single.trainer.callback_metrics[k].item() for k in ("test_rmse", "test_mae")}
+    # Ranking metrics too: each rank scores half of the test users and the Metric sums them once.
+    keys = ("test_rmse", "test_mae", "test_ndcg@10", "test_recall@20", "test_mrr@10", "test_precision@10")
+    expected = {k: single.trainer.callback_metrics[k].item() for k in keys}
     logs = tmp_path / "ddp_logs"
     _run(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN, *CPU_DDP,
                "--trainer.logger.init_args.save_dir", str(logs)), tmp_path)

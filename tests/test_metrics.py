@@ -43,3 +43,42 @@ def test_bad_inputs():
         ranking_metrics(torch.rand(2, 3), torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool), (1,))
     with pytest.raises(ValueError, match="positive cut-offs"):
         ranking_metrics(torch.rand(2, 3), torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool), (0,))
+
+
+def test_mrr_is_the_reciprocal_rank_of_the_first_hit_within_k():
+    scores = torch.tensor([[6.0, 5, 4, 3, 2, 1], [1.0, 2, 3, 4, 5, 6]])
+    relevant = torch.zeros(2, 6, dtype=torch.bool)
+    relevant[0, [2, 5]] = True  # first hit at rank 3
+    relevant[1, 0] = True  # first hit at rank 6: outside K=5
+    out = ranking_metrics(scores, torch.zeros(2, 6, dtype=torch.bool), relevant, ks=(2, 5))
+    assert out["mrr@2"].item() == 0 and out["mrr@5"].item() == pytest.approx(1 / 3)
+
+
+def test_metric_class_adds_batches_and_matches_torchmetrics_retrieval():
+    """Oracle: torchmetrics.retrieval on random scores without ties, excluded items left out of the lists."""
+    from torchmetrics import retrieval
+
+    from movielens_gnn.metrics import RankingMetrics
+
+    generator = torch.Generator().manual_seed(0)
+    users, items, ks = 37, 50, (5, 10)
+    scores = torch.rand(users, items, generator=generator, dtype=torch.float64)  # continuous: no ties
+    exclude = torch.rand(users, items, generator=generator) < 0.2
+    relevant = (torch.rand(users, items, generator=generator) < 0.1) & ~exclude
+    relevant[3] = False  # a user without relevant items is not counted
+    metric = RankingMetrics(ks)
+    for rows in torch.arange(users).split(8):  # batches of users add up
+        metric.update(scores[rows], exclude[rows], relevant[rows])
+    ours = metric.compute()
+    keep = ~exclude
+    indexes = torch.arange(users)[:, None].expand(users, items)[keep]
+    preds, target = scores[keep], relevant[keep]
+    oracles = {"precision": retrieval.RetrievalPrecision, "recall": retrieval.RetrievalRecall,
+               "ndcg": retrieval.RetrievalNormalizedDCG, "hitrate": retrieval.RetrievalHitRate,
+               "mrr": retrieval.RetrievalMRR}
+    for k in ks:
+        for name, cls in oracles.items():
+            expected = cls(top_k=k, empty_target_action="skip")(preds, target, indexes=indexes)
+            assert ours[f"{name}@{k}"].item() == pytest.approx(expected.item(), abs=1e-6), (name, k)
+    functional = ranking_metrics(scores, exclude, relevant, ks)
+    assert ours["ndcg@10"].item() == pytest.approx((functional["ndcg@10"] / functional["users"]).item(), abs=1e-6)

@@ -18,7 +18,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 from movielens_gnn.models.autoencoder import ItemAutoencoder
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.metrics import RANKING_METRICS, ranking_metrics
+from movielens_gnn.metrics import RankingMetrics
 from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
 
 log = logging.getLogger(__name__)
@@ -262,24 +262,21 @@ class RatingModel(pl.LightningModule):
         self._shared_step(batch, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        """Log the top-K metrics over all test users; every rank computes them from the full test part."""
+        """Log the top-K metrics over all test users; data-parallel ranks each score a share of the
+        users, and :class:`RankingMetrics` sums them across ranks once."""
         datamodule = self.trainer.datamodule
         if not self.hparams.ranking_ks or not hasattr(datamodule, "relevant_items"):
             return
-        ks = list(self.hparams.ranking_ks)
-        users = torch.unique(datamodule.data.test.users)
+        metric = RankingMetrics(self.hparams.ranking_ks).to(self.device)
+        users = torch.unique(datamodule.data.test.users)[self.trainer.global_rank :: self.trainer.world_size]
         tables = self.encode()
-        totals: dict[str, Tensor] = {}
         for chunk in users.split(1024):  # bounds the (users, items) score matrix on large data
             scores = self.score_all_items(chunk, tables)
             exclude = datamodule.known_items(chunk).to(scores.device)
             relevant = datamodule.relevant_items(chunk, self.hparams.relevance_threshold).to(scores.device)
-            for name, value in ranking_metrics(scores, exclude, relevant, ks).items():
-                totals[name] = totals.get(name, 0) + value
-        counted = max(int(totals["users"]), 1)
-        for k in ks:
-            for name in RANKING_METRICS:
-                self.log(f"test_{name}@{k}", totals[f"{name}@{k}"] / counted, sync_dist=True)
+            metric.update(scores, exclude, relevant)
+        for name, value in metric.compute().items():  # already over all ranks' users
+            self.log(f"test_{name}", value, sync_dist=True)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """``(B,)`` predicted ratings clamped to 1..5."""
