@@ -201,6 +201,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("negative_autoencoder", None, _fit("--model.autoencoder_dim", "-1"), r"--model\.autoencoder_dim must be an integer >= 0"),
     ("val_fraction_above_one", None, _fit("--data.val_fraction", "1.5"),
      r"--data\.val_fraction must be strictly between 0 and 1, got 1\.5"),
+    ("ratios_not_three_shares", None, _fit("--data.split", "ratio", "--data.ratios", "[0.5, 0.5]"),
+     r"--data\.ratios must be three shares \[train, val, test\].*got \[0\.5, 0\.5\]"),
     ("zero_batch_size", None, _fit("--data.batch_size", "0"), r"--data\.batch_size must be a positive integer or null"),
     ("users_validation_fractions", None, _fit("--data.val_strategy", "users", "--data.val_fraction", "0.6"),
      r"--data\.val_strategy users needs 0 < --data\.val_fraction < --data\.val_user_fraction < 1, got 0\.6 and 0\.5"),

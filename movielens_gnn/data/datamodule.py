@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, NamedTuple, Optional
+from typing import Iterator, Literal, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,12 +16,14 @@ from torch import Tensor
 
 from movielens_gnn.data.movielens import MovieLens100K, MovieLensMeta, Ratings
 from movielens_gnn.files import atomic_write, created_dirs, remove_stale
-from movielens_gnn.data.splits import SPLITS, check_fraction, check_split, random_split, temporal_split, user_holdout
+from movielens_gnn.data.splits import (
+    SPLITS, check_fraction, check_ratios, check_split, random_split, ratio_split, temporal_split, user_holdout,
+)
 from movielens_gnn.models.graph import BipartiteGraph
 
 log = logging.getLogger(__name__)
 
-SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal"]
+SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal", "ratio"]
 CACHE_FORMAT = 1
 RATING_LEVELS = 5  # MovieLens ratings are whole stars 1..5, checked when the files are read
 PARTS = ("train", "val", "test")
@@ -161,6 +163,9 @@ def split_identity(settings: dict) -> dict:
     identity = {"dataset": settings.get("dataset", MovieLens100K.NAME), "split": split,
                 "seed": settings.get("seed", 42), "val_fraction": settings.get("val_fraction", 0.05),
                 "val_strategy": settings.get("val_strategy", "random")}
+    if split == "ratio":  # validation and test both come from the ratios
+        return {"dataset": identity["dataset"], "split": split, "seed": identity["seed"],
+                "ratios": [float(r) for r in settings.get("ratios", (0.8, 0.1, 0.1))]}
     if split in ("random", "temporal"):
         identity["test_fraction"] = settings.get("test_fraction", 0.2)
     if split == "temporal":
@@ -221,8 +226,10 @@ class MovieLensDataModule(pl.LightningDataModule):
     Args:
         root: Folder holding ``ml-100k/`` or ``ml-100k.zip``; downloaded there when missing.
         split: ``u1``..``u5``, ``ua``, ``ub`` (the files' own train/test parts), ``random``
-            (a seeded ``test_fraction`` of ``u.data``) or ``temporal`` (the latest
-            ``test_fraction`` of ``u.data`` by timestamp).
+            (a seeded ``test_fraction`` of ``u.data``), ``temporal`` (the latest
+            ``test_fraction`` of ``u.data`` by timestamp) or ``ratio`` (each user's ratings
+            shuffled with ``seed`` and cut by ``ratios`` into train/validation/test, RecBole's
+            default protocol; the validation settings below are then not used).
         val_fraction: Share of the training part held out for validation: seeded random, or
             for ``temporal`` the latest training ratings.
         val_strategy: ``random`` holds out ``val_fraction`` of the training ratings uniformly;
@@ -231,6 +238,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             test part (39% of the ratings of half the users). Ignored by ``temporal``.
         val_user_fraction: Share of users that lose ratings under ``val_strategy: users``.
         test_fraction: Share of ``u.data`` held out for testing by ``random`` and ``temporal``.
+        ratios: ``[train, validation, test]`` shares of each user's ratings for ``split: ratio``.
         seed: Seed of the random splits, so a given seed always gives the same edges.
         batch_size: Training edges per step; ``None`` trains full-batch (one step an epoch).
         url: Where ``ml-100k.zip`` is downloaded from.
@@ -251,6 +259,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         val_strategy: Literal["random", "users"] = "random",
         val_user_fraction: float = 0.5,
         test_fraction: float = 0.2,
+        ratios: Sequence[float] = (0.8, 0.1, 0.1),
         seed: int = 42,
         batch_size: Optional[int] = None,
         url: str = MovieLens100K.URL,
@@ -270,6 +279,7 @@ class MovieLensDataModule(pl.LightningDataModule):
                 f"got {val_fraction} and {val_user_fraction}."
             )
         check_fraction("--data.test_fraction", test_fraction)
+        check_ratios(ratios)
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--data.batch_size must be a positive integer or null (full batch), got {batch_size}.")
         if predict_part not in ("test", "val"):
@@ -282,6 +292,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.val_strategy = val_strategy
         self.val_user_fraction = val_user_fraction
         self.test_fraction = test_fraction
+        self.ratios = tuple(float(r) for r in ratios)
         self.seed = seed
         self.batch_size = batch_size
         self.cache = cache
@@ -353,7 +364,7 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     def _settings(self) -> dict:
         files = ["u.data", "u.user", "u.item", "u.genre", "u.occupation", "u.info"]
-        if self.split not in ("random", "temporal"):
+        if self.split not in ("random", "temporal", "ratio"):
             files += [f"{self.split}.base", f"{self.split}.test"]
         fingerprints = {}
         for name in files:
@@ -416,6 +427,8 @@ class MovieLensDataModule(pl.LightningDataModule):
             log.warning("Not caching processed data at %s: %s", path, err)
 
     def _split_ratings(self, ratings: Ratings, meta: MovieLensMeta) -> tuple[Ratings, Ratings, Ratings]:
+        if self.split == "ratio":
+            return ratio_split(ratings, self.ratios, self.seed)
         if self.split == "random":
             train, test = random_split(ratings, self.test_fraction, self.seed)
         elif self.split == "temporal":

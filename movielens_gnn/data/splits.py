@@ -1,12 +1,14 @@
-"""Train/validation/test edge splits: canonical files, seeded random, temporal."""
+"""Train/validation/test edge splits: canonical files, seeded random, temporal, per-user ratio."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from typing import Sequence
+
 from movielens_gnn.data.movielens import CANONICAL_SPLITS, Ratings
 
-SPLITS = (*CANONICAL_SPLITS, "random", "temporal")
+SPLITS = (*CANONICAL_SPLITS, "random", "temporal", "ratio")
 
 
 def check_split(split: str) -> None:
@@ -83,3 +85,51 @@ def user_holdout(ratings: Ratings, fraction: float, user_fraction: float, seed: 
     quota = np.minimum(np.round(counts * (fraction / user_fraction)).astype(np.int64), counts - 1)
     held = chosen[inverse] & (rank < quota[inverse])
     return ratings.take(~held), ratings.take(held)
+
+
+def check_ratios(ratios: Sequence[float]) -> None:
+    """Raise ``ValueError`` unless ``ratios`` is ``[train, val, test]``: non-negative, train > 0, sum 1."""
+    values = list(ratios)
+    if len(values) != 3 or min(values) < 0 or values[0] <= 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"--data.ratios must be three shares [train, val, test], each >= 0, train > 0, summing to 1, "
+                         f"e.g. [0.8, 0.1, 0.1]; got {values}.")
+
+
+def ratio_counts(counts: np.ndarray, ratios: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user, how many ratings go to train, validation and test (RecBole's ``split_by_ratio`` rule).
+
+    Validation and test get ``floor(share * n)``; then, test first, a part whose share of ``n`` is
+    between 0 and 1 gets one rating while training keeps more than one. So every user keeps at least
+    one training rating, and small users still reach validation and test where they can.
+    """
+    _, val_share, test_share = ratios
+    val = np.floor(val_share * counts).astype(np.int64)
+    test = np.floor(test_share * counts).astype(np.int64)
+    train = counts - val - test
+    for share, part in ((test_share, test), (val_share, val)):
+        add = (train > 1) & (share * counts > 0) & (share * counts < 1)
+        part += add
+        train -= add
+    return train, val, test
+
+
+def ratio_split(ratings: Ratings, ratios: Sequence[float], seed: int) -> tuple[Ratings, Ratings, Ratings]:
+    """Shuffle each user's ratings (seeded) and cut them into train/validation/test by ``ratios``.
+
+    This is RecBole's default protocol for ml-100k (``RS: [0.8, 0.1, 0.1]``); the counts per user
+    follow :func:`ratio_counts`.
+
+    Returns:
+        ``(train, val, test)``, each in the input's relative order.
+    """
+    check_ratios(ratios)
+    rng = np.random.default_rng(seed)
+    users, inverse, counts = np.unique(ratings.user_id, return_inverse=True, return_counts=True)
+    order = np.lexsort((rng.random(len(ratings)), inverse))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(ratings), dtype=np.int64)
+    rank[order] = np.arange(len(ratings)) - np.repeat(starts, counts)
+    train, val, _ = ratio_counts(counts, ratios)
+    in_train = rank < train[inverse]
+    in_val = ~in_train & (rank < (train + val)[inverse])
+    return ratings.take(in_train), ratings.take(in_val), ratings.take(~in_train & ~in_val)

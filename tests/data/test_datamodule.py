@@ -270,3 +270,16 @@ def test_state_dict_continues_the_training_shuffle(ml100k_root):
     assert state["data_fingerprint"] == resumed.fingerprint
     assert all(torch.equal(a, b) for a, b in zip(second, [batch.users for batch in resumed.train_dataloader()]))
     assert not all(torch.equal(a, b) for a, b in zip(first, second))  # each epoch is a fresh permutation
+
+
+def test_ratio_split_in_the_data_module(ml100k_root):
+    dm = MovieLensDataModule(root=str(ml100k_root), split="ratio", ratios=(0.8, 0.1, 0.1), seed=1)
+    data = dm.data
+    # 24 synthetic users with 12 ratings each: floor(1.2) = 1 to validation and to test, 10 to training.
+    assert (len(data.train.ratings), len(data.val.ratings), len(data.test.ratings)) == (240, 24, 24)
+    assert torch.bincount(data.test.users, minlength=24).tolist() == [1] * 24
+    assert not (_pairs(data.train) | _pairs(data.val)) & _pairs(data.test)
+    again = MovieLensDataModule(root=str(ml100k_root), split="ratio", seed=1).data  # from the cache
+    assert _pairs(again.test) == _pairs(data.test)
+    with pytest.raises(ValueError, match="--data.ratios must be three shares"):
+        MovieLensDataModule(root=str(ml100k_root), split="ratio", ratios=(0.5, 0.5))

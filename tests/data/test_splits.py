@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from movielens_gnn.data.movielens import Ratings
-from movielens_gnn.data.splits import check_split, random_split, temporal_split, user_holdout
+from movielens_gnn.data.splits import check_split, random_split, ratio_split, temporal_split, user_holdout
 
 
 def _ratings(n: int, seed: int = 0) -> Ratings:
@@ -84,3 +84,42 @@ def test_user_holdout_keeps_one_rating_per_user():
     assert sorted(kept.user_id.tolist()).count(0) >= 1 and sorted(kept.user_id.tolist()).count(1) >= 1
     with pytest.raises(ValueError, match="must be smaller than user_fraction"):
         user_holdout(ratings, fraction=0.5, user_fraction=0.4, seed=0)
+
+
+def _per_user(ratings: Ratings) -> dict[int, int]:
+    users, counts = np.unique(ratings.user_id, return_counts=True)
+    return dict(zip(users.tolist(), counts.tolist()))
+
+
+def test_ratio_split_counts_are_exact_per_user():
+    # Users with 1, 2, 3, 10 and 25 ratings; shares 0.8 / 0.1 / 0.1 (RecBole's rule, worked by hand):
+    # 1 -> 1/0/0 (train keeps it); 2 -> 1/0/1 (test first, then train has 1 left);
+    # 3 -> 1/1/1; 10 -> 8/1/1; 25 -> floor(2.5) = 2 each, 21 train.
+    sizes = {1: 1, 2: 2, 3: 3, 4: 10, 5: 25}
+    rows = [(u, i) for u, n in sizes.items() for i in range(1, n + 1)]
+    ratings = Ratings(np.array([u for u, _ in rows]), np.array([i for _, i in rows]),
+                      np.full(len(rows), 4.0, dtype=np.float32), np.arange(len(rows)))
+    train, val, test = ratio_split(ratings, (0.8, 0.1, 0.1), seed=0)
+    assert _per_user(train) == {1: 1, 2: 1, 3: 1, 4: 8, 5: 21}
+    assert _per_user(val) == {3: 1, 4: 1, 5: 2}
+    assert _per_user(test) == {2: 1, 3: 1, 4: 1, 5: 2}
+    pairs = [set(zip(p.user_id.tolist(), p.item_id.tolist())) for p in (train, val, test)]
+    assert not (pairs[0] & pairs[1]) and not (pairs[0] & pairs[2]) and not (pairs[1] & pairs[2])
+    assert len(pairs[0] | pairs[1] | pairs[2]) == len(rows)
+
+
+def test_ratio_split_is_deterministic_per_seed():
+    base = _ratings(600)  # 30 users with 20 ratings each
+    ratings = Ratings(base.user_id % 30, base.item_id + 7 * (base.user_id // 30), base.rating, base.timestamp)
+    a = ratio_split(ratings, (0.8, 0.1, 0.1), seed=3)
+    b = ratio_split(ratings, (0.8, 0.1, 0.1), seed=3)
+    c = ratio_split(ratings, (0.8, 0.1, 0.1), seed=4)
+    assert all(np.array_equal(x.item_id, y.item_id) and np.array_equal(x.user_id, y.user_id) for x, y in zip(a, b))
+    assert not np.array_equal(a[2].item_id, c[2].item_id)
+    assert [len(p) for p in a] == [len(p) for p in c]  # the counts depend on the users only
+
+
+@pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.0, 0.5, 0.5), (0.8, 0.3, 0.1), (0.9, -0.1, 0.2)])
+def test_ratio_split_rejects_bad_ratios(ratios):
+    with pytest.raises(ValueError, match=r"--data\.ratios must be three shares"):
+        ratio_split(_ratings(10), ratios, seed=0)
