@@ -20,7 +20,8 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
     """Mean top-K metrics over the users that have at least one relevant item.
 
     Each user's items are ranked by score after removing ``exclude`` (the items the user rated in
-    training), so known items never take a slot. Relevance is binary. ``mrr@K`` is the reciprocal
+    training), so known items never take a slot; equal scores rank the lower item index first.
+    Relevance is binary. ``mrr@K`` is the reciprocal
     rank of the first relevant item within the top K (0 when there is none).
 
     Args:
@@ -38,7 +39,9 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive cut-offs, got {list(ks)}.")
     k_max = min(max(ks), scores.shape[1])
-    ranked = scores.masked_fill(exclude, float("-inf")).topk(k_max, dim=1).indices
+    # A stable sort, not topk: ties (popularity counts, say) go to the lower item index, so the top K
+    # does not depend on which other cut-offs are asked for or on the kernel.
+    ranked = scores.masked_fill(exclude, float("-inf")).sort(dim=1, descending=True, stable=True).indices[:, :k_max]
     hits = relevant.gather(1, ranked).to(scores.dtype) * (~exclude.gather(1, ranked)).to(scores.dtype)
     n_relevant = relevant.sum(1)
     counted = n_relevant > 0

@@ -8,6 +8,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import accuracy  # noqa: E402
+import pytest  # noqa: E402
 
 
 def _row(split, seed, rmse, mae, epoch=10, wall=5.0):
@@ -22,3 +23,36 @@ def test_accuracy_table_means_and_sample_std():
     assert lines[2] == "| c.yaml | u1 | 2 | 0.9100 ± 0.0141 | 0.7100 ± 0.0141 | 15 | 5 (6) |"
     assert lines[3] == "| c.yaml | u2 | 1 | 0.8800 ± 0.0000 | 0.6900 ± 0.0000 | 30 | 5 (5) |"
     assert lines[4] == "| c.yaml | mean of u1,u2 | 3 | 0.9000 ± 0.0200 | 0.7033 ± 0.0153 | 20 | 5 (6) |"
+
+
+def test_ranking_baselines_go_through_the_shared_evaluation(ml100k_root):
+    import ranking
+    import torch
+
+    from movielens_gnn.data.datamodule import MovieLensDataModule
+    from movielens_gnn.metrics import ranking_metrics
+    from movielens_gnn.models.baselines import Popularity, interaction_matrix
+
+    dm = MovieLensDataModule(root=str(ml100k_root), split="ratio", seed=0)
+    row = ranking.run_baseline("popularity", dm, threshold=0.0, l2_grid=[])
+    assert set(ranking.ROW_KEYS) <= set(row) and row["best_epoch"] is None
+    # By hand: every test user ranks all items not in their training or validation part by count.
+    train = dm.data.train
+    counts = interaction_matrix(train.users, train.items, dm.num_users, dm.num_items).sum(0)
+    users = torch.unique(dm.data.test.users)
+    direct = ranking_metrics(counts.expand(len(users), -1), dm.known_items(users), dm.relevant_items(users, 0.0), (10,))
+    assert row["test_ndcg@10"] == pytest.approx((direct["ndcg@10"] / direct["users"]).item(), abs=1e-6)
+    assert torch.equal(Popularity(dm.num_items).fit(interaction_matrix(train.users, train.items, dm.num_users,
+                                                                       dm.num_items)).counts, counts)
+    ease = ranking.run_baseline("ease", dm, threshold=0.0, l2_grid=[1.0, 1000.0])
+    assert ease["l2"] in (1.0, 1000.0) and 0 <= ease["test_ndcg@10"] <= 1
+
+
+def test_ranking_table_means():
+    import ranking
+
+    rows = [{"config": "ease", "protocol": "ratio", "seed": s, "wall_s": 1.0,
+             **{key: value for key in ("test_ndcg@10", "test_recall@10", "test_hitrate@10", "test_precision@10",
+                                       "test_mrr@10", "test_ndcg@20")}} for s, value in enumerate((0.3, 0.5))]
+    assert ranking.table(rows).splitlines()[2] == (
+        "| ease | ratio | 2 | " + " | ".join(["0.4000 ± 0.1414"] * 6) + " | 1.0 |")

@@ -82,3 +82,13 @@ def test_metric_class_adds_batches_and_matches_torchmetrics_retrieval():
             assert ours[f"{name}@{k}"].item() == pytest.approx(expected.item(), abs=1e-6), (name, k)
     functional = ranking_metrics(scores, exclude, relevant, ks)
     assert ours["ndcg@10"].item() == pytest.approx((functional["ndcg@10"] / functional["users"]).item(), abs=1e-6)
+
+
+def test_ties_go_to_the_lower_item_whatever_the_cut_offs():
+    scores = torch.ones(1, 30)  # all tied: the ranking is items 0, 1, 2, ...
+    relevant = torch.zeros(1, 30, dtype=torch.bool)
+    relevant[0, 9] = True  # rank 10
+    exclude = torch.zeros(1, 30, dtype=torch.bool)
+    alone = ranking_metrics(scores, exclude, relevant, ks=(10,))
+    together = ranking_metrics(scores, exclude, relevant, ks=(10, 20))
+    assert alone["mrr@10"].item() == together["mrr@10"].item() == pytest.approx(0.1)

@@ -490,15 +490,16 @@ class MovieLensDataModule(pl.LightningDataModule):
             mask[rows[keep], part.items[keep]] = True
         return mask
 
-    def known_items(self, users: Tensor) -> Tensor:
-        """``(B, I)`` bool: the items each user rated in the training part (training + validation)."""
-        return self._user_item_mask(users, (self.data.train, self.data.val))
+    def known_items(self, users: Tensor, parts: tuple[str, ...] = ("train", "val")) -> Tensor:
+        """``(B, I)`` bool: the items each user rated in ``parts`` (by default the whole training part,
+        training + validation: what a ranking of the test part leaves out)."""
+        return self._user_item_mask(users, tuple(getattr(self.data, part) for part in parts))
 
-    def relevant_items(self, users: Tensor, threshold: float = 4.0) -> Tensor:
-        """``(B, I)`` bool: the test items each user rated ``>= threshold`` (relevant for ranking)."""
-        test = self.data.test
-        liked = test.ratings >= threshold
-        return self._user_item_mask(users, (EdgeBatch(test.users[liked], test.items[liked], test.ratings[liked]),))
+    def relevant_items(self, users: Tensor, threshold: float = 4.0, part: str = "test") -> Tensor:
+        """``(B, I)`` bool: the items of ``part`` each user rated ``>= threshold`` (relevant for ranking)."""
+        edges = getattr(self.data, part)
+        liked = edges.ratings >= threshold
+        return self._user_item_mask(users, (EdgeBatch(edges.users[liked], edges.items[liked], edges.ratings[liked]),))
 
     def setup(self, stage: str | None = None) -> None:
         data = self.data
