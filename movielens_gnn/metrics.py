@@ -42,10 +42,13 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
     # A stable sort, not topk: ties (popularity counts, say) go to the lower item index, so the top K
     # does not depend on which other cut-offs are asked for or on the kernel.
     ranked = scores.masked_fill(exclude, float("-inf")).sort(dim=1, descending=True, stable=True).indices[:, :k_max]
-    hits = relevant.gather(1, ranked).to(scores.dtype) * (~exclude.gather(1, ranked)).to(scores.dtype)
-    n_relevant = relevant.sum(1)
+    # The arithmetic in float64 whatever the scores' dtype (bf16 scores would round the sums).
+    dtype = torch.float64 if scores.device.type != "mps" else torch.float32
+    rankable = relevant & ~exclude  # an excluded item can never be a hit, so it is not counted as relevant
+    hits = rankable.gather(1, ranked).to(dtype)
+    n_relevant = rankable.sum(1)
     counted = n_relevant > 0
-    discount = 1.0 / torch.log2(torch.arange(2, k_max + 2, device=scores.device, dtype=scores.dtype))
+    discount = 1.0 / torch.log2(torch.arange(2, k_max + 2, device=scores.device, dtype=dtype))
     ideal_dcg = torch.cumsum(discount, 0)
     out: dict[str, Tensor] = {"users": counted.sum()}
     for k in ks:
@@ -53,12 +56,12 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
         n_hits = top.sum(1)
         dcg = (top * discount[: top.shape[1]]).sum(1)
         ideal = ideal_dcg[(n_relevant.clamp(min=1, max=top.shape[1]) - 1)]
-        first = torch.where(top.any(1), top.argmax(1).to(scores.dtype) + 1, torch.full_like(n_hits, float("inf")))
+        first = torch.where(top.any(1), top.argmax(1).to(dtype) + 1, torch.full_like(n_hits, float("inf")))
         per_user = {
             "precision": n_hits / k,
             "recall": n_hits / n_relevant.clamp(min=1),
             "ndcg": dcg / ideal,
-            "hitrate": (n_hits > 0).to(scores.dtype),
+            "hitrate": (n_hits > 0).to(dtype),
             "mrr": 1.0 / first,
         }
         for name in RANKING_METRICS:

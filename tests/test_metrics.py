@@ -92,3 +92,17 @@ def test_ties_go_to_the_lower_item_whatever_the_cut_offs():
     alone = ranking_metrics(scores, exclude, relevant, ks=(10,))
     together = ranking_metrics(scores, exclude, relevant, ks=(10, 20))
     assert alone["mrr@10"].item() == together["mrr@10"].item() == pytest.approx(0.1)
+
+
+def test_low_precision_scores_are_counted_in_float64_and_excluded_items_are_not_relevant():
+    generator = torch.Generator().manual_seed(2)
+    scores = torch.rand(50, 40, generator=generator)
+    exclude = torch.rand(50, 40, generator=generator) < 0.2
+    relevant = torch.rand(50, 40, generator=generator) < 0.15
+    low = ranking_metrics(scores.bfloat16(), exclude, relevant, ks=(10,))
+    high = ranking_metrics(scores.bfloat16().double(), exclude, relevant, ks=(10,))  # the same ranking
+    for name in ("ndcg@10", "mrr@10", "recall@10"):
+        assert low[name].dtype == torch.float64 and low[name].item() == pytest.approx(high[name].item(), abs=1e-9)
+    # A relevant item that is also excluded can never be ranked: it is not in the recall denominator.
+    alone = ranking_metrics(scores, exclude, relevant & ~exclude, ks=(10,))
+    assert low["users"] == alone["users"] and ranking_metrics(scores, exclude, relevant, (10,))["recall@10"] == alone["recall@10"]

@@ -88,10 +88,11 @@ def user_holdout(ratings: Ratings, fraction: float, user_fraction: float, seed: 
 
 
 def check_ratios(ratios: Sequence[float]) -> None:
-    """Raise ``ValueError`` unless ``ratios`` is ``[train, val, test]``: non-negative, train > 0, sum 1."""
+    """Raise ``ValueError`` unless ``ratios`` is ``[train, val, test]``: all positive (an empty validation
+    or test part would leave nothing to select or evaluate on), summing to 1."""
     values = list(ratios)
-    if len(values) != 3 or min(values) < 0 or values[0] <= 0 or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"--data.ratios must be three shares [train, val, test], each >= 0, train > 0, summing to 1, "
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"--data.ratios must be three shares [train, val, test], each > 0, summing to 1, "
                          f"e.g. [0.8, 0.1, 0.1]; got {values}.")
 
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: int) -> Tensor:
     """``(U, I)`` float32 0/1 matrix with a 1 for each (user, item) pair (duplicates count once)."""
-    matrix = torch.zeros(num_users, num_items)
+    matrix = torch.zeros(num_users, num_items, device=users.device)
     matrix[users, items] = 1.0
     return matrix
 

@@ -38,7 +38,7 @@ class NegativeSampler(nn.Module):
             full = torch.nonzero(degree >= num_items).flatten()[:5].tolist()
             raise ValueError(f"Users {full} interacted with all {num_items} items; no negatives can be drawn for them.")
         starts = torch.cumsum(degree, 0) - degree
-        rank_in_user = torch.arange(len(keys)) - starts[key_users]
+        rank_in_user = torch.arange(len(keys), device=keys.device) - starts[key_users]
         # q_j = p_j - j, offset per user so one sorted array serves every user.
         self.register_buffer("shifted", key_users * num_items + (keys % num_items - rank_in_user), persistent=False)
         self.register_buffer("starts", starts, persistent=False)
@@ -46,10 +46,12 @@ class NegativeSampler(nn.Module):
         self.num_items = num_items
 
     def forward(self, users: Tensor, per_user: int = 1, generator: torch.Generator | None = None) -> Tensor:
-        """``(B, per_user)`` negative items for ``(B,)`` users, drawn independently and uniformly."""
-        users = users.long()
+        """``(B, per_user)`` negative items for ``(B,)`` users, drawn independently and uniformly, on
+        the sampler's device (``generator``, if given, must live there too)."""
+        users = users.long().to(self.degree.device)
         free = (self.num_items - self.degree[users]).unsqueeze(1)  # (B, 1) non-positives per user
-        draw = torch.rand(len(users), per_user, device=users.device, generator=generator)
+        # float64: float32 has 2^24 levels, which would bias the draw over very large catalogues.
+        draw = torch.rand(len(users), per_user, device=users.device, dtype=torch.float64, generator=generator)
         rank = (draw * free).long().clamp(max=free - 1)  # r in [0, free)
         query = users.unsqueeze(1) * self.num_items + rank
         before = torch.searchsorted(self.shifted, query, right=True) - self.starts[users].unsqueeze(1)

@@ -119,7 +119,7 @@ def test_ratio_split_is_deterministic_per_seed():
     assert [len(p) for p in a] == [len(p) for p in c]  # the counts depend on the users only
 
 
-@pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.0, 0.5, 0.5), (0.8, 0.3, 0.1), (0.9, -0.1, 0.2)])
+@pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.0, 0.5, 0.5), (0.9, 0.0, 0.1), (0.8, 0.3, 0.1), (0.9, -0.1, 0.2)])
 def test_ratio_split_rejects_bad_ratios(ratios):
     with pytest.raises(ValueError, match=r"--data\.ratios must be three shares"):
         ratio_split(_ratings(10), ratios, seed=0)
