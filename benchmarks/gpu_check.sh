@@ -39,8 +39,10 @@ for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
   best=$(grep -o "Best checkpoint: [^ ]*" "$OUT/fit_$name.log" | tail -1 | cut -d' ' -f3)
   epochs=$(grep -c . "$OUT"/logs/"$name"/version_*/metrics.csv 2>/dev/null | tail -1 | cut -d: -f2)
   if [ "$status" -eq 0 ] && [ -n "$best" ]; then
-    "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" --trainer.logger false > "$OUT/test_$name.log" 2>&1
-    rmse=$(grep -oE "test_rmse +[0-9.]+" "$OUT/test_$name.log" | awk '{print $2}')
+    "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" \
+      --trainer.logger.init_args.save_dir "$OUT/test_logs" > "$OUT/test_$name.log" 2>&1
+    # From the run's metrics.csv, never the printed table (rich draws it as boxes on the CUDA images).
+    rmse=$("$PY" -c "import csv, glob, sys; rows = [r for f in glob.glob(sys.argv[1]) for r in csv.DictReader(open(f)) if r.get('test_rmse')]; print(f\"{float(rows[-1]['test_rmse']):.4f}\" if rows else '')" "$OUT/test_logs/$name/version_*/metrics.csv")
     summary+=("| fit $name (GPU) | exit $status, ${wall}s wall, best ${best##*/}, test_rmse ${rmse:-?} |")
   else
     summary+=("| fit $name (GPU) | FAILED (exit $status), see $OUT/fit_$name.log |")
