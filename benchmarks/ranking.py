@@ -46,11 +46,9 @@ ROW_KEYS = ("test_recall@10", "test_ndcg@10", "test_hitrate@10", "test_precision
 def evaluate(score, datamodule: MovieLensDataModule, part: str, threshold: float) -> dict[str, float]:
     """Ranking metrics of ``score(users) -> (B, I)`` on ``part`` (``val`` or ``test``) of ``datamodule``."""
     metric = RankingMetrics(KS)
-    seen = ("train",) if part == "val" else ("train", "val")
     users = torch.unique(getattr(datamodule.data, part).users)
-    for chunk in users.split(1024):
-        metric.update(score(chunk), datamodule.known_items(chunk, seen),
-                      datamodule.relevant_items(chunk, threshold, part))
+    for chunk, exclude, relevant in datamodule.ranking_batches(users, part, threshold):
+        metric.update(score(chunk), exclude, relevant)
     return {name: float(value) for name, value in metric.compute().items()}
 
 

@@ -7,6 +7,7 @@ only rebuilds tensors and plain containers; the project's own checkpoints need n
 
 from __future__ import annotations
 
+import logging
 import pickle
 import struct
 import zipfile
@@ -16,6 +17,8 @@ from typing import Any, Iterable
 import torch
 
 from movielens_gnn.data.datamodule import MovieLensDataModule, split_identity
+
+log = logging.getLogger(__name__)
 
 # Where Lightning keeps the data module's state_dict() (and so the data fingerprint) in a checkpoint.
 DATAMODULE_STATE_KEY = MovieLensDataModule.__qualname__
@@ -122,6 +125,27 @@ def trained_fingerprint(checkpoint: dict) -> str | None:
     """The data fingerprint stored at training time, if the checkpoint has one."""
     state = checkpoint.get(DATAMODULE_STATE_KEY)
     return state.get("data_fingerprint") if isinstance(state, dict) else None
+
+
+def check_fingerprint(checkpoint: dict, datamodule: MovieLensDataModule, path: str | Path, allow_mismatch: bool) -> None:
+    """Refuse data whose ratings differ from those the checkpoint was trained on (same settings, other files).
+
+    Raises:
+        CheckpointError: The fingerprints differ and ``allow_mismatch`` is off (with it: a warning).
+    """
+    expected = trained_fingerprint(checkpoint)
+    if expected is None:
+        log.warning("The checkpoint %s predates data fingerprints; the data it was trained on cannot be verified.", path)
+        return
+    if datamodule.fingerprint == expected:
+        return
+    message = (f"The ratings under {datamodule.dataset.root} are not those the checkpoint {path} was trained on "
+               f"(data fingerprint {datamodule.fingerprint[:12]}, checkpoint {expected[:12]}).")
+    if allow_mismatch:
+        log.warning("%s Going on: --data.allow_mismatch is set.", message)
+        return
+    raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
+                          "--data.allow_mismatch to use this data on purpose.")
 
 
 def identity_differences(trained: dict, requested: dict) -> list[tuple[str, Any, Any]]:

@@ -29,8 +29,8 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movielens_gnn.checkpoint import (
-    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, describe_differences, identity_differences, load_checkpoint,
-    normalise, trained_data_settings, trained_fingerprint,
+    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, describe_differences, identity_differences,
+    load_checkpoint, normalise, trained_data_settings,
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.files import atomic_write, created_dirs
@@ -158,7 +158,6 @@ class MovieLensCLI(LightningCLI):
         """Refuse a checkpoint trained on other ratings than this data module's (same settings, other files)."""
         if self.checkpoint is None:
             return
-        expected = trained_fingerprint(self.checkpoint)
         path = self.config[self.subcommand]["ckpt_path"]
         datamodule = self.datamodule
         hparams = self.checkpoint["hyper_parameters"]
@@ -168,19 +167,7 @@ class MovieLensCLI(LightningCLI):
                 f"The checkpoint {path} was trained for {sizes[0]} users and {sizes[1]} items; the data under "
                 f"{datamodule.dataset.root} has {datamodule.num_users} and {datamodule.num_items}. Use the data it "
                 "was trained on.")
-        if expected is None:
-            log.warning("The checkpoint %s predates data fingerprints; the data it was trained on cannot be verified.", path)
-            return
-        if datamodule.fingerprint == expected:
-            return
-        message = (f"The ratings under {datamodule.dataset.root} with these settings are not those the checkpoint "
-                   f"{path} was trained on (data fingerprint {datamodule.fingerprint[:12]}, checkpoint "
-                   f"{expected[:12]}).")
-        if datamodule.allow_mismatch:
-            log.warning("%s Going on: --data.allow_mismatch is set.", message)
-            return
-        raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
-                              "--data.allow_mismatch true to use this data on purpose.")
+        check_fingerprint(self.checkpoint, datamodule, path, datamodule.allow_mismatch)
 
     # ----------------------------------------------------------------------------- running
     def _run_subcommand(self, subcommand: str) -> None:

@@ -10,6 +10,7 @@ only the former (:func:`remove_stale`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+@functools.lru_cache(maxsize=None)
 def _host() -> str:
     """This machine's name plus its pid namespace: pids are only comparable within both (containers on
     one host share the hostname but not the pids)."""

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from movielens_gnn.checkpoint import (
-    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, load_checkpoint, trained_data_settings, trained_fingerprint,
+    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, load_checkpoint, trained_data_settings,
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models.graph import BipartiteGraph
@@ -78,14 +78,7 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
         datamodule = MovieLensDataModule(**settings)
     except TypeError as err:  # settings of another version of this project
         raise CheckpointError(f"{ckpt_path} holds data settings this version does not know ({err}).") from err
-    expected = trained_fingerprint(state)
-    if expected is not None and datamodule.fingerprint != expected:
-        message = (f"The ratings under {datamodule.dataset.root} are not those the checkpoint {ckpt_path} was trained "
-                   f"on (data fingerprint {datamodule.fingerprint[:12]}, checkpoint {expected[:12]}).")
-        if not allow_mismatch:
-            raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
-                                  "--data.allow_mismatch to recommend from this data on purpose.")
-        log.warning("%s Going on: --data.allow_mismatch is set.", message)
+    check_fingerprint(state, datamodule, ckpt_path, allow_mismatch)
     return load_model(state, datamodule.graph, engine), datamodule
 
 

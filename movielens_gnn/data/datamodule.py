@@ -501,6 +501,17 @@ class MovieLensDataModule(pl.LightningDataModule):
         liked = edges.ratings >= threshold
         return self._user_item_mask(users, (EdgeBatch(edges.users[liked], edges.items[liked], edges.ratings[liked]),))
 
+    def ranking_batches(self, users: Tensor, part: str = "test", threshold: float = 4.0,
+                        chunk: int = 1024) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """``(users, exclude, relevant)`` in chunks of ``users``, for ranking all items on ``part``.
+
+        Ranking the validation part leaves out the training items; ranking the test part leaves
+        out training and validation items. Chunks bound the ``(users, items)`` masks on large data.
+        """
+        seen = ("train",) if part == "val" else ("train", "val")
+        for batch in users.split(chunk):
+            yield batch, self.known_items(batch, seen), self.relevant_items(batch, threshold, part)
+
     def setup(self, stage: str | None = None) -> None:
         data = self.data
         log.info(

@@ -82,8 +82,7 @@ def download(url: str, dest: Path, md5: str, size: int | None = None, timeout: f
         ConnectionError: The URL could not be read.
         ValueError: The downloaded bytes do not match the checksum.
     """
-    with created_dirs(dest.parent):
-        remove_stale(dest.parent, dest.name)
+    with created_dirs(dest.parent):  # atomic_write first removes stale temporaries of dest
         log.info("Downloading %s to %s", url, dest)
         try:
             with atomic_write(dest) as out:

@@ -77,11 +77,8 @@ def user_holdout(ratings: Ratings, fraction: float, user_fraction: float, seed: 
     users, inverse, counts = np.unique(ratings.user_id, return_inverse=True, return_counts=True)
     chosen = np.zeros(len(users), dtype=bool)
     chosen[rng.permutation(len(users))[: max(1, int(round(len(users) * user_fraction)))]] = True
-    # Rank each rating within its user in a random order; hold out the first ``quota`` of chosen users.
-    order = np.lexsort((rng.random(len(ratings)), inverse))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(ratings), dtype=np.int64)
-    rank[order] = np.arange(len(ratings)) - np.repeat(starts, counts)
+    # Hold out the first ``quota`` ratings of chosen users, in a random order within each user.
+    rank = _random_rank_within_user(inverse, counts, rng)
     quota = np.minimum(np.round(counts * (fraction / user_fraction)).astype(np.int64), counts - 1)
     held = chosen[inverse] & (rank < quota[inverse])
     return ratings.take(~held), ratings.take(held)
@@ -124,13 +121,24 @@ def ratio_split(ratings: Ratings, ratios: Sequence[float], seed: int) -> tuple[R
         ``(train, val, test)``, each in the input's relative order.
     """
     check_ratios(ratios)
-    rng = np.random.default_rng(seed)
-    users, inverse, counts = np.unique(ratings.user_id, return_inverse=True, return_counts=True)
-    order = np.lexsort((rng.random(len(ratings)), inverse))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(ratings), dtype=np.int64)
-    rank[order] = np.arange(len(ratings)) - np.repeat(starts, counts)
+    _, inverse, counts = np.unique(ratings.user_id, return_inverse=True, return_counts=True)
+    rank = _random_rank_within_user(inverse, counts, np.random.default_rng(seed))
     train, val, _ = ratio_counts(counts, ratios)
     in_train = rank < train[inverse]
     in_val = ~in_train & (rank < (train + val)[inverse])
     return ratings.take(in_train), ratings.take(in_val), ratings.take(~in_train & ~in_val)
+
+
+def _random_rank_within_user(inverse: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(E,)`` each rating's position 0..n_u-1 in a random order of its user's ratings.
+
+    Args:
+        inverse: ``(E,)`` user index of each rating (from ``np.unique(..., return_inverse=True)``).
+        counts: ``(U,)`` ratings per user index.
+        rng: Draws the order (one uniform number per rating).
+    """
+    order = np.lexsort((rng.random(len(inverse)), inverse))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(inverse), dtype=np.int64)
+    rank[order] = np.arange(len(inverse)) - np.repeat(starts, counts)
+    return rank

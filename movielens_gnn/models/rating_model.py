@@ -270,11 +270,9 @@ class RatingModel(pl.LightningModule):
         metric = RankingMetrics(self.hparams.ranking_ks).to(self.device)
         users = torch.unique(datamodule.data.test.users)[self.trainer.global_rank :: self.trainer.world_size]
         tables = self.encode()
-        for chunk in users.split(1024):  # bounds the (users, items) score matrix on large data
+        for chunk, exclude, relevant in datamodule.ranking_batches(users, "test", self.hparams.relevance_threshold):
             scores = self.score_all_items(chunk, tables)
-            exclude = datamodule.known_items(chunk).to(scores.device)
-            relevant = datamodule.relevant_items(chunk, self.hparams.relevance_threshold).to(scores.device)
-            metric.update(scores, exclude, relevant)
+            metric.update(scores, exclude.to(scores.device), relevant.to(scores.device))
         for name, value in metric.compute().items():  # already over all ranks' users
             self.log(f"test_{name}", value, sync_dist=True)
 
