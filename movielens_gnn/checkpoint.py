@@ -60,7 +60,7 @@ def load_checkpoint(path: str | Path) -> dict:
         inside = f" It holds {', '.join(found)}." if found else ""
         raise CheckpointError(f"{path} is a folder, not a checkpoint file.{inside} {hint}")
     try:
-        state = _torch_load_weights_only(path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as err:
         raise CheckpointError(f"Cannot read the checkpoint {path}: {err.strerror}. Check its permissions.") from err
     except pickle.UnpicklingError as err:
@@ -83,10 +83,6 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is a torch file but not a movielens_gnn checkpoint (it lacks the model's "
                               f"state_dict or hyper_parameters). {hint}")
     return state
-
-
-def _torch_load_weights_only(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _first_line(err: BaseException) -> str:

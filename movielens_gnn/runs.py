@@ -36,6 +36,10 @@ _VERSION = re.compile(r"version_(\d+)")
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` through a temporary file beside the checkpoint, renamed into place when whole."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept: set[Path] = set()  # folders already cleared of dead runs' temporaries
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         if not _is_local_file_protocol(path):  # s3://... and the like: fsspec's own writer
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -44,7 +48,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}.")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(path.parent)  # a killed save of another checkpoint name leaves its own temporary
+        if path.parent not in self._swept:  # once per folder: only a dead run leaves temporaries of other names
+            remove_stale(path.parent)
+            self._swept.add(path.parent)
         with atomic_write(path) as handle:
             torch.save(checkpoint, handle)
 
