@@ -68,7 +68,7 @@ def main() -> None:
                              "--seed_everything", str(seed), "--data.seed", str(seed), *args.overrides]
                 result = run(config_path, overrides, workdir / f"{config_path.stem}-{split}-{seed}", test=True)
                 row = {"config": config, "split": split, "seed": seed, "test_rmse": result.test_rmse,
-                       "test_mae": result.test_mae, "best_val_rmse": result.best_val_rmse,
+                       "test_mae": result.test_mae, "best_val_rmse": result.best_score,
                        "best_epoch": result.best_epoch, "epochs": result.epochs, "wall_s": round(result.wall_s, 1)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

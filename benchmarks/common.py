@@ -30,7 +30,9 @@ class RunResult:
     """What one fit (+ test) produced.
 
     Attributes:
-        best_val_rmse: Validation RMSE of the selected checkpoint.
+        monitor: The validation metric the config's checkpointing selects on (``val_rmse``, ``val_ndcg@10``).
+        higher_is_better: Whether it selects the highest value (``mode: max``).
+        best_score: Its value at the selected checkpoint.
         best_epoch: Epoch of that checkpoint (0-based).
         epochs: Epochs trained before early stopping or ``max_epochs``.
         test_rmse: Test RMSE of the selected checkpoint, or ``None`` when not tested.
@@ -38,7 +40,9 @@ class RunResult:
         wall_s: Seconds for fit and test together, in this process.
     """
 
-    best_val_rmse: float
+    monitor: str
+    higher_is_better: bool
+    best_score: float
     best_epoch: int
     epochs: int
     test_rmse: float | None
@@ -58,7 +62,8 @@ def _chdir(path: Path):
 
 
 def run(config: Path, overrides: list[str], workdir: Path, test: bool) -> RunResult:
-    """Fit ``config`` with ``overrides`` inside ``workdir``; select on ``val_rmse``; test once if asked.
+    """Fit ``config`` with ``overrides`` inside ``workdir``; select on its monitored validation metric;
+    test once if asked.
 
     Checkpoints land in ``workdir`` (the configs use relative paths), so runs never collide.
     """
@@ -68,7 +73,9 @@ def run(config: Path, overrides: list[str], workdir: Path, test: bool) -> RunRes
         checkpoint = fit.trainer.checkpoint_callback
         best = checkpoint.best_model_path
         result = RunResult(
-            best_val_rmse=float(checkpoint.best_model_score),
+            monitor=checkpoint.monitor,
+            higher_is_better=checkpoint.mode == "max",
+            best_score=float(checkpoint.best_model_score),
             best_epoch=int(load_checkpoint(best)["epoch"]),
             epochs=fit.trainer.current_epoch,
             test_rmse=None,
@@ -78,8 +85,8 @@ def run(config: Path, overrides: list[str], workdir: Path, test: bool) -> RunRes
         if test:
             tested = main(["test", "--config", str(config), *overrides, *QUIET, "--ckpt_path", best, "--verbose", "false"])
             metrics = tested.trainer.callback_metrics
-            result.test_rmse = float(metrics["test_rmse"])
-            result.test_mae = float(metrics["test_mae"])
+            result.test_rmse = float(metrics["test_rmse"]) if "test_rmse" in metrics else None
+            result.test_mae = float(metrics["test_mae"]) if "test_mae" in metrics else None
     result.wall_s = time.perf_counter() - start
     return result
 

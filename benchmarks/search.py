@@ -1,4 +1,5 @@
-"""Hyperparameter search on validation RMSE only: the test part is never loaded into a metric.
+"""Hyperparameter search on validation only: the config's monitored metric (``val_rmse`` for the rating
+configs, ``val_ndcg@10`` for the ranking ones); the test part is never loaded into a metric.
 
 Each trial is a set of CLI overrides on top of a base config; trials come from a small YAML/JSON grid
 file mapping option names to lists of values (the Cartesian product is tried), e.g.
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--grid", required=True, type=Path, help="YAML/JSON: option -> list of values")
     parser.add_argument("--split", default="u1")
-    parser.add_argument("--seeds", type=int, default=1, help="runs per trial (mean val RMSE is reported)")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per trial (the mean of the monitored metric is reported)")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--out", type=Path, help="append one JSON line per trial here")
     args = parser.parse_args()
@@ -42,6 +43,7 @@ def main() -> None:
     names = list(grid)
     workdir = Path(tempfile.mkdtemp(prefix="mlgnn-search-"))
     results = []
+    monitor, higher = "val_rmse", False
     for number, values in enumerate(itertools.product(*(grid[name] for name in names))):
         trial = []
         for name, value in zip(names, values):
@@ -54,10 +56,11 @@ def main() -> None:
             rundir = workdir / f"trial{number}-seed{seed}"
             result = run(args.config.resolve(), overrides, rundir, test=False)
             shutil.rmtree(rundir)
-            vals.append(result.best_val_rmse)
+            vals.append(result.best_score)
+            monitor, higher = result.monitor, result.higher_is_better
             epochs.append(result.best_epoch)
             walls.append(result.wall_s)
-        row = {"trial": dict(zip(names, values)), "val_rmse": sum(vals) / len(vals), "val_rmse_runs": vals,
+        row = {"trial": dict(zip(names, values)), "monitor": monitor, "val": sum(vals) / len(vals), "val_runs": vals,
                "best_epoch": epochs, "wall_s": [round(w, 1) for w in walls]}
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -65,10 +68,10 @@ def main() -> None:
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
     print(f"\n`{command_line()}`  \nMachine: {machine()}\n")
-    print("| rank | val RMSE | " + " | ".join(names) + " |")
-    print("|---" * (len(names) + 2) + "|")
-    for rank, row in enumerate(sorted(results, key=lambda r: r["val_rmse"]), start=1):
-        print(f"| {rank} | {row['val_rmse']:.4f} | " + " | ".join(str(row["trial"][n]) for n in names) + " |")
+    print(f"| rank | {monitor} | epochs | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 3) + "|")
+    for rank, row in enumerate(sorted(results, key=lambda r: r["val"], reverse=higher), start=1):
+        print(f"| {rank} | {row['val']:.4f} | {row['best_epoch']} | " + " | ".join(str(row["trial"][n]) for n in names) + " |")
 
 
 if __name__ == "__main__":

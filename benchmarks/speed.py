@@ -40,7 +40,7 @@ from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models import heads
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 
 CONFIGS = ("configs/gcn_dot.yaml", "configs/ml100k_best.yaml")
 # (users, items, ratings) of MovieLens 1M, 10M and 25M.

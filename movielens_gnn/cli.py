@@ -9,8 +9,10 @@ keep their traceback.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -34,7 +36,8 @@ from movielens_gnn.checkpoint import (
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.files import atomic_write, created_dirs
-from movielens_gnn.models.rating_model import EVALUATION_ARGUMENTS, RatingModel, check_arguments
+from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
+from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import AtomicCheckpointIO, ResumeHint, claim_run_folders, remove_if_empty, run_config
 
 log = logging.getLogger("movielens_gnn")
@@ -72,18 +75,22 @@ class MovieLensCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
+        # No --model class given: the rating task, so configs written before the ranking task still work.
+        parser.set_defaults({"model": {"class_path": _class_path(DEFAULT_TASK)}})
         for name in LINKED_FROM_DATA:
-            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument("--predict_part", type=Literal["test", "val"], default="test",
                             help="predict: the split part to predict (test or val)")
         parser.link_arguments("predict_part", "data.predict_part")
         parser.add_argument("--predictions", type=str, default="predictions.csv",
-                            help="predict: CSV to write (user_id,item_id,rating,prediction, MovieLens ids)")
+                            help="predict: CSV to write (user_id,item_id,rating,prediction - or score for a ranking model -, MovieLens ids)")
 
     # ------------------------------------------------------------------- checks before work
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        explicit = explicit_keys(args, subcommand)
+        self._own_defaults(self.config[subcommand] if subcommand else self.config, explicit)
         if not subcommand:
             return
         config = self.config[subcommand]
@@ -92,7 +99,25 @@ class MovieLensCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
             self.checkpoint = load_checkpoint(ckpt_path)
-            self._apply_checkpoint(subcommand, explicit_keys(args, subcommand))
+            self._apply_checkpoint(subcommand, explicit)
+
+    @staticmethod
+    def _own_defaults(config: Namespace, explicit: dict[str, set[str]]) -> None:
+        """Give a task chosen with ``--model`` its own defaults for the options nobody set.
+
+        jsonargparse carries same-named values over when the class changes, so without this a
+        ranking config would inherit the default rating task's defaults (``relevance_threshold``
+        4, say) instead of its own.
+        """
+        task = task_class(config["model"]["class_path"])
+        init_args = config["model"].get("init_args")
+        if task is DEFAULT_TASK or init_args is None:
+            return
+        for name, parameter in inspect.signature(task.__init__).parameters.items():
+            default = parameter.default
+            if (name in init_args and name not in explicit["model"] and name not in LINKED_FROM_DATA
+                    and isinstance(default, (bool, int, float, str, tuple, list, type(None)))):
+                init_args[name] = list(default) if isinstance(default, tuple) else default
 
     def _parse_ckpt_path(self) -> None:
         """Replaced by :meth:`_apply_checkpoint` (Lightning's silently overrides options given by the user)."""
@@ -101,7 +126,18 @@ class MovieLensCLI(LightningCLI):
         """Rebuild the model and data as the checkpoint was trained, refusing conflicting options."""
         config, checkpoint = self.config[subcommand], self.checkpoint
         path = config["ckpt_path"]
-        model_config = config["model"]
+        trained_task = task_class(checkpoint["hyper_parameters"].get("_class_path"))
+        requested_task = task_class(config["model"]["class_path"])
+        if trained_task is not requested_task:
+            if "class_path" in explicit["model"]:
+                raise CheckpointError(
+                    f"The checkpoint {path} holds a {trained_task.__name__}; this run asks for a "
+                    f"{requested_task.__name__}. Drop --model (and class_path in --config files): the task is "
+                    "taken from the checkpoint.")
+            self.config = self.parser.parse_object(
+                {subcommand: {"model": {"class_path": _class_path(trained_task)}}}, self.config)
+            config = self.config[subcommand]
+        model_config = config["model"]["init_args"]
         hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_") and k in model_config}
         conflicts = [(key, value, model_config[key]) for key, value in hparams.items()
                      if key in explicit["model"] and key not in EVALUATION_ARGUMENTS
@@ -136,12 +172,16 @@ class MovieLensCLI(LightningCLI):
         if not trained:
             log.warning("The checkpoint %s does not record its data settings; they cannot be checked.", path)
         data_update = {k: v for k, v in merged.items() if requested.get(k) != v}
-        self.config = self.parser.parse_object({subcommand: {"model": model_update, "data": data_update}}, self.config)
+        self.config = self.parser.parse_object(
+            {subcommand: {"model": {"class_path": _class_path(trained_task), "init_args": model_update},
+                          "data": data_update}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         """Check model, trainer and output settings before any data is read or written."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        check_arguments(**{k: v for k, v in _as_dict(config["model"]).items() if k not in LINKED_FROM_DATA})
+        model = _as_dict(config["model"])
+        task = task_class(model.get("class_path"))
+        task.check_arguments(**{k: v for k, v in (model.get("init_args") or {}).items() if k not in LINKED_FROM_DATA})
         check_trainer_arguments(_as_dict(config["trainer"]))
         if self.subcommand == "predict":
             check_output_file(Path(config["predictions"]), "--predictions")
@@ -198,7 +238,8 @@ class MovieLensCLI(LightningCLI):
             "user_id": datamodule.data.user_ids[users].numpy(),
             "item_id": datamodule.data.item_ids[items].numpy(),
             "rating": ratings.numpy(),
-            "prediction": predictions.numpy(),
+            # Stars from a rating model; from a ranking model only an order (higher first).
+            "prediction" if self.model.predicts_ratings else "score": predictions.numpy(),
         })
         with created_dirs(path.parent), atomic_write(path, "w", encoding="utf-8", newline="") as handle:
             frame.to_csv(handle, index=False, float_format="%.4f")
@@ -209,7 +250,10 @@ class MovieLensCLI(LightningCLI):
         best = getattr(checkpoint, "best_model_path", "")
         if best and self.trainer.is_global_zero:
             score = checkpoint.best_model_score
-            log.info("Best checkpoint: %s (%s=%.4f)", best, checkpoint.monitor, float(score))
+            if score is None:  # a ModelCheckpoint without a monitor keeps the latest
+                log.info("Checkpoint: %s", best)
+            else:
+                log.info("Best checkpoint: %s (%s=%.4f)", best, checkpoint.monitor, float(score))
             config = run_config(self.trainer)
             options = f"--config {shlex.quote(str(config))}" if config else "--config <same config and options>"
             log.info("Evaluate it once on the test part with: python -m movielens_gnn test %s --ckpt_path %s", options,
@@ -227,6 +271,10 @@ class MovieLensCLI(LightningCLI):
         model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+def _class_path(task: type) -> str:
+    return f"{task.__module__}.{task.__name__}"
 
 
 def _as_dict(value: Any) -> dict:
@@ -284,7 +332,10 @@ def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
             add(_load_mapping(value))
         elif name in ("--data", "--model", "--data.init_args", "--model.init_args"):
             group = name[2:].split(".")[0]
-            add({group: _load_mapping(value)}, (group,))
+            mapping = _load_mapping(value)
+            if name == "--model" and not mapping:  # --model RankingModel: a class, not a mapping
+                found["model"].add("class_path")
+            add({group: mapping}, (group,))
         elif name.startswith(("--data.", "--model.")):
             group, _, key = name[2:].partition(".")
             found[group].add(key.split(".")[0] if not key.startswith("init_args.") else key.split(".")[1])
@@ -355,6 +406,11 @@ def error_line(err: BaseException) -> str:
     else:
         text = str(err) or type(err).__name__
     if isinstance(err, ArgumentError):
+        # A bad --model option: jsonargparse lists every type the task union could have been; keep the reason.
+        task = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\s+- Expected a <class 'NoneType'>.*)?$",
+                         text, re.S)
+        if task:
+            text = f"--model ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
         text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
@@ -378,8 +434,9 @@ def main(args: Any = None, run: bool = True) -> Any:
         if argv and argv[0] in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
         return MovieLensCLI(
-            RatingModel,
+            GraphTask,
             MovieLensDataModule,
+            subclass_mode_model=True,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": [hint]},

@@ -21,24 +21,29 @@ from movielens_gnn.checkpoint import (
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.models.rating_model import MAX_RATING, MIN_RATING, RatingModel
+from movielens_gnn.tasks import GraphTask, task_class
+from movielens_gnn.tasks.rating import MAX_RATING, MIN_RATING
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = ("user_id", "rank", "movie_id", "title", "year", "genres", "predicted_rating", "source")
+# A ranking model's scores order the movies but are not stars: its lists show them as "score".
+RANKING_COLUMNS = tuple("score" if c == "predicted_rating" else c for c in COLUMNS)
 MODEL, POPULAR = "model", "popular (user has no training ratings)"
 
 
-def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> RatingModel:
-    """A :class:`RatingModel` from a loaded checkpoint ``state``, ``graph`` attached, in eval mode.
+def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> GraphTask:
+    """The task a loaded checkpoint ``state`` holds (rating or ranking), ``graph`` attached, in eval mode.
 
     Raises:
+        CheckpointError: The checkpoint names a task this version does not have.
         ValueError: The checkpoint does not match the graph (other user or item counts).
     """
+    task = task_class(state["hyper_parameters"].get("_class_path"))
     hparams = {k: v for k, v in state["hyper_parameters"].items() if not k.startswith("_")}
     try:
-        model = RatingModel(**{**hparams, "engine": engine})
+        model = task(**{**hparams, "engine": engine})
     except TypeError as err:  # hyperparameters of another version of this project
         raise CheckpointError(f"The checkpoint's hyperparameters do not fit this version's model ({err}).") from err
     model.load_state_dict(state["state_dict"])
@@ -49,7 +54,7 @@ def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> Ra
 
 def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: str = "native",
                        cache_dir: str | None = None, allow_mismatch: bool = False,
-                       ) -> tuple[RatingModel, MovieLensDataModule]:
+                       ) -> tuple[GraphTask, MovieLensDataModule]:
     """Rebuild the model and its data module from a checkpoint, graph attached, in eval mode.
 
     The checkpoint is read weights-only (nothing in it can run code).
@@ -89,7 +94,7 @@ def _year(release_date: str, title: str) -> str:
     return release_date[-4:] if release_date else ""
 
 
-def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int) -> pd.DataFrame:
+def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int) -> pd.DataFrame:
     """Top-``k`` movies each user has not rated in training (train and validation parts).
 
     Users with no training ratings get the ``k`` most-rated unseen movies, labelled in ``source``.
@@ -97,7 +102,8 @@ def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Seq
     holds all of those (fewer than ``k`` rows) and a warning says so.
 
     Returns:
-        One row per recommendation, columns :data:`COLUMNS`, MovieLens ids.
+        One row per recommendation, MovieLens ids, columns :data:`COLUMNS` (a rating model's stars,
+        clamped to 1..5) or :data:`RANKING_COLUMNS` (a ranking model's raw score).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
@@ -110,7 +116,8 @@ def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Seq
         )
     users = torch.searchsorted(data.user_ids, torch.tensor(list(user_ids)))
     known = datamodule.known_items(users)
-    scores = model.score_all_items(users)
+    with torch.no_grad():
+        scores = model.score_all_items(users)
     popularity = torch.bincount(torch.cat([data.train.items, data.val.items]), minlength=datamodule.num_items).float()
     cold = ~known.any(1)
     ranking_scores = torch.where(cold[:, None], popularity.expand_as(scores), scores)
@@ -130,10 +137,11 @@ def recommend(model: RatingModel, datamodule: MovieLensDataModule, user_ids: Seq
             rows.append({
                 "user_id": int(user_id), "rank": rank, "movie_id": movie_id, "title": info["title"],
                 "year": _year(info["release_date"], info["title"]), "genres": genres,
-                "predicted_rating": round(float(scores[row, item].clamp(MIN_RATING, MAX_RATING)), 3),
+                **({"predicted_rating": round(float(scores[row, item].clamp(MIN_RATING, MAX_RATING)), 3)}
+                   if model.predicts_ratings else {"score": round(float(scores[row, item]), 4)}),
                 "source": POPULAR if bool(cold[row]) else MODEL,
             })
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(COLUMNS if model.predicts_ratings else RANKING_COLUMNS))
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:

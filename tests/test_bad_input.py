@@ -208,7 +208,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"--data\.val_strategy users needs 0 < --data\.val_fraction < --data\.val_user_fraction < 1, got 0\.6 and 0\.5"),
     ("unknown_split", None, _fit("--data.split", "u9"),
      r"Parser key \"data\.split\": Expected a typing\.Literal\['u1'.*Got value: u9\. See `python -m movielens_gnn"),
-    ("misspelt_option", None, _fit("--model.hiden_dims", "[3]"), r"unrecognized arguments: --model\.hiden_dims \[3\]\. See"),
+    ("misspelt_option", None, _fit("--model.hiden_dims", "[3]"),
+     r"--model \(RatingModel\): Option 'hiden_dims' is not accepted\. See"),
     ("abbreviated_option", None, _on("test", "u1.ckpt", "--data.spl", "u2"),
      r"unrecognized arguments: --data\.spl u2\. See"),  # abbreviations would hide options from the checks
     ("missing_config_file", None, ["fit", "--config", "nope.yaml"], r"Parser key \"config\": File does not exist: '.*work/nope\.yaml'\. See `python -m movielens_gnn"),

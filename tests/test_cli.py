@@ -13,7 +13,7 @@ import torch
 
 from movielens_gnn.cli import main
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 from tests.conftest import REPO
 
 QUIET = ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
@@ -94,6 +94,67 @@ def test_validate_and_predict_from_checkpoint(workdir, ml100k_root):
         assert set(zip(frame.user_id, frame.item_id, frame.rating)) == expected_ids  # synthetic ids are index + 1
 
 
+@pytest.mark.parametrize("config", ["mf_bpr.yaml", "lightgcn_ease.yaml"])  # no graph; LightGCN + EASE hybrid
+def test_ranking_fit_test_recommend_predict_round_trip(workdir, ml100k_root, capsys, config):
+    from movielens_gnn.metrics import ranking_metrics
+    from movielens_gnn.recommend import main as recommend_main
+    from movielens_gnn.tasks import RankingModel
+
+    name = config.removesuffix(".yaml")
+    fit = main(_args("fit", config, ml100k_root, "--trainer.max_epochs", "3"))
+    assert type(fit.model) is RankingModel and fit.datamodule.split == "ratio"
+    checkpoint = fit.trainer.checkpoint_callback
+    assert checkpoint.monitor == "val_ndcg@10" and checkpoint.mode == "max"
+    best = Path(checkpoint.best_model_path)
+    assert best.parent == workdir / "checkpoints" / name / "version_0"
+    assert torch.load(best, weights_only=True)["hyper_parameters"]["_class_path"].endswith("RankingModel")
+
+    # test: the logged metrics are those of ranking every item for every test user, train + val items left out.
+    test = main(_args("test", config, ml100k_root, "--ckpt_path", str(best)))
+    model, dm = test.model.eval(), test.datamodule
+    users = torch.unique(dm.data.test.users)
+    with torch.no_grad():
+        direct = ranking_metrics(model.score_all_items(users), dm.known_items(users, ("train", "val")),
+                                 dm.relevant_items(users, 0.0), ks=(10, 20))
+    for key in ("ndcg@10", "recall@10", "precision@20", "hitrate@10", "mrr@20"):
+        logged = test.trainer.callback_metrics[f"test_{key}"].item()
+        assert logged == pytest.approx((direct[key] / direct["users"]).item(), abs=1e-6)
+    # validate with the checkpoint gives the score it was selected with
+    val = main(_args("validate", config, ml100k_root, "--ckpt_path", str(best)))
+    assert val.trainer.callback_metrics["val_ndcg@10"].item() == pytest.approx(checkpoint.best_model_score.item(), abs=1e-6)
+
+    # recommend: ten movies per user, none of them rated in training or validation, ranked by score.
+    capsys.readouterr()
+    text = recommend_main(["--ckpt_path", str(best), "--user", "1,2", "--k", "10", "--format", "csv"])
+    frame = pd.read_csv(__import__("io").StringIO(text))
+    assert list(frame.columns) == ["user_id", "rank", "movie_id", "title", "year", "genres", "score", "source"]
+    assert frame.groupby("user_id").size().tolist() == [10, 10]
+    for user_id, group in frame.groupby("user_id"):
+        index = user_id - 1  # synthetic ids are index + 1
+        known = dm.known_items(torch.tensor([index]))[0]
+        assert not known[torch.tensor(group.movie_id.values - 1)].any()
+        with torch.no_grad():
+            scores = model.score_all_items(torch.tensor([index]))[0].masked_fill(known, float("-inf"))
+        assert (group.movie_id.values - 1).tolist() == scores.topk(10).indices.tolist()
+
+    # predict: ranking scores (not stars) of the test pairs.
+    out = workdir / "scores.csv"
+    main(_args("predict", config, ml100k_root, "--ckpt_path", str(best), "--predictions", str(out)))
+    predicted = pd.read_csv(out)
+    assert list(predicted.columns) == ["user_id", "item_id", "rating", "score"]
+    assert len(predicted) == len(dm.data.test.ratings)
+
+    # The task is the checkpoint's: asking for the rating task with it is refused before any work.
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("test", config, ml100k_root, "--model", "RatingModel", "--ckpt_path", str(best)))
+    assert exit_info.value.code == 2
+    assert "holds a RankingModel; this run asks for a RatingModel" in capsys.readouterr().err
+    # ... and with no config at all, the task and data settings come from the checkpoint.
+    bare = main(["test", "--ckpt_path", str(best), "--data.root", str(ml100k_root), *QUIET])
+    assert bare.trainer.callback_metrics["test_ndcg@10"].item() == pytest.approx(
+        test.trainer.callback_metrics["test_ndcg@10"].item(), abs=1e-6)
+
+
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
     cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "500",
                      "--model.optimizer.init_args.lr", "0.2"))
@@ -153,8 +214,13 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", "--help"], capture_output=True,
                             text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
     assert result.returncode == 0
-    assert "--data.root" in result.stdout and "--model.hidden_dims" in result.stdout
+    assert "--data.root" in result.stdout and "--model.help" in result.stdout
     assert "--model.num_users" not in result.stdout  # linked from the data, never typed
+    # Each task's options: the task is chosen with --model.
+    for task, option in (("RatingModel", "--model.hidden_dims"), ("RankingModel", "--model.item_item_weight")):
+        result = subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", "--model.help", task], capture_output=True,
+                                text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
+        assert result.returncode == 0 and option in result.stdout
 
 
 def test_fit_bf16_mixed_on_cpu(workdir, ml100k_root):

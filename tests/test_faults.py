@@ -21,7 +21,7 @@ import torch
 from movielens_gnn.cli import main
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.data.movielens import MovieLens100K
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 from movielens_gnn.runs import AtomicCheckpointIO
 from tests.conftest import REPO
 from tests.synthetic import write_ml100k, zip_folder

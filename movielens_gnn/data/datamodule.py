@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal", "ratio"]
 CACHE_FORMAT = 1
 RATING_LEVELS = 5  # MovieLens ratings are whole stars 1..5, checked when the files are read
+MIN_STARS, MAX_STARS = 1, RATING_LEVELS
 PARTS = ("train", "val", "test")
 
 
@@ -160,6 +161,14 @@ def split_identity(settings: dict) -> dict:
     spurious mismatch.
     """
     split = settings.get("split", "u1")
+    threshold = settings.get("implicit_threshold")
+    identity = _split_settings(settings, split)
+    if threshold is not None:  # absent when unset, so checkpoints from before the option still match
+        identity["implicit_threshold"] = float(threshold)
+    return identity
+
+
+def _split_settings(settings: dict, split: str) -> dict:
     identity = {"dataset": settings.get("dataset", MovieLens100K.NAME), "split": split,
                 "seed": settings.get("seed", 42), "val_fraction": settings.get("val_fraction", 0.05),
                 "val_strategy": settings.get("val_strategy", "random")}
@@ -240,6 +249,10 @@ class MovieLensDataModule(pl.LightningDataModule):
         test_fraction: Share of ``u.data`` held out for testing by ``random`` and ``temporal``.
         ratios: ``[train, validation, test]`` shares of each user's ratings for ``split: ratio``.
         seed: Seed of the random splits, so a given seed always gives the same edges.
+        implicit_threshold: Keep only ratings at or above this as interactions (positives), before
+            splitting (of the canonical files: in each part); ``None`` (the default) keeps every
+            rating, so any rating is a positive. For the ranking task; the rating task then sees
+            only these ratings.
         batch_size: Training edges per step; ``None`` trains full-batch (one step an epoch).
         url: Where ``ml-100k.zip`` is downloaded from.
         cache: Read and write the processed cache.
@@ -261,6 +274,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         test_fraction: float = 0.2,
         ratios: Sequence[float] = (0.8, 0.1, 0.1),
         seed: int = 42,
+        implicit_threshold: Optional[float] = None,
         batch_size: Optional[int] = None,
         url: str = MovieLens100K.URL,
         cache: bool = True,
@@ -280,6 +294,10 @@ class MovieLensDataModule(pl.LightningDataModule):
             )
         check_fraction("--data.test_fraction", test_fraction)
         check_ratios(ratios)
+        if implicit_threshold is not None and not (isinstance(implicit_threshold, (int, float))
+                                                   and MIN_STARS <= implicit_threshold <= MAX_STARS):
+            raise ValueError(f"--data.implicit_threshold must be null (every rating is a positive) or a rating in "
+                             f"{MIN_STARS}..{MAX_STARS}, got {implicit_threshold!r}.")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--data.batch_size must be a positive integer or null (full batch), got {batch_size}.")
         if predict_part not in ("test", "val"):
@@ -294,6 +312,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.test_fraction = test_fraction
         self.ratios = tuple(float(r) for r in ratios)
         self.seed = seed
+        self.implicit_threshold = implicit_threshold
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.dataset.root / "processed"
@@ -426,7 +445,14 @@ class MovieLensDataModule(pl.LightningDataModule):
             # A read-only data folder (a shared copy, say) is fine: processing takes about a second.
             log.warning("Not caching processed data at %s: %s", path, err)
 
+    def _positives(self, ratings: Ratings) -> Ratings:
+        """``ratings`` at or above ``implicit_threshold`` (all of them without one)."""
+        if self.implicit_threshold is None:
+            return ratings
+        return ratings.take(ratings.rating >= self.implicit_threshold)
+
     def _split_ratings(self, ratings: Ratings, meta: MovieLensMeta) -> tuple[Ratings, Ratings, Ratings]:
+        ratings = self._positives(ratings)
         if self.split == "ratio":
             return ratio_split(ratings, self.ratios, self.seed)
         if self.split == "random":
@@ -434,8 +460,8 @@ class MovieLensDataModule(pl.LightningDataModule):
         elif self.split == "temporal":
             train, test = temporal_split(ratings, self.test_fraction)
         else:
-            train = self.dataset.read_ratings(f"{self.split}.base", meta)
-            test = self.dataset.read_ratings(f"{self.split}.test", meta)
+            train = self._positives(self.dataset.read_ratings(f"{self.split}.base", meta))
+            test = self._positives(self.dataset.read_ratings(f"{self.split}.test", meta))
         if self.split == "temporal":
             train, val = temporal_split(train, self.val_fraction)
         elif self.val_strategy == "users":

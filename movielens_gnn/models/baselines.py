@@ -51,8 +51,9 @@ class EASE(nn.Module):
         if not l2 > 0:
             raise ValueError(f"EASE's l2 must be positive, got {l2}.")
         self.l2 = float(l2)
-        self.register_buffer("weights", torch.zeros(num_items, num_items))
-        self.register_buffer("history", torch.zeros(0, num_items))
+        # Derived from the training data by fit(), like the graph: not written into checkpoints.
+        self.register_buffer("weights", torch.zeros(num_items, num_items), persistent=False)
+        self.register_buffer("history", torch.zeros(0, num_items), persistent=False)
 
     def fit(self, matrix: Tensor) -> EASE:
         """Solve for ``B`` from the ``(U, I)`` binary training matrix (float64 for the inverse)."""

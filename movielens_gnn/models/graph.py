@@ -172,5 +172,11 @@ class BipartiteGraph(nn.Module):
         """The normalised adjacency as a dense ``(N, N)`` matrix; for tests and small graphs."""
         return self.adjacency()[0].to_dense()
 
+    def interactions(self) -> tuple[Tensor, Tensor]:
+        """``((E,), (E,))`` user and item index of each training edge, read back from the adjacency."""
+        user_rows = self.crow[: self.num_users + 1]
+        users = torch.repeat_interleave(torch.arange(self.num_users, device=user_rows.device), user_rows.diff())
+        return users, self.col[: int(user_rows[-1])] - self.num_users
+
     def extra_repr(self) -> str:
         return f"num_users={self.num_users}, num_items={self.num_items}, num_edges={self.num_edges}"

@@ -9,7 +9,7 @@ import torch
 
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 
 
 def _dgl_available() -> bool:

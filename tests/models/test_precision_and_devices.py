@@ -7,7 +7,7 @@ import torch
 
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv, spmm
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

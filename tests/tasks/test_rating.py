@@ -8,7 +8,7 @@ import torch
 
 from movielens_gnn.data.datamodule import EdgeBatch
 from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.models.rating_model import RatingModel
+from movielens_gnn.tasks.rating import RatingModel
 
 
 def _model(**kwargs) -> RatingModel:

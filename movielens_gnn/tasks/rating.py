@@ -1,14 +1,11 @@
-"""RatingModel: the LightningModule around a graph encoder and a rating head."""
+"""The rating task: a LightningModule predicting stars from a graph encoder and a rating head."""
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 from typing import Literal, Optional, Sequence
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -17,16 +14,12 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from movielens_gnn.models.autoencoder import ItemAutoencoder
 from movielens_gnn.models.encoder import GraphEncoder
-from movielens_gnn.models.graph import BipartiteGraph
-from movielens_gnn.metrics import RankingMetrics
 from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
+from movielens_gnn.tasks.base import GraphTask
 
 log = logging.getLogger(__name__)
 
 MIN_RATING, MAX_RATING = 1.0, 5.0
-# Arguments a checkpoint can be evaluated with other values of; every other hyperparameter is the
-# architecture or training recipe the weights belong to.
-EVALUATION_ARGUMENTS = ("engine", "ranking_ks", "relevance_threshold")
 
 
 def check_arguments(**arguments) -> None:
@@ -61,14 +54,13 @@ def check_arguments(**arguments) -> None:
             fail(name, "a finite number")
 
 
-class RatingModel(pl.LightningModule):
+class RatingModel(GraphTask):
     """Predicts ratings of (user, item) pairs from a GraphConv encoding of the training graph.
 
     Trains with MSE on the raw score (of each tower, when the autoencoder tower is on: see
     ``autoencoder_dim``); RMSE and MAE are measured on predictions clamped to the
-    rating range 1..5, with one metric collection per stage. The graph is data, not a
-    parameter: ``setup`` takes it from the data module (or call :meth:`attach_graph`), and it is
-    never saved in checkpoints.
+    rating range 1..5, with one metric collection per stage. For top-K lists prefer
+    :class:`~movielens_gnn.tasks.ranking.RankingModel`, which is trained and selected for them.
 
     Args:
         num_users: Number of users; linked from the data module.
@@ -106,6 +98,9 @@ class RatingModel(pl.LightningModule):
             every item a test user did not rate in training is ranked; empty to skip them.
         relevance_threshold: Test ratings at or above this are relevant for the top-K metrics.
     """
+
+    predicts_ratings = True
+    check_arguments = staticmethod(check_arguments)
 
     def __init__(
         self,
@@ -170,42 +165,18 @@ class RatingModel(pl.LightningModule):
         if autoencoder_dim:
             self.autoencoder = ItemAutoencoder(num_users, num_items, autoencoder_dim)
             self.autoencoder_head = DotHead(num_users, num_items, rating_mean)
-        self.graph: BipartiteGraph | None = None
         metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
 
-    # ------------------------------------------------------------------------------ graph
-    def attach_graph(self, graph: BipartiteGraph) -> None:
-        """Use ``graph`` for message passing; it then moves with the module between devices."""
-        expected = (self.hparams.num_users, self.hparams.num_items)
-        if (graph.num_users, graph.num_items) != expected:
-            raise ValueError(
-                f"The graph has {graph.num_users} users and {graph.num_items} items; this model was "
-                f"built for {expected[0]} and {expected[1]}. Use the data the checkpoint was trained on."
-            )
-        self.graph = graph.to(self.device)
-        # Every rank builds the same graph from the same edges; DDP need not broadcast it each step.
-        self._ddp_params_and_buffers_to_ignore = [f"graph.{name}" for name, _ in graph.named_buffers()]
-
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self.trainer is not None else None
-        graph = getattr(datamodule, "graph", None)
-        if graph is None and self.graph is None:
-            raise ValueError("RatingModel needs its training graph: pass a MovieLensDataModule to the Trainer.")
-        if graph is not None:
-            self.attach_graph(graph)
-
     # ---------------------------------------------------------------------------- compute
     def encode(self) -> list[tuple[Tensor, Tensor]]:
         """Each tower's ``(user_table, item_table)`` over the attached graph: the GraphConv
         encoder's, then the autoencoder's when there is one."""
-        if self.graph is None:
-            raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
-        tables = [self.encoder(self.graph)]
+        tables = [self.encoder(self.attached_graph)]
         if self.autoencoder is not None:
-            tables.append(self.autoencoder(self.graph))
+            tables.append(self.autoencoder(self.attached_graph))
         return tables
 
     def tower_scores(self, tables: list[tuple[Tensor, Tensor]], users: Tensor, items: Tensor) -> Tensor:
@@ -262,35 +233,13 @@ class RatingModel(pl.LightningModule):
         self._shared_step(batch, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        """Log the top-K metrics over all test users; data-parallel ranks each score a share of the
-        users, and :class:`RankingMetrics` sums them across ranks once."""
-        datamodule = self.trainer.datamodule
-        if not self.hparams.ranking_ks or not hasattr(datamodule, "relevant_items"):
-            return
-        metric = RankingMetrics(self.hparams.ranking_ks).to(self.device)
-        users = torch.unique(datamodule.data.test.users)[self.trainer.global_rank :: self.trainer.world_size]
-        tables = self.encode()
-        for chunk, exclude, relevant in datamodule.ranking_batches(users, "test", self.hparams.relevance_threshold):
-            scores = self.score_all_items(chunk, tables)
-            metric.update(scores, exclude.to(scores.device), relevant.to(scores.device))
-        for name, value in metric.compute().items():  # already over all ranks' users
-            self.log(f"test_{name}", value, sync_dist=True)
+        """The top-K metrics over all test users (``test_ndcg@10`` ...), beside RMSE and MAE."""
+        self.log_ranking("test", self.hparams.ranking_ks, self.hparams.relevance_threshold)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """``(B,)`` predicted ratings clamped to 1..5."""
         users, items, _ = batch
         return self(users, items).clamp(MIN_RATING, MAX_RATING)
-
-    # ---------------------------------------------------------------------------- resume
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the random number generators' states, so a resumed run draws what an uninterrupted one would."""
-        checkpoint["rng_states"] = rng_states()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """On resuming ``fit``, continue the saved random streams (dropout, edge dropout)."""
-        trainer = self._trainer
-        if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
-            set_rng_states(checkpoint["rng_states"])
 
     def _parameter_groups(self) -> list[dict]:
         """One group for all parameters, or two when the autoencoder's embedding tables have their own weight decay."""
@@ -313,30 +262,3 @@ class RatingModel(pl.LightningModule):
             config["monitor"] = "val_rmse"
         return {"optimizer": optimizer, "lr_scheduler": config}
 
-
-def rng_states() -> dict:
-    """The states of torch's (CPU and initialised CUDA), numpy's and Python's global generators,
-    as tensors and plain values only, so checkpoints holding them load with ``weights_only=True``."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    states = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                  "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": list(internal), "gauss": gauss},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    """Restore what :func:`rng_states` returned."""
-    torch.set_rng_state(states["torch"])
-    numpy_state = states["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
-    python_state = states["python"]
-    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

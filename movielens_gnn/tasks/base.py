@@ -1,0 +1,128 @@
+"""What the rating and ranking tasks share: the training graph, full-ranking evaluation, resumable RNGs."""
+
+from __future__ import annotations
+
+import random
+from typing import ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from movielens_gnn.metrics import RankingMetrics
+from movielens_gnn.models.graph import BipartiteGraph
+
+# Arguments a checkpoint can be evaluated with other values of; every other hyperparameter is the
+# architecture or training recipe the weights belong to.
+EVALUATION_ARGUMENTS = ("engine", "ranking_ks", "relevance_threshold")
+
+
+class GraphTask(pl.LightningModule):
+    """A LightningModule over the training graph of a :class:`~movielens_gnn.data.datamodule.MovieLensDataModule`.
+
+    The graph is data, not a parameter: ``setup`` takes it from the data module (or call
+    :meth:`attach_graph`), and it is never saved in checkpoints. Subclasses implement
+    :meth:`score_all_items`; :meth:`log_ranking` turns it into the top-K metrics of a part.
+    """
+
+    #: Whether :meth:`score_all_items` predicts stars (1..5) or only orders items.
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.graph: BipartiteGraph | None = None
+
+    # ------------------------------------------------------------------------------ graph
+    def attach_graph(self, graph: BipartiteGraph) -> None:
+        """Use ``graph`` for message passing; it then moves with the module between devices."""
+        expected = (self.hparams.num_users, self.hparams.num_items)
+        if (graph.num_users, graph.num_items) != expected:
+            raise ValueError(
+                f"The graph has {graph.num_users} users and {graph.num_items} items; this model was "
+                f"built for {expected[0]} and {expected[1]}. Use the data the checkpoint was trained on."
+            )
+        self.graph = graph.to(self.device)
+        # Every rank builds the same graph from the same edges; DDP need not broadcast it each step.
+        self._ddp_params_and_buffers_to_ignore = [f"graph.{name}" for name, _ in graph.named_buffers()]
+        self.on_graph_attached(self.graph)
+
+    @property
+    def attached_graph(self) -> BipartiteGraph:
+        """The training graph; raises when none is attached yet."""
+        if self.graph is None:
+            raise RuntimeError("No graph attached; call attach_graph() or run through a Trainer with the data module.")
+        return self.graph
+
+    def on_graph_attached(self, graph: BipartiteGraph) -> None:
+        """Hook: build what derives from the training graph (samplers, closed-form parts)."""
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self.trainer is not None else None
+        graph = getattr(datamodule, "graph", None)
+        if graph is None and self.graph is None:
+            raise ValueError(f"{type(self).__name__} needs its training graph: pass a MovieLensDataModule to the Trainer.")
+        if graph is not None and graph is not self.graph:
+            self.attach_graph(graph)
+
+    def score_all_items(self, users: Tensor) -> Tensor:
+        """``(B, I)`` scores of ``(B,)`` users for every item (higher is better)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def log_ranking(self, part: str, ks, threshold: float) -> None:
+        """Log ``{part}_ndcg@10`` ... over all users of ``part``, every item ranked, known items left out.
+
+        Data-parallel ranks each score a share of the users, and :class:`RankingMetrics` sums them
+        across ranks once.
+        """
+        datamodule = self.trainer.datamodule
+        if not ks or not hasattr(datamodule, "ranking_batches"):
+            return
+        metric = RankingMetrics(ks).to(self.device)
+        users = torch.unique(getattr(datamodule.data, part).users)[self.trainer.global_rank :: self.trainer.world_size]
+        for chunk, exclude, relevant in datamodule.ranking_batches(users, part, threshold):
+            scores = self.score_all_items(chunk)
+            metric.update(scores, exclude.to(scores.device), relevant.to(scores.device))
+        for name, value in metric.compute().items():  # already over all ranks' users
+            self.log(f"{part}_{name}", value, sync_dist=True, prog_bar=name == "ndcg@10")
+
+    # ---------------------------------------------------------------------------- resume
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the random number generators' states, so a resumed run draws what an uninterrupted one would."""
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """On resuming ``fit``, continue the saved random streams (dropout, negatives)."""
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
+
+def rng_states() -> dict:
+    """The states of torch's (CPU and initialised CUDA), numpy's and Python's global generators,
+    as tensors and plain values only, so checkpoints holding them load with ``weights_only=True``."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,247 @@
+"""The ranking task: BPR over (user, positive, negative) triples, selected on top-K metrics.
+
+Trains an encoder (matrix factorisation, LightGCN or the GraphConv stack) so that each user's
+training items score above items they never interacted with, then ranks every item for every
+user at validation and test time. Optionally fuses the learned scores with a closed-form
+item-item part (EASE) fitted on the same training graph: the hybrid the README's ranking table
+compares.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional, Sequence
+
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from movielens_gnn.models.baselines import EASE, interaction_matrix
+from movielens_gnn.models.bpr import NegativeSampler, bpr_loss, l2_penalty
+from movielens_gnn.models.encoder import GraphEncoder
+from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.lightgcn import LightGCN, MatrixFactorization
+from movielens_gnn.tasks.base import GraphTask
+
+ENCODERS = ("mf", "lightgcn", "graphconv")
+
+
+def check_arguments(**arguments) -> None:
+    """Raise ``ValueError`` naming the first :class:`RankingModel` argument outside its range."""
+    def fail(name: str, expected: str) -> None:
+        raise ValueError(f"--model.{name} must be {expected}, got {arguments[name]!r}.")
+
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if "encoder" in arguments and arguments["encoder"] not in ENCODERS:
+        fail("encoder", "one of " + ", ".join(ENCODERS))
+    for name in ("num_users", "num_items", "embedding_dim", "negatives"):
+        if name in arguments and not (integer(arguments[name]) and arguments[name] >= 1):
+            fail(name, "a positive integer")
+    if "num_layers" in arguments and not (integer(arguments["num_layers"]) and 0 <= arguments["num_layers"] <= 8):
+        fail("num_layers", "an integer in 0..8 (LightGCN uses 1-4)")
+    for name in ("user_feature_dim", "item_feature_dim"):
+        if name in arguments and not (integer(arguments[name]) and arguments[name] >= 0):
+            fail(name, "an integer >= 0")
+    for name in ("hidden_dims", "ranking_ks"):
+        if name in arguments and not all(integer(v) and v >= 1 for v in arguments[name]):
+            fail(name, "a list of positive integers, e.g. [64]")
+    if "dropout" in arguments and not (number(arguments["dropout"]) and 0.0 <= arguments["dropout"] < 1.0):
+        fail("dropout", "a probability in [0, 1)")
+    for name in ("l2_weight", "item_item_l2"):
+        if name in arguments and not (number(arguments[name]) and arguments[name] >= 0):
+            fail(name, "a finite number >= 0")
+    if "item_item_weight" in arguments and not (number(arguments["item_item_weight"])
+                                                and 0.0 <= arguments["item_item_weight"] <= 1.0):
+        fail("item_item_weight", "a share in [0, 1]")
+    for name in ("rating_mean", "relevance_threshold"):
+        if name in arguments and not number(arguments[name]):
+            fail(name, "a finite number")
+
+
+def standardise(scores: Tensor) -> Tensor:
+    """Each row of ``(B, I)`` scores shifted and scaled to mean 0, standard deviation 1, so two
+    models' scores can be mixed with a scale-free weight."""
+    return (scores - scores.mean(1, keepdim=True)) / scores.std(1, keepdim=True).clamp(min=1e-12)
+
+
+class RankingModel(GraphTask):
+    """Top-K recommendation: an encoder trained with BPR, chosen on ``val_ndcg@10``.
+
+    Each training step takes a batch of training interactions ``(u, i)``, draws ``negatives``
+    items per interaction uniformly from those ``u`` has no training interaction with (fresh draws
+    every step, on the model's device: :class:`~movielens_gnn.models.bpr.NegativeSampler`), and
+    minimises ``-log σ(s(u,i) - s(u,j))`` plus ``l2_weight`` times the squared norm of the
+    batch's layer-0 embeddings, as in the BPR and LightGCN papers. ``s(u,i)`` is the dot product
+    of the encoder's user and item vectors.
+
+    At validation and test every item is ranked for every user of the part, the user's training
+    items left out (and validation items at test), and Recall, NDCG, Precision, HitRate and MRR
+    at ``ranking_ks`` are logged as ``val_ndcg@10`` ... ``test_mrr@20``.
+
+    With ``item_item_l2 > 0`` the model is a hybrid: EASE's closed-form item-item weights
+    (Steck 2019, ridge ``item_item_l2``) are solved from the training graph when it is attached
+    (rebuilt, not stored in checkpoints), and a user's scores are
+    ``(1 - w) · z(encoder scores) + w · z(EASE scores)`` with ``z`` standardising each user's
+    scores and ``w = item_item_weight``. Training still fits only the encoder with BPR; the
+    fusion, and so the checkpoint selection, is on the ranking it produces.
+
+    Args:
+        num_users: Number of users; linked from the data module.
+        num_items: Number of items; linked from the data module.
+        user_feature_dim: Width of the user side features; linked from the data module.
+        item_feature_dim: Width of the item side features; linked from the data module.
+        rating_mean: Linked from the data module like for the rating task; not used in ranking.
+        encoder: ``mf`` (free embeddings, no graph), ``lightgcn`` (no weights or activations,
+            mean of layers 0..L, symmetric normalisation) or ``graphconv`` (the rating task's
+            GraphConv stack).
+        embedding_dim: Width of the ID embeddings.
+        num_layers: LightGCN's propagation layers ``L``.
+        hidden_dims: ``graphconv``: output width of each layer.
+        activation: ``graphconv``: between layers.
+        dropout: ``graphconv``: dropout on each layer's input.
+        combine: ``graphconv``: output is the ``last`` layer, the ``mean`` or ``concat`` of all.
+        side_features: ``graphconv``: add projected side features to the ID embeddings.
+        negatives: Negatives drawn per training interaction.
+        l2_weight: Weight of the L2 penalty on the batch's layer-0 embeddings.
+        item_item_l2: EASE's ridge ``λ`` for the hybrid; 0 (the default) leaves it out.
+        item_item_weight: Share ``w`` of the EASE part in the hybrid's standardised scores.
+        engine: ``graphconv``: ``native`` or ``dgl``.
+        optimizer: Builds the optimizer from the parameters.
+        lr_scheduler: Builds an LR scheduler, or ``None``; a ``ReduceLROnPlateau`` watches
+            ``val_ndcg@10`` (give it ``mode: max``).
+        ranking_ks: Cut-offs K of the logged metrics; the first, with 10 in it, is the one
+            configs monitor (``val_ndcg@10``).
+        relevance_threshold: Held-out interactions rated at or above this are relevant; 0 (the
+            default) counts every held-out interaction, the implicit protocol.
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        user_feature_dim: int = 0,
+        item_feature_dim: int = 0,
+        rating_mean: float = 3.5,
+        encoder: Literal["mf", "lightgcn", "graphconv"] = "lightgcn",
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        hidden_dims: Sequence[int] = (64,),
+        activation: Literal["relu", "leaky_relu", "elu", "tanh", "identity"] = "relu",
+        dropout: float = 0.0,
+        combine: Literal["last", "mean", "concat"] = "mean",
+        side_features: bool = False,
+        negatives: int = 1,
+        l2_weight: float = 1e-4,
+        item_item_l2: float = 0.0,
+        item_item_weight: float = 0.5,
+        engine: Literal["native", "dgl"] = "native",
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        ranking_ks: Sequence[int] = (10, 20),
+        relevance_threshold: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_arguments(
+            num_users=num_users, num_items=num_items, user_feature_dim=user_feature_dim,
+            item_feature_dim=item_feature_dim, rating_mean=rating_mean, encoder=encoder,
+            embedding_dim=embedding_dim, num_layers=num_layers, hidden_dims=list(hidden_dims), dropout=dropout,
+            negatives=negatives, l2_weight=l2_weight, item_item_l2=item_item_l2,
+            item_item_weight=item_item_weight, ranking_ks=list(ranking_ks), relevance_threshold=relevance_threshold,
+        )
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        if encoder == "mf":
+            self.encoder = MatrixFactorization(num_users, num_items, embedding_dim)
+        elif encoder == "lightgcn":
+            self.encoder = LightGCN(num_users, num_items, embedding_dim, num_layers)
+        else:
+            self.encoder = GraphEncoder(
+                num_users, num_items, embedding_dim, list(hidden_dims), activation=activation, dropout=dropout,
+                combine=combine, user_feature_dim=user_feature_dim if side_features else 0,
+                item_feature_dim=item_feature_dim if side_features else 0, engine=engine,
+            )
+        self.item_item = EASE(num_items, item_item_l2) if item_item_l2 > 0 else None
+        self.sampler: NegativeSampler | None = None
+
+    check_arguments = staticmethod(check_arguments)
+
+    def on_graph_attached(self, graph: BipartiteGraph) -> None:
+        """Build the negative sampler (and solve the EASE part) from the graph's training interactions."""
+        users, items = graph.interactions()
+        self.sampler = NegativeSampler(users, items, graph.num_users, graph.num_items).to(graph.crow.device)
+        if self.item_item is not None:
+            matrix = interaction_matrix(users, items, graph.num_users, graph.num_items)
+            self.item_item.fit(matrix)
+
+    # ---------------------------------------------------------------------------- compute
+    def encode(self) -> tuple[Tensor, Tensor]:
+        """``((U, D), (I, D))`` user and item vectors over the attached training graph."""
+        return self.encoder(self.attached_graph)
+
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """``(B,)`` scores of the pairs ``(users[b], items[b])``, on the scale of :meth:`score_all_items`."""
+        unique, row = torch.unique(users, return_inverse=True)
+        return self.score_all_items(unique)[row, items.to(row.device)]
+
+    def score_all_items(self, users: Tensor, tables: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``(B, I)`` ranking scores of ``(B,)`` users for every item (the hybrid's fused scores).
+
+        Args:
+            users: ``(B,)`` internal user indices.
+            tables: :meth:`encode`'s output, to reuse across calls.
+        """
+        user_table, item_table = tables if tables is not None else self.encode()
+        users = users.to(user_table.device)
+        scores = user_table[users] @ item_table.T
+        if self.item_item is None:
+            return scores
+        weight = self.hparams.item_item_weight
+        return (1 - weight) * standardise(scores) + weight * standardise(self.item_item(users))
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        users, items, _ = batch
+        assert self.sampler is not None, "on_graph_attached builds the sampler"
+        negatives = self.sampler(users, self.hparams.negatives)  # (B, K)
+        user_table, item_table = self.encode()
+        user_vectors = user_table[users]
+        positive = (user_vectors * item_table[items]).sum(-1)
+        negative = torch.einsum("bd,bkd->bk", user_vectors, item_table[negatives])
+        # The papers' regularisation: the batch's own layer-0 embeddings, not the propagated ones.
+        ego_users, ego_items = self.encoder.user_embedding.weight, self.encoder.item_embedding.weight
+        penalty = l2_penalty(ego_users[users], ego_items[items], ego_items[negatives].flatten(0, 1))
+        loss = bpr_loss(positive, negative) + self.hparams.l2_weight * penalty
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(users), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Nothing per batch: the whole ranking is scored at the end of the epoch."""
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        """Nothing per batch: the whole ranking is scored at the end of the epoch."""
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_ranking("val", self.hparams.ranking_ks, self.hparams.relevance_threshold)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_ranking("test", self.hparams.ranking_ks, self.hparams.relevance_threshold)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """``(B,)`` ranking scores of the batch's pairs (an order, not stars)."""
+        users, items, _ = batch
+        return self(users, items)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        config = {"scheduler": scheduler}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val_ndcg@10"
+        return {"optimizer": optimizer, "lr_scheduler": config}
