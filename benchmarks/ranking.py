@@ -68,11 +68,13 @@ def run_baseline(name: str, datamodule: MovieLensDataModule, threshold: float, l
     return {**{f"test_{k}": v for k, v in test.items()}, "best_epoch": None, **extra}
 
 
-def run_config(config: Path, protocol: dict, seed: int, root: str, cache: Path, workdir: Path) -> dict:
+def run_config(config: Path, protocol: dict, seed: int, root: str, cache: Path, workdir: Path,
+               extra: tuple[str, ...] = ()) -> dict:
+    """Fit ``config`` (its own checkpoint selection on validation), then test the selected checkpoint once."""
     data = ["--data.root", root, "--data.cache_dir", str(cache), "--data.split", protocol["split"],
             "--data.seed", str(seed)]
     options = ["--config", str(config), *data, "--seed_everything", str(seed),
-               "--model.relevance_threshold", str(protocol["threshold"]), *QUIET]
+               "--model.relevance_threshold", str(protocol["threshold"]), *QUIET, *extra]
     with _chdir(workdir):
         fit = cli_main(["fit", *options])
         best = fit.trainer.checkpoint_callback.best_model_path

@@ -48,6 +48,18 @@ def test_ranking_baselines_go_through_the_shared_evaluation(ml100k_root):
     assert ease["l2"] in (1.0, 1000.0) and 0 <= ease["test_ndcg@10"] <= 1
 
 
+def test_ranking_config_row_is_the_tested_best_checkpoint(ml100k_root, tmp_path):
+    import ranking
+
+    from movielens_gnn.checkpoint import load_checkpoint
+
+    row = ranking.run_config(REPO / "configs" / "lightgcn_bpr.yaml", ranking.PROTOCOLS["ratio"], 0, str(ml100k_root),
+                             tmp_path / "cache", tmp_path / "run", extra=("--trainer.max_epochs", "3"))
+    assert set(ranking.ROW_KEYS) <= set(row) and all(0 <= row[k] <= 1 for k in ranking.ROW_KEYS)
+    (best,) = (tmp_path / "run" / "checkpoints" / "lightgcn_bpr" / "version_0").glob("epoch=*.ckpt")
+    assert row["best_epoch"] == load_checkpoint(best)["epoch"] < 3
+
+
 def test_ranking_table_means():
     import ranking
 

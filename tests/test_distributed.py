@@ -67,3 +67,27 @@ def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path):
     (metrics,) = (tmp_path / "logs").glob("**/metrics.csv")  # one logger, on rank 0
     with open(metrics) as handle:
         assert len([row for row in csv.DictReader(handle) if row["val_rmse"]]) == 3
+
+
+def test_ddp_ranking_fit_and_test_equal_single_process(ml100k_root, tmp_path, monkeypatch):
+    """The ranking task (LightGCN + EASE hybrid): two ranks train on halves of the interactions with
+    their own negatives, and at test each scores half of the users; the metrics are the single-process ones."""
+    monkeypatch.chdir(tmp_path)
+    fit = main(_args("fit", "lightgcn_ease.yaml", ml100k_root, "--trainer.max_epochs", "2"))
+    best = fit.trainer.checkpoint_callback.best_model_path
+    single = main(_args("test", "lightgcn_ease.yaml", ml100k_root, "--ckpt_path", best))
+    keys = ("test_ndcg@10", "test_recall@10", "test_mrr@10", "test_hitrate@20", "test_precision@20")
+    expected = {k: single.trainer.callback_metrics[k].item() for k in keys}
+    logs = tmp_path / "ddp_logs"
+    _run(_args("test", "lightgcn_ease.yaml", ml100k_root, "--ckpt_path", best, *CPU_DDP,
+               "--trainer.logger.init_args.save_dir", str(logs)), tmp_path)
+    for key, value in expected.items():
+        assert _logged(logs, key) == pytest.approx(value, abs=1e-6)
+
+    ddp_fit = tmp_path / "ddp_fit"
+    ddp_fit.mkdir()
+    _run(_args("fit", "lightgcn_ease.yaml", ml100k_root, "--trainer.max_epochs", "2", *CPU_DDP), ddp_fit)
+    (metrics,) = (ddp_fit / "logs").glob("**/metrics.csv")
+    with open(metrics) as handle:
+        rows = [row for row in csv.DictReader(handle) if row["val_ndcg@10"]]
+    assert len(rows) == 2 and all(0 < float(row["val_ndcg@10"]) <= 1 for row in rows)

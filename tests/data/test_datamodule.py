@@ -6,6 +6,7 @@ import torch
 
 from movielens_gnn.data.datamodule import EdgeBatch, EdgeLoader, MovieLensDataModule
 from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.splits import ratio_counts
 
 
 def _pairs(batch: EdgeBatch) -> set[tuple[int, int]]:
@@ -283,3 +284,31 @@ def test_ratio_split_in_the_data_module(ml100k_root):
     assert _pairs(again.test) == _pairs(data.test)
     with pytest.raises(ValueError, match="--data.ratios must be three shares"):
         MovieLensDataModule(root=str(ml100k_root), split="ratio", ratios=(0.5, 0.5))
+
+
+def test_implicit_threshold_keeps_only_positives_before_splitting(ml100k_root):
+    raw = np.loadtxt(ml100k_root / "ml-100k" / "u.data", dtype=np.int64)
+    base = np.loadtxt(ml100k_root / "ml-100k" / "u1.base", dtype=np.int64)
+    test = np.loadtxt(ml100k_root / "ml-100k" / "u1.test", dtype=np.int64)
+    dm = MovieLensDataModule(root=str(ml100k_root), split="u1", implicit_threshold=4)
+    data = dm.data
+    assert len(data.train.ratings) + len(data.val.ratings) == int((base[:, 2] >= 4).sum())
+    assert len(data.test.ratings) == int((test[:, 2] >= 4).sum())
+    assert all(bool((part.ratings >= 4).all()) for part in (data.train, data.val, data.test))
+    assert dm.graph.num_ratings == len(data.train.ratings)  # the graph and the sampler see positives only
+    # The ratio split cuts each user's positives (RecBole's rounding, see ratio_counts), not their ratings.
+    ratio = MovieLensDataModule(root=str(ml100k_root), split="ratio", implicit_threshold=4, seed=0).data
+    per_user = np.bincount(raw[raw[:, 2] >= 4, 0] - 1, minlength=24)
+    assert per_user.sum() < len(raw)
+    assert torch.bincount(ratio.test.users, minlength=24).tolist() == ratio_counts(per_user, (0.8, 0.1, 0.1))[2].tolist()
+    assert len(ratio.train.ratings) + len(ratio.val.ratings) + len(ratio.test.ratings) == int(per_user.sum())
+    # Part of the data's identity: another threshold is another cache entry and another fingerprint.
+    plain = MovieLensDataModule(root=str(ml100k_root), split="u1")
+    assert len(plain.data.test.ratings) == len(test) and plain.fingerprint != dm.fingerprint
+
+
+@pytest.mark.parametrize("threshold", [0, 5.5, "4"])
+def test_bad_implicit_threshold(tmp_path, threshold):
+    with pytest.raises(ValueError, match=r"--data.implicit_threshold must be null \(every rating is a positive\) "
+                                         r"or a rating in 1\.\.5, got"):
+        MovieLensDataModule(root=str(tmp_path), implicit_threshold=threshold)
