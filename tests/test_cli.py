@@ -195,11 +195,12 @@ def test_malformed_file_names_file_and_line(workdir, ml100k_root, capsys):
     assert "u1.base line 10: rating must be an integer in 1..5, got 'five'" in capsys.readouterr().err
 
 
-def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch):
+@pytest.mark.parametrize(("config", "column"), [("gcn_dot.yaml", "predicted_rating"), ("mf_bpr.yaml", "score")])
+def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cli = main([*_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "2"),
+    cli = main([*_args("fit", config, ml100k_root, "--trainer.max_epochs", "2"),
                 "--config", str(REPO / "configs" / "logger" / "wandb.yaml")])
     assert type(cli.trainer.logger).__name__ == "WandbLogger"
     runs = list((workdir / "logs" / "wandb").glob("offline-run-*"))
@@ -207,7 +208,7 @@ def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch):
     tables = list(runs[0].glob("files/media/table/sample_recommendations_*.table.json"))
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
-    assert "title" in table["columns"] and len(table["data"]) == 3 * 10
+    assert "title" in table["columns"] and column in table["columns"] and len(table["data"]) == 3 * 10
 
 
 def test_module_entry_point_help():
