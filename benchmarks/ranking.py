@@ -1,8 +1,8 @@
 """Top-K ranking of configs and of the popularity and EASE baselines, under one protocol and evaluation.
 
 Example:
-    python benchmarks/ranking.py --configs popularity,ease,configs/gcn_dot.yaml --protocol ratio --seeds 3 \
-        --data-root ../shared/datasets --out ranking.json
+    python benchmarks/ranking.py --configs popularity,ease,configs/mf_bpr.yaml,configs/lightgcn_ease.yaml \
+        --protocol ratio --seeds 3 --data-root ../shared/datasets --out ranking.json
 
 Protocols:
     ratio: each user's ratings shuffled with the seed and cut 80/10/10 (``--data.split ratio``, RecBole's

@@ -223,6 +223,7 @@ class MovieLensCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         finally:
             remove_if_empty(self.run_folders)
+            _finish_wandb_run(trainer.logger)
 
     def after_predict(self) -> None:
         trainer, datamodule = self.trainer, self.datamodule
@@ -271,6 +272,13 @@ class MovieLensCLI(LightningCLI):
         model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+def _finish_wandb_run(logger: Any) -> None:
+    """End this command's Weights & Biases run (Lightning leaves it open), so a next command in the same
+    process (a benchmark, a notebook) starts its own run instead of logging into this one."""
+    if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+        logger.experiment.finish()
 
 
 def _class_path(task: type) -> str:

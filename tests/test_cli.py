@@ -201,7 +201,9 @@ def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     cli = main([*_args("fit", config, ml100k_root, "--trainer.max_epochs", "2"),
-                "--config", str(REPO / "configs" / "logger" / "wandb.yaml")])
+                "--config", str(REPO / "configs" / "logger" / "wandb.yaml"),
+                # absolute: wandb's service process resolves paths from the folder it started in (an earlier test's)
+                "--trainer.logger.init_args.save_dir", str(workdir / "logs")])
     assert type(cli.trainer.logger).__name__ == "WandbLogger"
     runs = list((workdir / "logs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

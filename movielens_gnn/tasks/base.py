@@ -43,9 +43,12 @@ class GraphTask(pl.LightningModule):
                 f"built for {expected[0]} and {expected[1]}. Use the data the checkpoint was trained on."
             )
         self.graph = graph.to(self.device)
-        # Every rank builds the same graph from the same edges; DDP need not broadcast it each step.
-        self._ddp_params_and_buffers_to_ignore = [f"graph.{name}" for name, _ in graph.named_buffers()]
         self.on_graph_attached(self.graph)
+        # Every rank builds the same graph (and what derives from it: non-persistent buffers) from the
+        # same edges; DDP need not broadcast them each step.
+        self._ddp_params_and_buffers_to_ignore = [
+            f"{prefix}.{name}" if prefix else name
+            for prefix, module in self.named_modules() for name in module._non_persistent_buffers_set]
 
     @property
     def attached_graph(self) -> BipartiteGraph:

@@ -74,8 +74,11 @@ def test_hybrid_fuses_standardised_encoder_and_ease_scores():
     torch.testing.assert_close(model.score_all_items(users), expected)
     row = standardise(torch.tensor([[1.0, 2.0, 3.0]]))
     torch.testing.assert_close(row, torch.tensor([[-1.0, 0.0, 1.0]]))
-    # Solved from the graph when attached: not part of the checkpointed weights.
+    # Solved from the graph when attached: not part of the checkpointed weights, and not broadcast by DDP.
     assert not any(key.startswith(("item_item.", "graph.", "sampler.")) for key in model.state_dict())
+    ignored = set(model._ddp_params_and_buffers_to_ignore)
+    assert {"graph.crow", "sampler.shifted", "item_item.weights", "item_item.history"} <= ignored
+    assert not ignored & set(model.state_dict())
 
 
 def test_task_class_comes_only_from_the_registry():
