@@ -9,7 +9,6 @@ keep their traceback.
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import os
 import re
@@ -70,13 +69,12 @@ class MovieLensCLI(LightningCLI):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._subcommands = kwargs.get("run", True)  # LightningCLI's parser has subcommands only when it runs one
         self.checkpoint: dict | None = None
         self.run_folders: list[Path] = []
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
-        # No --model class given: the rating task, so configs written before the ranking task still work.
-        parser.set_defaults({"model": {"class_path": _class_path(DEFAULT_TASK)}})
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument("--predict_part", type=Literal["test", "val"], default="test",
@@ -87,10 +85,17 @@ class MovieLensCLI(LightningCLI):
 
     # ------------------------------------------------------------------- checks before work
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
+        if args is None:
+            args = sys.argv[1:]
+        subcommand = _subcommand_of(args)
         explicit = explicit_keys(args, subcommand)
-        self._own_defaults(self.config[subcommand] if subcommand else self.config, explicit)
+        if "class_path" not in explicit["model"] and (subcommand or not self._subcommands):
+            # No task named: the rating task, so configs written before the ranking task still work. Given
+            # as if typed first, not as a parser default: a default class would pass its own defaults on
+            # to a task named in a config (jsonargparse carries same-named values over).
+            args = _with_task(args, subcommand, DEFAULT_TASK)
+        # As LightningCLI.parse_arguments, without its warning about args beside sys.argv (set just above).
+        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
         if not subcommand:
             return
         config = self.config[subcommand]
@@ -100,24 +105,6 @@ class MovieLensCLI(LightningCLI):
         if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
             self.checkpoint = load_checkpoint(ckpt_path)
             self._apply_checkpoint(subcommand, explicit)
-
-    @staticmethod
-    def _own_defaults(config: Namespace, explicit: dict[str, set[str]]) -> None:
-        """Give a task chosen with ``--model`` its own defaults for the options nobody set.
-
-        jsonargparse carries same-named values over when the class changes, so without this a
-        ranking config would inherit the default rating task's defaults (``relevance_threshold``
-        4, say) instead of its own.
-        """
-        task = task_class(config["model"]["class_path"])
-        init_args = config["model"].get("init_args")
-        if task is DEFAULT_TASK or init_args is None:
-            return
-        for name, parameter in inspect.signature(task.__init__).parameters.items():
-            default = parameter.default
-            if (name in init_args and name not in explicit["model"] and name not in LINKED_FROM_DATA
-                    and isinstance(default, (bool, int, float, str, tuple, list, type(None)))):
-                init_args[name] = list(default) if isinstance(default, tuple) else default
 
     def _parse_ckpt_path(self) -> None:
         """Replaced by :meth:`_apply_checkpoint` (Lightning's silently overrides options given by the user)."""
@@ -272,6 +259,26 @@ class MovieLensCLI(LightningCLI):
         model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+def _subcommand_of(args: Any) -> str | None:
+    """The Lightning subcommand ``args`` (a list or a mapping) runs, if any."""
+    if isinstance(args, (dict, Namespace)):
+        return next((c for c in LIGHTNING_COMMANDS if c in args), None)
+    return args[0] if args and args[0] in LIGHTNING_COMMANDS else None
+
+
+def _with_task(args: Any, subcommand: str | None, task: type) -> Any:
+    """``args`` with ``task`` as the model class, set before any other option."""
+    if isinstance(args, (dict, Namespace)):
+        args = _as_dict(args)
+        section = _as_dict(args.get(subcommand)) if subcommand else args
+        model = _as_dict(section.get("model"))
+        init_args = {**{k: v for k, v in model.items() if k != "init_args"}, **_as_dict(model.get("init_args"))}
+        section = {**section, "model": {"class_path": _class_path(task), "init_args": init_args}}
+        return {**args, subcommand: section} if subcommand else section
+    at = 1 if subcommand else 0
+    return [*args[:at], "--model", _class_path(task), *args[at:]]
 
 
 def _finish_wandb_run(logger: Any) -> None:

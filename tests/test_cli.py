@@ -155,6 +155,27 @@ def test_ranking_fit_test_recommend_predict_round_trip(workdir, ml100k_root, cap
         test.trainer.callback_metrics["test_ndcg@10"].item(), abs=1e-6)
 
 
+def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(workdir, ml100k_root, capsys):
+    from movielens_gnn.tasks import RankingModel
+
+    root = ["--data.root", str(ml100k_root)]
+    ranking = main(["--config", str(REPO / "configs" / "mf_bpr.yaml"), *root], run=False).model
+    # Not the rating task's relevance_threshold 4 or combine "last": a named task starts from its own defaults.
+    assert type(ranking) is RankingModel and ranking.hparams.relevance_threshold == 0.0
+    assert ranking.hparams.combine == "mean" and ranking.hparams.encoder == "mf"
+    rating = main([*root, "--model.embedding_dim", "8"], run=False).model
+    assert type(rating) is RatingModel and rating.hparams.embedding_dim == 8 and rating.hparams.relevance_threshold == 4.0
+    from_dict = main({"model": {"embedding_dim": 6}, "data": {"root": str(ml100k_root)}}, run=False).model
+    assert type(from_dict) is RatingModel and from_dict.hparams.embedding_dim == 6
+    switched = main([*root, "--model", "RankingModel", "--model.num_layers", "2"], run=False).model
+    assert type(switched) is RankingModel and switched.hparams.num_layers == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "lightgcn_bpr.yaml", ml100k_root, "--print_config"))
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "class_path: movielens_gnn.tasks.RankingModel" in printed and "relevance_threshold: 0.0" in printed
+
+
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
     cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "500",
                      "--model.optimizer.init_args.lr", "0.2"))
