@@ -11,8 +11,14 @@ import torch
 from torch import Tensor, nn
 
 
-def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: int) -> Tensor:
-    """``(U, I)`` float32 0/1 matrix with a 1 for each (user, item) pair (duplicates count once)."""
+def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: int, sparse: bool = False) -> Tensor:
+    """``(U, I)`` float32 0/1 matrix with a 1 for each (user, item) pair (duplicates count once);
+    a coalesced sparse COO tensor with ``sparse=True`` (for catalogues whose dense matrix is large)."""
+    if sparse:
+        matrix = torch.sparse_coo_tensor(torch.stack([users.long(), items.long()]),
+                                         torch.ones(len(users), device=users.device), (num_users, num_items))
+        matrix = matrix.coalesce()
+        return torch.sparse_coo_tensor(matrix.indices(), matrix.values().clamp(max=1.0), matrix.shape).coalesce()
     matrix = torch.zeros(num_users, num_items, device=users.device)
     matrix[users, items] = 1.0
     return matrix
@@ -51,21 +57,45 @@ class EASE(nn.Module):
         if not l2 > 0:
             raise ValueError(f"EASE's l2 must be positive, got {l2}.")
         self.l2 = float(l2)
-        # Derived from the training data by fit(), like the graph: not written into checkpoints.
+        # Derived from the training data by fit(), like the graph: not written into checkpoints. The
+        # training rows are kept as CSR (row starts, item columns), so a large user base costs its
+        # interactions, not users x items.
         self.register_buffer("weights", torch.zeros(num_items, num_items), persistent=False)
-        self.register_buffer("history", torch.zeros(0, num_items), persistent=False)
+        self.register_buffer("history_crow", torch.zeros(1, dtype=torch.int64), persistent=False)
+        self.register_buffer("history_col", torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def fit(self, matrix: Tensor) -> EASE:
-        """Solve for ``B`` from the ``(U, I)`` binary training matrix (float64 for the inverse)."""
-        gram = (matrix.T.double() @ matrix.double())
+        """Solve for ``B`` from the ``(U, I)`` binary training matrix, dense or sparse COO (float64 for
+        the inverse; the ``I × I`` system is dense whatever the input)."""
+        if matrix.is_sparse:
+            matrix = matrix.coalesce()
+            gram = torch.sparse.mm(matrix.t().double(), matrix.double()).to_dense()
+            rows, cols = matrix.indices()  # coalesced: sorted by row, then column
+        else:
+            gram = matrix.T.double() @ matrix.double()
+            rows, cols = matrix.nonzero(as_tuple=True)
         gram.diagonal().add_(self.l2)
         inverse = torch.linalg.inv(gram)
         weights = -inverse / inverse.diagonal()
         weights.diagonal().zero_()
         self.weights = weights.float()
-        self.history = matrix
+        crow = torch.zeros(matrix.shape[0] + 1, dtype=torch.int64, device=rows.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=matrix.shape[0]), 0)
+        self.history_crow, self.history_col = crow, cols.contiguous()
         return self
+
+    def rows(self, users: Tensor) -> Tensor:
+        """``(B, I)`` dense 0/1 training rows of ``users``."""
+        users = users.to(self.history_crow.device).long()
+        starts = self.history_crow[users]
+        counts = self.history_crow[users + 1] - starts
+        row = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
+        first = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts)
+        position = torch.arange(int(counts.sum()), device=users.device) + first
+        dense = torch.zeros(len(users), self.weights.shape[0], device=users.device)
+        dense[row, self.history_col[position]] = 1.0
+        return dense
 
     def forward(self, users: Tensor) -> Tensor:
         """``(B, I)`` scores ``X[users] @ B``."""
-        return self.history[users] @ self.weights
+        return self.rows(users) @ self.weights

@@ -24,6 +24,9 @@ from movielens_gnn.models.lightgcn import LightGCN, MatrixFactorization
 from movielens_gnn.tasks.base import GraphTask
 
 ENCODERS = ("mf", "lightgcn", "graphconv")
+# The hybrid's EASE part inverts a dense items x items float64 matrix: 20,000 items is 3 GiB (and an
+# O(I^3) inverse); larger catalogues (ml-20m's 27K items, ml-25m's 59K) are refused.
+MAX_ITEM_ITEM = 20_000
 
 
 def check_arguments(**arguments) -> None:
@@ -166,6 +169,11 @@ class RankingModel(GraphTask):
                 combine=combine, user_feature_dim=user_feature_dim if side_features else 0,
                 item_feature_dim=item_feature_dim if side_features else 0, engine=engine,
             )
+        if item_item_l2 > 0 and num_items > MAX_ITEM_ITEM:
+            raise ValueError(
+                f"--model.item_item_l2 solves a dense items x items system; this data has {num_items} items, above "
+                f"{MAX_ITEM_ITEM} (about {num_items ** 2 * 8 / 2 ** 30:.0f} GiB for it). Use --model.item_item_l2 0 "
+                "(the encoder alone) on this catalogue.")
         self.item_item = EASE(num_items, item_item_l2) if item_item_l2 > 0 else None
         self.sampler: NegativeSampler | None = None
 
@@ -176,8 +184,8 @@ class RankingModel(GraphTask):
         users, items = graph.interactions()
         self.sampler = NegativeSampler(users, items, graph.num_users, graph.num_items).to(graph.crow.device)
         if self.item_item is not None:
-            matrix = interaction_matrix(users, items, graph.num_users, graph.num_items)
-            self.item_item.fit(matrix)
+            # Sparse: the users x items matrix of a large dataset would not fit densely.
+            self.item_item.fit(interaction_matrix(users, items, graph.num_users, graph.num_items, sparse=True))
 
     # ---------------------------------------------------------------------------- compute
     def encode(self) -> tuple[Tensor, Tensor]:

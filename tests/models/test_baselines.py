@@ -35,3 +35,16 @@ def test_ease_solves_the_constrained_ridge_problem():
 def test_ease_needs_a_positive_l2():
     with pytest.raises(ValueError, match="l2 must be positive"):
         EASE(3, 0.0)
+
+
+def test_sparse_interactions_give_the_dense_results():
+    users, items = torch.tensor([0, 0, 1, 2, 2, 2, 3]), torch.tensor([1, 1, 1, 0, 2, 3, 3])
+    dense = interaction_matrix(users, items, 4, 5)
+    sparse = interaction_matrix(users, items, 4, 5, sparse=True)
+    assert sparse.is_sparse and torch.equal(sparse.to_dense(), dense)  # the duplicate (0, 1) counts once
+    by_dense, by_sparse = EASE(5, 2.0).fit(dense), EASE(5, 2.0).fit(sparse)
+    torch.testing.assert_close(by_sparse.weights, by_dense.weights)
+    torch.testing.assert_close(by_sparse(torch.tensor([3, 0])), by_dense(torch.tensor([3, 0])))
+    assert torch.equal(by_sparse.rows(torch.tensor([2, 1, 2])), dense[[2, 1, 2]])
+    with torch.inference_mode():  # as in Lightning's test loop
+        torch.testing.assert_close(by_sparse(torch.tensor([3, 0])), dense[[3, 0]] @ by_dense.weights)

@@ -77,7 +77,7 @@ def test_hybrid_fuses_standardised_encoder_and_ease_scores():
     # Solved from the graph when attached: not part of the checkpointed weights, and not broadcast by DDP.
     assert not any(key.startswith(("item_item.", "graph.", "sampler.")) for key in model.state_dict())
     ignored = set(model._ddp_params_and_buffers_to_ignore)
-    assert {"graph.crow", "sampler.shifted", "item_item.weights", "item_item.history"} <= ignored
+    assert {"graph.crow", "sampler.shifted", "item_item.weights", "item_item.history_col"} <= ignored
     assert not ignored & set(model.state_dict())
 
 
@@ -100,10 +100,12 @@ def test_task_class_comes_only_from_the_registry():
     ({"item_item_weight": 1.5}, r"--model\.item_item_weight must be a share in \[0, 1\], got 1\.5"),
     ({"item_item_l2": float("nan")}, r"--model\.item_item_l2 must be a finite number >= 0"),
     ({"ranking_ks": [0]}, r"--model\.ranking_ks must be a list of positive integers"),
+    ({"num_items": 27_278, "item_item_l2": 300.0},
+     r"--model\.item_item_l2 solves a dense items x items system; this data has 27278 items, above 20000"),
 ])
 def test_bad_arguments_name_the_option(arguments, message):
     with pytest.raises(ValueError, match=message):
-        RankingModel(num_users=4, num_items=5, **arguments)
+        RankingModel(**{"num_users": 4, "num_items": 5, **arguments})
 
 
 def test_graph_of_other_sizes_is_rejected_and_no_graph_is_an_error():
