@@ -27,6 +27,8 @@ ENCODERS = ("mf", "lightgcn", "graphconv")
 # The hybrid's EASE part inverts a dense items x items float64 matrix: 20,000 items is 3 GiB (and an
 # O(I^3) inverse); larger catalogues (ml-20m's 27K items, ml-25m's 59K) are refused.
 MAX_ITEM_ITEM = 20_000
+# Users x items scores of the EASE part kept between validations up to this size (ml-100k: 1.6M).
+MAX_CACHED_SCORES = 2**25
 
 
 def check_arguments(**arguments) -> None:
@@ -176,6 +178,7 @@ class RankingModel(GraphTask):
                 "(the encoder alone) on this catalogue.")
         self.item_item = EASE(num_items, item_item_l2) if item_item_l2 > 0 else None
         self.sampler: NegativeSampler | None = None
+        self._item_item_cache: Tensor | None = None
 
     check_arguments = staticmethod(check_arguments)
 
@@ -183,6 +186,7 @@ class RankingModel(GraphTask):
         """Build the negative sampler (and solve the EASE part) from the graph's training interactions."""
         users, items = graph.interactions()
         self.sampler = NegativeSampler(users, items, graph.num_users, graph.num_items).to(graph.crow.device)
+        self._item_item_cache = None
         if self.item_item is not None:
             # Sparse: the users x items matrix of a large dataset would not fit densely.
             self.item_item.fit(interaction_matrix(users, items, graph.num_users, graph.num_items, sparse=True))
@@ -210,7 +214,22 @@ class RankingModel(GraphTask):
         if self.item_item is None:
             return scores
         weight = self.hparams.item_item_weight
-        return (1 - weight) * standardise(scores) + weight * standardise(self.item_item(users))
+        return (1 - weight) * standardise(scores) + weight * self._item_item_scores(users)
+
+    def _item_item_scores(self, users: Tensor) -> Tensor:
+        """``(B, I)`` standardised EASE scores. They never change while the encoder trains, so on a small
+        enough ``U × I`` they are computed once for every user and reused at each validation."""
+        assert self.item_item is not None
+        num_users, num_items = self.hparams.num_users, self.hparams.num_items
+        if num_users * num_items > MAX_CACHED_SCORES:
+            return standardise(self.item_item(users))
+        cache = self._item_item_cache
+        if cache is None or cache.device != users.device:
+            with torch.no_grad():
+                cache = torch.cat([standardise(self.item_item(chunk))
+                                   for chunk in torch.arange(num_users, device=users.device).split(1024)])
+            self._item_item_cache = cache
+        return cache[users]
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         users, items, _ = batch

@@ -72,6 +72,10 @@ def test_hybrid_fuses_standardised_encoder_and_ease_scores():
     user_table, item_table = model.encode()
     expected = 0.75 * standardise(user_table[users] @ item_table.T) + 0.25 * standardise(ease(users))
     torch.testing.assert_close(model.score_all_items(users), expected)
+    model._item_item_cache = None
+    with torch.inference_mode():  # cached for every user at the first call (as in a validation loop) ...
+        torch.testing.assert_close(model.score_all_items(users.flip(0)), expected.flip(0))
+    torch.testing.assert_close(model.score_all_items(users[1:]), expected[1:])  # ... and reused outside it
     row = standardise(torch.tensor([[1.0, 2.0, 3.0]]))
     torch.testing.assert_close(row, torch.tensor([[-1.0, 0.0, 1.0]]))
     # Solved from the graph when attached: not part of the checkpointed weights, and not broadcast by DDP.
