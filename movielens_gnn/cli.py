@@ -261,11 +261,24 @@ class MovieLensCLI(LightningCLI):
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
 
 
+def _subcommand_index(args: list) -> int | None:
+    """Where the Lightning subcommand stands in ``args``: first, or after top-level ``-c FILE`` options."""
+    index = 0
+    while index < len(args):
+        if args[index] in LIGHTNING_COMMANDS:
+            return index
+        if args[index] not in ("-c", "--config") and not str(args[index]).startswith(("-c=", "--config=")):
+            return None
+        index += 1 if "=" in str(args[index]) else 2
+    return None
+
+
 def _subcommand_of(args: Any) -> str | None:
     """The Lightning subcommand ``args`` (a list or a mapping) runs, if any."""
     if isinstance(args, (dict, Namespace)):
         return next((c for c in LIGHTNING_COMMANDS if c in args), None)
-    return args[0] if args and args[0] in LIGHTNING_COMMANDS else None
+    index = _subcommand_index(list(args))
+    return None if index is None else args[index]
 
 
 def _with_task(args: Any, subcommand: str | None, task: type) -> Any:
@@ -277,7 +290,7 @@ def _with_task(args: Any, subcommand: str | None, task: type) -> Any:
         init_args = {**{k: v for k, v in model.items() if k != "init_args"}, **_as_dict(model.get("init_args"))}
         section = {**section, "model": {"class_path": _class_path(task), "init_args": init_args}}
         return {**args, subcommand: section} if subcommand else section
-    at = 1 if subcommand else 0
+    at = _subcommand_index(list(args)) + 1 if subcommand else 0
     return [*args[:at], "--model", _class_path(task), *args[at:]]
 
 
@@ -328,8 +341,11 @@ def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
             section = mapping.get(group)
             if isinstance(section, Namespace):
                 section = section.as_dict()
-            if isinstance(section, str):  # "data: data.yaml" in a config file
-                section = _load_mapping(section)
+            if isinstance(section, str):  # "data: data.yaml" in a config file, or "model: RankingModel"
+                loaded = _load_mapping(section)
+                if group == "model" and not loaded:
+                    found["model"].add("class_path")
+                section = loaded
             if isinstance(section, dict):
                 found[group] |= set(section) | set(section.get("init_args") or {})
 

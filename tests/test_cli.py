@@ -169,6 +169,13 @@ def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(wo
     assert type(from_dict) is RatingModel and from_dict.hparams.embedding_dim == 6
     switched = main([*root, "--model", "RankingModel", "--model.num_layers", "2"], run=False).model
     assert type(switched) is RankingModel and switched.hparams.num_layers == 2
+    # A top-level config (before the subcommand) still gets the default task; it can name one too.
+    (workdir / "top.yaml").write_text("fit:\n  trainer:\n    max_epochs: 1\n")
+    top = main(["-c", str(workdir / "top.yaml"), "fit", "--data.root", str(ml100k_root), *QUIET])
+    assert type(top.model) is RatingModel and top.trainer.current_epoch == 1
+    (workdir / "top_ranking.yaml").write_text("fit:\n  model: RankingModel\n  trainer:\n    max_epochs: 1\n")
+    top = main(["--config=" + str(workdir / "top_ranking.yaml"), "fit", "--data.root", str(ml100k_root), *QUIET])
+    assert type(top.model) is RankingModel
     with pytest.raises(SystemExit) as exit_info:
         main(_args("fit", "lightgcn_bpr.yaml", ml100k_root, "--print_config"))
     assert exit_info.value.code == 0
