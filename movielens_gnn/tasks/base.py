@@ -28,6 +28,8 @@ class GraphTask(pl.LightningModule):
 
     #: Whether :meth:`score_all_items` predicts stars (1..5) or only orders items.
     predicts_ratings: ClassVar[bool] = False
+    #: The validation metric a ``ReduceLROnPlateau`` scheduler watches.
+    monitor: ClassVar[str] = "val_ndcg@10"
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,6 +92,23 @@ class GraphTask(pl.LightningModule):
             metric.update(scores, exclude.to(scores.device), relevant.to(scores.device))
         for name, value in metric.compute().items():  # already over all ranks' users
             self.log(f"{part}_{name}", value, sync_dist=True, prog_bar=name == "ndcg@10")
+
+    # ------------------------------------------------------------------------- optimizers
+    def _parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups: one for all parameters unless a task needs more."""
+        return [{"params": list(self.parameters())}]
+
+    def configure_optimizers(self):
+        """The configured optimizer (``optimizer_factory``) and, if any, LR scheduler, which a
+        ``ReduceLROnPlateau`` runs on :attr:`monitor`."""
+        optimizer = self.optimizer_factory(self._parameter_groups())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        config = {"scheduler": scheduler}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     # ---------------------------------------------------------------------------- resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:

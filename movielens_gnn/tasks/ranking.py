@@ -262,13 +262,3 @@ class RankingModel(GraphTask):
         """``(B,)`` ranking scores of the batch's pairs (an order, not stars)."""
         users, items, _ = batch
         return self(users, items)
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
-        config = {"scheduler": scheduler}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val_ndcg@10"
-        return {"optimizer": optimizer, "lr_scheduler": config}

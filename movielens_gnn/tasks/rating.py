@@ -100,6 +100,7 @@ class RatingModel(GraphTask):
     """
 
     predicts_ratings = True
+    monitor = "val_rmse"
     check_arguments = staticmethod(check_arguments)
 
     def __init__(
@@ -245,20 +246,9 @@ class RatingModel(GraphTask):
         """One group for all parameters, or two when the autoencoder's embedding tables have their own weight decay."""
         decay = self.hparams.autoencoder_weight_decay
         if self.autoencoder is None or decay is None:
-            return [{"params": list(self.parameters())}]
+            return super()._parameter_groups()
         tower = {id(self.autoencoder.user_input), id(self.autoencoder.user_output)}
         return [
             {"params": [p for p in self.parameters() if id(p) not in tower]},
             {"params": [p for p in self.parameters() if id(p) in tower], "weight_decay": decay},
         ]
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self._parameter_groups())
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
-        config = {"scheduler": scheduler}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val_rmse"
-        return {"optimizer": optimizer, "lr_scheduler": config}
-

@@ -144,3 +144,14 @@ def test_bpr_training_ranks_held_out_items_of_a_planted_structure():
     known = interaction_matrix(torch.tensor(users), torch.tensor(items), 8, 10).bool()
     top = scores.masked_fill(known, float("-inf")).argmax(1)
     assert top.tolist() == [0, 1, 2, 3, 5, 6, 7, 8]
+
+
+def test_plateau_scheduler_watches_validation_ndcg():
+    from functools import partial
+
+    model = _model(optimizer=partial(torch.optim.Adam, lr=0.1),
+                   lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, mode="max", patience=2))
+    config = model.configure_optimizers()
+    assert config["lr_scheduler"]["monitor"] == "val_ndcg@10"
+    assert config["optimizer"].param_groups[0]["lr"] == 0.1
+    assert len(config["optimizer"].param_groups[0]["params"]) == len(list(model.parameters()))
