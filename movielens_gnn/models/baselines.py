@@ -15,10 +15,10 @@ def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: 
     """``(U, I)`` float32 0/1 matrix with a 1 for each (user, item) pair (duplicates count once);
     a coalesced sparse COO tensor with ``sparse=True`` (for catalogues whose dense matrix is large)."""
     if sparse:
-        matrix = torch.sparse_coo_tensor(torch.stack([users.long(), items.long()]),
-                                         torch.ones(len(users), device=users.device), (num_users, num_items))
-        matrix = matrix.coalesce()
-        return torch.sparse_coo_tensor(matrix.indices(), matrix.values().clamp(max=1.0), matrix.shape).coalesce()
+        keys = torch.unique(users.long() * num_items + items.long())  # sorted, de-duplicated pairs
+        indices = torch.stack([keys // num_items, keys % num_items])
+        return torch.sparse_coo_tensor(indices, torch.ones(len(keys), device=keys.device), (num_users, num_items),
+                                       is_coalesced=True)
     matrix = torch.zeros(num_users, num_items, device=users.device)
     matrix[users, items] = 1.0
     return matrix
