@@ -46,7 +46,7 @@ EXTRA_COMMANDS = {"recommend": "movielens_gnn.recommend", "describe": "movielens
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 # Sizes known only from the data flow into the model once the data module exists.
-LINKED_FROM_DATA = ("num_users", "num_items", "user_feature_dim", "item_feature_dim", "rating_mean")
+LINKED_FROM_DATA = ("num_users", "num_items", "user_feature_dim", "item_feature_dim", "rating_mean", "rating_values")
 # ckpt_path values Lightning resolves itself within a run (no file to check).
 SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
 

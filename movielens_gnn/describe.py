@@ -1,7 +1,8 @@
 """``python -m movielens_gnn describe``: what is in the data, and plots of it.
 
 Prints sample rows, missing values, counts, density, the rating distribution, per-user and
-per-item counts and means, and the graph of the chosen split. ``--plots DIR`` saves PNGs: the
+per-item counts and means, and the graph of the chosen split; ``--format json`` prints the counts
+as one JSON object instead. ``--plots DIR`` saves PNGs: the
 rating histogram, user and item degree distributions (log axes) and, given ``--logs`` of a run,
 its train/validation RMSE curves.
 """
@@ -9,6 +10,7 @@ its train/validation RMSE curves.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -16,40 +18,78 @@ import numpy as np
 import pandas as pd
 
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.data.datasets import DATASETS, Columns, Ratings, dataset_class
 from movielens_gnn.recommend import ArgumentParser
 
 
 def ratings_frame(datamodule: MovieLensDataModule) -> pd.DataFrame:
-    """All of ``u.data`` as a frame: user_id, item_id, rating, timestamp."""
+    """All ratings of the dataset as a frame: user_id, item_id, rating, timestamp."""
     _, ratings = datamodule.dataset.load()
     return pd.DataFrame({"user_id": ratings.user_id, "item_id": ratings.item_id,
-                         "rating": ratings.rating.astype(int), "timestamp": ratings.timestamp})
+                         "rating": ratings.rating, "timestamp": ratings.timestamp})
+
+
+def summary(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> dict:
+    """The counts of ``frame`` (:func:`ratings_frame`) as plain values: what ``--format json`` prints."""
+    side = datamodule.side
+    n_users, n_items, n_ratings = int(frame["user_id"].nunique()), int(frame["item_id"].nunique()), len(frame)
+    distribution = frame["rating"].value_counts().sort_index()
+    has_time = bool(frame["timestamp"].any())
+    return {
+        "dataset": datamodule.dataset.NAME,
+        "path": str(datamodule.dataset.raw_dir),
+        "ratings": n_ratings,
+        "users": n_users,
+        "items": n_items,
+        "items_listed": len(side.items),
+        "rating_values": [float(v) for v in datamodule.dataset.rating_values(_as_ratings(frame))],
+        "rating_counts": {f"{value:g}": int(count) for value, count in distribution.items()},
+        "rating_mean": round(float(frame["rating"].mean()), 4),
+        "density": n_ratings / (n_users * n_items),
+        "ratings_per_user": {"min": int(frame.groupby("user_id").size().min()),
+                             "median": float(frame.groupby("user_id").size().median())},
+        "first_timestamp": int(frame["timestamp"].min()) if has_time else None,
+        "last_timestamp": int(frame["timestamp"].max()) if has_time else None,
+        "user_columns": list(side.users.columns),
+        "genres": list(side.genres),
+    }
+
+
+def _as_ratings(frame: pd.DataFrame) -> Ratings:
+    return Ratings(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), frame["rating"].to_numpy(),
+                   frame["timestamp"].to_numpy())
 
 
 def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
     """The text report for the data under ``datamodule``'s root and its split; ``frame`` is :func:`ratings_frame`."""
-    meta = datamodule.meta
-    users, items = meta.users, meta.items
-    n_users, n_items, n_ratings = meta.num_users, meta.num_items, len(frame)
-    lines = [f"# MovieLens-100K at {datamodule.dataset.raw_dir}", ""]
-    lines += ["## Sample rows", "", "u.data:", frame.head(5).to_string(index=False), "",
-              "u.item:", items[["title", "release_date"] + list(meta.genres[:4])].head(3).to_string(), "",
-              "u.user:", users.head(3).to_string(), ""]
-    missing = {
-        "u.data": int(frame.isna().sum().sum()),
-        "u.item release_date empty": int((items["release_date"] == "").sum()),
-        "u.item url empty": int((items["url"] == "").sum()),
-        "u.user zip_code empty": int((users["zip_code"] == "").sum()),
-    }
+    side = datamodule.side
+    users, items = side.users, side.items
+    facts = summary(datamodule, frame)
+    n_ratings = facts["ratings"]
+    lines = [f"# {datamodule.dataset.TITLE} at {datamodule.dataset.raw_dir}", ""]
+    lines += ["## Sample rows", "", "ratings:", frame.head(5).to_string(index=False), ""]
+    if len(items):
+        lines += ["items:", items[["title", "year", "genres"]].head(3).to_string(), ""]
+    if len(users.columns):
+        lines += ["users:", users.head(3).to_string(), ""]
+    missing = {"ratings (empty fields)": int(frame.isna().sum().sum())}
+    for column in ("title", "genres", "release_date", "url"):
+        if column in items:
+            missing[f"items {column} empty"] = int((items[column] == "").sum())
+    if "zip_code" in users:
+        missing["users zip_code empty"] = int((users["zip_code"] == "").sum())
     lines += ["## Missing values", ""] + [f"{name}: {count}" for name, count in missing.items()] + [""]
-    lines += ["## Counts", "", f"users: {n_users}", f"items: {n_items}", f"ratings: {n_ratings}",
-              f"density: {n_ratings / (n_users * n_items):.4%}", ""]
-    distribution = frame["rating"].value_counts().sort_index()
-    lines += ["## Ratings", "", f"mean {frame['rating'].mean():.3f}, std {frame['rating'].std():.3f}"]
-    lines += [f"{value}: {count:6d} ({count / n_ratings:.1%})" for value, count in distribution.items()] + [""]
+    lines += ["## Counts", "", f"users: {facts['users']}", f"items: {facts['items']} rated"
+              + (f" ({facts['items_listed']} listed)" if facts["items_listed"] else ""),
+              f"ratings: {n_ratings}", f"density: {facts['density']:.4%}", ""]
+    scale = ", ".join(f"{v:g}" for v in facts["rating_values"])
+    lines += ["## Ratings", "", f"scale: {scale}",
+              f"mean {frame['rating'].mean():.3f}, std {frame['rating'].std():.3f}"]
+    lines += [f"{value}: {count:6d} ({count / n_ratings:.1%})" for value, count in facts["rating_counts"].items()] + [""]
     per_user = frame.groupby("user_id")["rating"].agg(["count", "mean"]).sort_values("count", ascending=False)
     per_item = frame.groupby("item_id")["rating"].agg(["count", "mean"]).sort_values("count", ascending=False)
-    per_item.insert(0, "title", items.loc[per_item.index, "title"])
+    if "title" in items:
+        per_item.insert(0, "title", items["title"].reindex(per_item.index).fillna(""))
     lines += ["## Per user (most ratings first)", "", per_user.head(5).round(3).to_string(), "",
               f"ratings per user: min {per_user['count'].min()}, median {per_user['count'].median():.0f}, "
               f"max {per_user['count'].max()}", ""]
@@ -60,7 +100,8 @@ def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
     lines += [f"## Split {datamodule.split}", "",
               f"train {len(data.train.ratings)}, validation {len(data.val.ratings)}, test {len(data.test.ratings)} ratings",
               f"graph: {graph.num_nodes} nodes ({graph.num_users} users + {graph.num_items} items), "
-              f"{graph.num_edges} directed edges (training ratings, both ways)", ""]
+              f"{graph.num_edges} directed edges (training ratings, both ways)",
+              f"features: {data.user_features.shape[1]} per user, {data.item_features.shape[1]} per item", ""]
     return "\n".join(lines)
 
 
@@ -77,8 +118,9 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     counts = frame["rating"].value_counts().sort_index()
-    ax.bar(counts.index, counts.values, color="#4c72b0")
-    ax.set(xlabel="rating", ylabel="ratings", title="MovieLens-100K rating distribution")
+    ax.bar(counts.index, counts.values, width=0.8 * float(np.diff(counts.index).min(initial=1.0)), color="#4c72b0")
+    ax.set(xlabel="rating", ylabel="ratings", title="Rating distribution")
+    ax.set_xticks(counts.index)
     written.append(_save(fig, out_dir / "rating_histogram.png"))
 
     for column, name in (("user_id", "user"), ("item_id", "item")):
@@ -118,10 +160,22 @@ def _save(fig, path: Path) -> Path:
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``describe``), print the report and return it."""
     parser = ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data.root", dest="root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
-    parser.add_argument("--data.split", dest="split", default="u1", help="split whose graph is described")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data.root", dest="root", default="data", help="folder holding the dataset or its archive")
+    parser.add_argument("--data.dataset", dest="dataset", default="ml-100k", help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("--data.split", dest="split",
+                        help="split whose graph is described (default u1 for ml-100k, else random)")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
+    parser.add_argument("--data.verify", dest="verify", type=_boolean, default=True, help="check the archive's md5")
+    parser.add_argument("--data.path", dest="path", help="csv: your ratings file")
+    parser.add_argument("--data.separator", dest="separator", default=",", help="csv: field separator")
+    parser.add_argument("--data.header", dest="header", type=_boolean, default=True, help="csv: first line names columns")
+    parser.add_argument("--data.items_path", dest="items_path", help="csv: items file (item column, title, genres)")
+    for name, default in (("user", "user_id"), ("item", "item_id"), ("rating", "rating"), ("timestamp", None)):
+        parser.add_argument(f"--data.columns.{name}", dest=f"column_{name}", default=default,
+                            help=f"csv: the {name} column (name, or 0-based position without a header)")
+    parser.add_argument("--format", default="text", choices=("text", "json"),
+                        help="text: the report (and plots); json: the counts as one JSON object")
     parser.add_argument("--plots", type=Path, help="save PNG plots into this folder")
     parser.add_argument("--logs", type=Path, help="a run's log folder or metrics.csv, for RMSE curves")
     args = parser.parse_args(list(argv))
@@ -130,12 +184,32 @@ def main(argv: Sequence[str]) -> str:
             raise ValueError(f"--logs {args.logs} is only used for plots; add --plots DIR to draw its RMSE curves.")
         if not args.logs.exists():
             raise FileNotFoundError(f"No metrics.csv under {args.logs}; pass a run's log folder or its metrics.csv.")
-    datamodule = MovieLensDataModule(root=args.root, split=args.split, cache_dir=args.cache_dir)
+    split = args.split or ("u1" if dataset_class(args.dataset).CANONICAL_SPLITS else "random")
+    columns = Columns(*(_position(getattr(args, f"column_{n}"), args.header) for n in ("user", "item", "rating", "timestamp")))
+    datamodule = MovieLensDataModule(root=args.root, dataset=args.dataset, split=split, cache_dir=args.cache_dir,
+                                     verify=args.verify, path=args.path, columns=columns, separator=args.separator,
+                                     header=args.header, items_path=args.items_path)
     datamodule.prepare_data()  # like fit: extract the archive, or download it
     frame = ratings_frame(datamodule)
-    text = report(datamodule, frame)
-    if args.plots is not None:
-        written = plots(frame, args.plots, args.logs)
-        text += "\n## Plots\n\n" + "\n".join(str(p) for p in written) + "\n"
+    if args.format == "json":
+        text = json.dumps(summary(datamodule, frame), indent=1, ensure_ascii=False) + "\n"
+    else:
+        text = report(datamodule, frame)
+        if args.plots is not None:
+            written = plots(frame, args.plots, args.logs)
+            text += "\n## Plots\n\n" + "\n".join(str(p) for p in written) + "\n"
     print(text, end="")
     return text
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _position(value: str | None, header: bool) -> str | int | None:
+    """A column given on the command line: a name, or (without a header) a 0-based position."""
+    return int(value) if value is not None and not header and value.isdigit() else value

@@ -22,7 +22,6 @@ from movielens_gnn.checkpoint import (
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.tasks import GraphTask, task_class
-from movielens_gnn.tasks.rating import MAX_RATING, MIN_RATING
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +86,6 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
     return load_model(state, datamodule.graph, engine), datamodule
 
 
-def _year(release_date: str, title: str) -> str:
-    """The film's year from its title ("Fargo (1996)"), else from the US release date."""
-    if title.endswith(")") and title[-5:-1].isdigit():
-        return title[-5:-1]
-    return release_date[-4:] if release_date else ""
-
-
 def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int) -> pd.DataFrame:
     """Top-``k`` movies each user has not rated in training (train and validation parts).
 
@@ -102,12 +94,12 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
     holds all of those (fewer than ``k`` rows) and a warning says so.
 
     Returns:
-        One row per recommendation, MovieLens ids, columns :data:`COLUMNS` (a rating model's stars,
-        clamped to 1..5) or :data:`RANKING_COLUMNS` (a ranking model's raw score).
+        One row per recommendation, the dataset's ids, columns :data:`COLUMNS` (a rating model's stars,
+        clamped to the rating scale) or :data:`RANKING_COLUMNS` (a ranking model's raw score).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
-    data, meta = datamodule.data, datamodule.meta
+    data, side = datamodule.data, datamodule.side
     known_ids = data.user_ids.tolist()
     unknown = [u for u in user_ids if u not in set(known_ids)]
     if unknown:
@@ -127,17 +119,16 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
         log.warning("Asked for %d recommendations, but user(s) %s have only %s unrated movies; returning those.",
                     k, ", ".join(str(u) for u, _ in short), ", ".join(str(n) for _, n in short))
     top = ranking_scores.masked_fill(known, float("-inf")).topk(min(k, datamodule.num_items), dim=1).indices
-    items = meta.items
+    # Title, year and genres of every item (blank for an item the dataset's items file does not list).
+    items = side.items.reindex(columns=["title", "year", "genres"]).reindex(data.item_ids.numpy()).fillna("")
     rows = []
     for row, user_id in enumerate(user_ids):
         for rank, item in enumerate(top[row, : int(unseen[row])].tolist(), start=1):
-            movie_id = int(data.item_ids[item])
-            info = items.loc[movie_id]
-            genres = "|".join(g for g in meta.genres if info[g] == 1)
+            info = items.iloc[item]
             rows.append({
-                "user_id": int(user_id), "rank": rank, "movie_id": movie_id, "title": info["title"],
-                "year": _year(info["release_date"], info["title"]), "genres": genres,
-                **({"predicted_rating": round(float(scores[row, item].clamp(MIN_RATING, MAX_RATING)), 3)}
+                "user_id": int(user_id), "rank": rank, "movie_id": int(data.item_ids[item]), "title": info["title"],
+                "year": info["year"], "genres": info["genres"],
+                **({"predicted_rating": round(float(scores[row, item].clamp(*model.rating_range)), 3)}
                    if model.predicts_ratings else {"score": round(float(scores[row, item]), 4)}),
                 "source": POPULAR if bool(cold[row]) else MODEL,
             })

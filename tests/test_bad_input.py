@@ -24,7 +24,7 @@ import torch
 
 from movielens_gnn.cli import main
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from tests.conftest import REPO
 from tests.synthetic import write_ml100k
 

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import json
+
+import numpy as np
+
 from movielens_gnn.cli import main
 
 
 def test_report_counts_and_split(ml100k_root, capsys):
     text = main(["describe", "--data.root", str(ml100k_root)])
     assert capsys.readouterr().out == text
-    assert "users: 24\nitems: 30\nratings: 288\n" in text
+    assert "users: 24\nitems: 30 rated (30 listed)\nratings: 288\n" in text
     assert f"density: {288 / (24 * 30):.4%}" in text
-    assert "u.item release_date empty: 1" in text  # the synthetic last movie has no date
+    assert "items release_date empty: 1" in text  # the synthetic last movie has no date
     lines = [line for line in text.splitlines() if line[:2] in {"1:", "2:", "3:", "4:", "5:"}]
     assert len(lines) == 5 and sum(int(line.split()[1]) for line in lines) == 288
     assert "## Split u1" in text and "directed edges" in text
@@ -23,3 +27,16 @@ def test_plots_are_written(ml100k_root, tmp_path):
     for name in names:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in text
+
+
+def test_json_counts(ml100k_root, capsys):
+    text = main(["describe", "--data.root", str(ml100k_root), "--format", "json"])
+    facts = json.loads(capsys.readouterr().out)
+    raw = np.loadtxt(ml100k_root / "ml-100k" / "u.data", dtype=np.int64)
+    assert facts["dataset"] == "ml-100k" and json.loads(text) == facts
+    assert (facts["ratings"], facts["users"], facts["items"], facts["items_listed"]) == (288, 24, 30, 30)
+    assert facts["rating_values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert facts["density"] == 288 / (24 * 30)
+    assert facts["rating_counts"] == {str(v): int((raw[:, 2] == v).sum()) for v in range(1, 6) if (raw[:, 2] == v).any()}
+    assert facts["rating_mean"] == round(float(raw[:, 2].mean()), 4)
+    assert facts["first_timestamp"] == int(raw[:, 3].min()) and facts["user_columns"] == ["age", "gender", "occupation", "zip_code"]

@@ -20,7 +20,7 @@ import torch
 
 from movielens_gnn.cli import main
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from movielens_gnn.tasks.rating import RatingModel
 from movielens_gnn.runs import AtomicCheckpointIO
 from tests.conftest import REPO
@@ -33,7 +33,7 @@ TEMP = re.compile(r"\.tmp$|\.part$")
 # member / the first bytes, so the temporary is half-written), touching MARKER once it pauses.
 PAUSING_RUN = """
 import pathlib, sys, time, zipfile
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 root, md5, size, marker, stage = sys.argv[1:6]
 MovieLens100K.ARCHIVE_MD5, MovieLens100K.ARCHIVE_SIZE = md5, int(size)
 def pause():
@@ -232,7 +232,7 @@ def test_describe_prepares_the_data_from_the_archive(tmp_path, monkeypatch, caps
     monkeypatch.setattr(MovieLens100K, "ARCHIVE_MD5", hashlib.md5(payload).hexdigest())
     monkeypatch.setattr(MovieLens100K, "ARCHIVE_SIZE", len(payload))
     text = main(["describe", "--data.root", str(root)])
-    assert "users: 24\nitems: 30\nratings: 288\n" in text
+    assert "users: 24\nitems: 30 rated (30 listed)\nratings: 288\n" in text
     assert (root / "ml-100k" / "u.data").is_file() and not _temporaries(root)
 
 

@@ -110,7 +110,7 @@ def test_atomic_checkpoint_io_removes_dead_runs_temporaries_of_any_name(tmp_path
 
 
 def test_prepare_removes_a_killed_downloads_temporary_when_the_data_is_there(ml100k_root):
-    from movielens_gnn.data.movielens import MovieLens100K
+    from movielens_gnn.data.datasets.ml100k import MovieLens100K
 
     host = temp_prefix(ml100k_root / "x").split(".")[3]
     leftover = ml100k_root / f".ml-100k.zip.{_dead_pid()}.{host}.abcd1234.tmp"

@@ -102,8 +102,9 @@ def test_checkpoint_for_other_data_is_rejected(trained, tmp_path, capsys):
 
 
 def test_year_prefers_the_title():
-    from movielens_gnn.recommend import _year
+    import pandas as pd
 
-    assert _year("14-Feb-1997", "Fargo (1996)") == "1996"
-    assert _year("01-Jan-1995", "Untitled") == "1995"
-    assert _year("", "unknown") == ""
+    from movielens_gnn.data.datasets.base import year_of
+
+    titles = pd.Series(["Fargo (1996)", "Untitled", "City of Lost Children, The (Cité des enfants perdus, La) (1995) "])
+    assert year_of(titles).tolist() == ["1996", "", "1995"]

@@ -1,7 +1,9 @@
-"""LightningDataModule: MovieLens-100K splits as edge batches, and the training graph."""
+"""LightningDataModule: a dataset's splits as edge batches, and the training graph (orchestration only:
+which dataset, split, cache, loaders; parsing and features live in :mod:`movielens_gnn.data.datasets`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -14,7 +16,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from movielens_gnn.data.movielens import MovieLens100K, MovieLensMeta, Ratings
+from movielens_gnn.data.datasets import Columns, CSVRatings, Dataset, Ratings, SideInfo, dataset_class
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from movielens_gnn.files import atomic_write, created_dirs, remove_stale
 from movielens_gnn.data.splits import (
     SPLITS, check_fraction, check_ratios, check_split, random_split, ratio_split, temporal_split, user_holdout,
@@ -24,9 +27,7 @@ from movielens_gnn.models.graph import BipartiteGraph
 log = logging.getLogger(__name__)
 
 SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal", "ratio"]
-CACHE_FORMAT = 1
-RATING_LEVELS = 5  # MovieLens ratings are whole stars 1..5, checked when the files are read
-MIN_STARS, MAX_STARS = 1, RATING_LEVELS
+CACHE_FORMAT = 2  # 2: the rating scale is cached too
 PARTS = ("train", "val", "test")
 
 
@@ -123,10 +124,11 @@ class ProcessedData:
         train: Edges of the message-passing graph and of the training loss.
         val: Validation edges (never in the graph).
         test: Test edges (never in the graph).
-        user_ids: ``(U,)`` MovieLens id of each internal user index.
-        item_ids: ``(I,)`` MovieLens id of each internal item index.
-        user_features: ``(U, Fu)`` standardised age, one-hot gender and occupation.
-        item_features: ``(I, Fi)`` genre flags.
+        user_ids: ``(U,)`` the dataset's id of each internal user index (sorted).
+        item_ids: ``(I,)`` the dataset's id of each internal item index (sorted).
+        user_features: ``(U, Fu)`` the dataset's user features (``Fu`` may be 0).
+        item_features: ``(I, Fi)`` the dataset's item features (genre flags).
+        rating_values: ``(R,)`` float32, the rating scale, ascending (1..5, or 0.5..5.0 in half stars).
     """
 
     train: EdgeBatch
@@ -136,9 +138,10 @@ class ProcessedData:
     item_ids: Tensor
     user_features: Tensor
     item_features: Tensor
+    rating_values: Tensor
 
     def to_dict(self) -> dict[str, Tensor]:
-        out = {"user_ids": self.user_ids, "item_ids": self.item_ids,
+        out = {"user_ids": self.user_ids, "item_ids": self.item_ids, "rating_values": self.rating_values,
                "user_features": self.user_features, "item_features": self.item_features}
         for part in PARTS:
             for name, tensor in getattr(self, part)._asdict().items():
@@ -148,7 +151,8 @@ class ProcessedData:
     @classmethod
     def from_dict(cls, tensors: dict[str, Tensor]) -> ProcessedData:
         parts = {part: EdgeBatch(*(tensors[f"{part}_{name}"] for name in EdgeBatch._fields)) for part in PARTS}
-        return cls(**parts, **{k: tensors[k] for k in ("user_ids", "item_ids", "user_features", "item_features")})
+        names = ("user_ids", "item_ids", "user_features", "item_features", "rating_values")
+        return cls(**parts, **{k: tensors[k] for k in names})
 
 
 def split_identity(settings: dict) -> dict:
@@ -188,7 +192,7 @@ def data_fingerprint(data: ProcessedData) -> str:
     """sha256 over the ids and every part's edges: equal exactly when two runs see the same data."""
     digest = hashlib.sha256()
     for name, tensor in sorted(data.to_dict().items()):
-        if name.endswith("_features"):
+        if name.endswith("_features") or name == "rating_values":
             continue
         digest.update(name.encode())
         digest.update(tensor.contiguous().numpy().tobytes())
@@ -207,25 +211,12 @@ def _check_processed(data: ProcessedData) -> None:
             raise ValueError(f"{part} edges index beyond the id lists")
     if data.user_features.shape[0] != users or data.item_features.shape[0] != items:
         raise ValueError("feature rows do not match the id lists")
-
-
-def user_features(meta: MovieLensMeta) -> Tensor:
-    """``(U, 1 + 2 + n_occupations)``: z-scored age, one-hot gender (M, F), one-hot occupation."""
-    users = meta.users
-    age = users["age"].to_numpy(np.float32)
-    age = (age - age.mean()) / max(float(age.std()), 1e-6)
-    gender = np.stack([(users["gender"] == g).to_numpy(np.float32) for g in ("M", "F")], axis=1)
-    occupation = np.stack([(users["occupation"] == o).to_numpy(np.float32) for o in meta.occupations], axis=1)
-    return torch.from_numpy(np.concatenate([age[:, None], gender, occupation], axis=1))
-
-
-def item_features(meta: MovieLensMeta) -> Tensor:
-    """``(I, n_genres)``: the 0/1 genre flags of ``u.item``."""
-    return torch.from_numpy(meta.items[list(meta.genres)].to_numpy(np.float32))
+    if data.rating_values.dim() != 1 or not len(data.rating_values):
+        raise ValueError("no rating scale")
 
 
 class MovieLensDataModule(pl.LightningDataModule):
-    """MovieLens-100K as train/validation/test edge sets plus the training graph.
+    """A ratings dataset as train/validation/test edge sets plus the training graph.
 
     The graph holds the training edges only: validation edges are carved out of the training
     part first, and neither they nor test edges ever enter it. Processed tensors are cached in
@@ -233,12 +224,15 @@ class MovieLensDataModule(pl.LightningDataModule):
     a cache built with other settings is rebuilt. A read-only ``root`` just skips the cache.
 
     Args:
-        root: Folder holding ``ml-100k/`` or ``ml-100k.zip``; downloaded there when missing.
-        split: ``u1``..``u5``, ``ua``, ``ub`` (the files' own train/test parts), ``random``
-            (a seeded ``test_fraction`` of ``u.data``), ``temporal`` (the latest
-            ``test_fraction`` of ``u.data`` by timestamp) or ``ratio`` (each user's ratings
-            shuffled with ``seed`` and cut by ``ratios`` into train/validation/test, RecBole's
-            default protocol; the validation settings below are then not used).
+        root: Folder holding the dataset's extracted folder or its archive (``ml-100k/`` or
+            ``ml-100k.zip``, ``ml-10M100K/`` or ``ml-10m.zip`` ...); downloaded there when missing.
+        dataset: Which dataset: ``ml-100k``, ``ml-1m``, ``ml-10m``, ``ml-20m``, ``ml-25m``, ``ml-32m``,
+            ``ml-latest-small``, or ``csv`` (your own ratings file, see ``path``).
+        split: ``u1``..``u5``, ``ua``, ``ub`` (ml-100k's own train/test files), ``random``
+            (a seeded ``test_fraction`` of all ratings), ``temporal`` (the latest
+            ``test_fraction`` by timestamp) or ``ratio`` (each user's ratings shuffled with
+            ``seed`` and cut by ``ratios`` into train/validation/test, RecBole's default
+            protocol; the validation settings below are then not used).
         val_fraction: Share of the training part held out for validation: seeded random, or
             for ``temporal`` the latest training ratings.
         val_strategy: ``random`` holds out ``val_fraction`` of the training ratings uniformly;
@@ -246,15 +240,25 @@ class MovieLensDataModule(pl.LightningDataModule):
             of the users (about ``val_fraction`` in total), which resembles the canonical u1
             test part (39% of the ratings of half the users). Ignored by ``temporal``.
         val_user_fraction: Share of users that lose ratings under ``val_strategy: users``.
-        test_fraction: Share of ``u.data`` held out for testing by ``random`` and ``temporal``.
+        test_fraction: Share of the ratings held out for testing by ``random`` and ``temporal``
+            (0.1 gives the literature's 90/10 splits of ml-1m and ml-10m).
         ratios: ``[train, validation, test]`` shares of each user's ratings for ``split: ratio``.
         seed: Seed of the random splits, so a given seed always gives the same edges.
         implicit_threshold: Keep only ratings at or above this as interactions (positives), before
             splitting (of the canonical files: in each part); ``None`` (the default) keeps every
             rating, so any rating is a positive. For the ranking task; the rating task then sees
-            only these ratings.
+            only these ratings. Must lie on the dataset's rating scale range.
         batch_size: Training edges per step; ``None`` trains full-batch (one step an epoch).
-        url: Where ``ml-100k.zip`` is downloaded from.
+        url: Where the archive is downloaded from; ``None`` means GroupLens's address for ``dataset``.
+        verify: Check the archive's md5 and size (always on, except to accept a newer release of a
+            development dataset such as ``ml-latest-small`` on purpose).
+        path: ``dataset: csv`` only: your ratings file.
+        columns: ``dataset: csv`` only: which columns hold user, item, rating and timestamp (header
+            names, or 0-based positions with ``header: false``).
+        separator: ``dataset: csv`` only: the field separator, one character.
+        header: ``dataset: csv`` only: the file's first line names its columns.
+        items_path: ``dataset: csv`` only: an optional items file (CSV with a header: the item
+            column, ``title``, optionally ``genres``).
         cache: Read and write the processed cache.
         cache_dir: Folder of the processed cache; ``None`` means ``<root>/processed``.
         predict_part: The part ``predict`` runs on: ``test`` or ``val``.
@@ -267,6 +271,7 @@ class MovieLensDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str = "data",
+        dataset: str = MovieLens100K.NAME,
         split: SplitName = "u1",
         val_fraction: float = 0.05,
         val_strategy: Literal["random", "users"] = "random",
@@ -276,7 +281,13 @@ class MovieLensDataModule(pl.LightningDataModule):
         seed: int = 42,
         implicit_threshold: Optional[float] = None,
         batch_size: Optional[int] = None,
-        url: str = MovieLens100K.URL,
+        url: Optional[str] = None,
+        verify: bool = True,
+        path: Optional[str] = None,
+        columns: Columns = Columns(),
+        separator: str = ",",
+        header: bool = True,
+        items_path: Optional[str] = None,
         cache: bool = True,
         cache_dir: Optional[str] = None,
         predict_part: Literal["test", "val"] = "test",
@@ -284,6 +295,11 @@ class MovieLensDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         check_split(split)
+        kind = dataset_class(dataset)
+        if split not in ("random", "temporal", "ratio") and split not in kind.CANONICAL_SPLITS:
+            valid = ", ".join([*kind.CANONICAL_SPLITS, "random", "temporal", "ratio"])
+            raise ValueError(f"--data.split {split} is one of ml-100k's own split files; {dataset} has none. "
+                             f"Valid splits for {dataset}: {valid}.")
         check_fraction("--data.val_fraction", val_fraction)
         if val_strategy not in ("random", "users"):
             raise ValueError(f"Unknown val_strategy {val_strategy!r}; valid values: random, users.")
@@ -295,16 +311,30 @@ class MovieLensDataModule(pl.LightningDataModule):
         check_fraction("--data.test_fraction", test_fraction)
         check_ratios(ratios)
         if implicit_threshold is not None and not (isinstance(implicit_threshold, (int, float))
-                                                   and MIN_STARS <= implicit_threshold <= MAX_STARS):
-            raise ValueError(f"--data.implicit_threshold must be null (every rating is a positive) or a rating in "
-                             f"{MIN_STARS}..{MAX_STARS}, got {implicit_threshold!r}.")
+                                                   and not isinstance(implicit_threshold, bool)
+                                                   and math.isfinite(implicit_threshold)):
+            raise ValueError(f"--data.implicit_threshold must be null (every rating is a positive) or a rating, "
+                             f"got {implicit_threshold!r}.")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--data.batch_size must be a positive integer or null (full batch), got {batch_size}.")
         if predict_part not in ("test", "val"):
             raise ValueError(f"Unknown predict_part {predict_part!r}; valid values: test, val.")
-        self.save_hyperparameters()
+        if isinstance(columns, dict):  # as checkpoints store it (plain values only: they load weights-only)
+            columns = Columns(**columns)
+        self.save_hyperparameters(ignore=["columns"])
+        self.hparams["columns"] = dataclasses.asdict(columns)
         self.predict_part = predict_part
-        self.dataset = MovieLens100K(root, url)
+        if kind is CSVRatings:
+            if path is None:
+                raise ValueError("--data.dataset csv reads your own ratings file: pass --data.path FILE (and "
+                                 "--data.columns, --data.separator, --data.header to describe it).")
+            self.dataset: Dataset = CSVRatings(root, path, columns, separator, header, items_path)
+        else:
+            given = [f"--data.{name}" for name, value in (("path", path), ("items_path", items_path)) if value is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)} are for --data.dataset csv (your own file); {dataset} is "
+                                 f"read from --data.root. Drop {given[0]} or pass --data.dataset csv.")
+            self.dataset = kind(root, url, verify)
         self.split = split
         self.val_fraction = val_fraction
         self.val_strategy = val_strategy
@@ -322,7 +352,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         self.train_generator = torch.Generator().manual_seed(seed)
         self._data: ProcessedData | None = None
         self._fingerprint: str | None = None
-        self._meta: MovieLensMeta | None = None
+        self._side: SideInfo | None = None
         self._graph: BipartiteGraph | None = None
 
     # ------------------------------------------------------------------ sizes for the model
@@ -347,18 +377,23 @@ class MovieLensDataModule(pl.LightningDataModule):
         """Mean rating of the training edges (validation excluded)."""
         return float(self.data.train.ratings.mean())
 
+    @property
+    def rating_values(self) -> list[float]:
+        """The rating scale, ascending: ``[1, 2, 3, 4, 5]``, or ``[0.5, 1.0, ..., 5.0]`` for half stars."""
+        return [float(v) for v in self.data.rating_values]
+
     # ------------------------------------------------------------------------ processing
     def prepare_data(self) -> None:
-        """Download and extract MovieLens-100K if needed (once per node under DDP)."""
+        """Download and extract the dataset if needed (once per node under DDP)."""
         self.dataset.prepare()
 
     @property
-    def meta(self) -> MovieLensMeta:
+    def side(self) -> SideInfo:
         """Users, items, titles and genres (parsed on first use)."""
-        if self._meta is None:
+        if self._side is None:
             self.dataset.prepare()
-            self._meta = self.dataset.read_meta()
-        return self._meta
+            self._side = self.dataset.read_side()
+        return self._side
 
     @property
     def data(self) -> ProcessedData:
@@ -379,18 +414,23 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     @property
     def cache_path(self) -> Path:
-        return self.cache_dir / f"{self.dataset.NAME}-{self.split}.pt"
+        name = self.dataset.NAME
+        if isinstance(self.dataset, CSVRatings):  # one cache per file: two files never evict each other
+            name += "-" + hashlib.sha256(str(self.dataset.path.resolve()).encode()).hexdigest()[:10]
+        return self.cache_dir / f"{name}-{self.split}.pt"
 
     def _settings(self) -> dict:
-        files = ["u.data", "u.user", "u.item", "u.genre", "u.occupation", "u.info"]
-        if self.split not in ("random", "temporal", "ratio"):
-            files += [f"{self.split}.base", f"{self.split}.test"]
         fingerprints = {}
-        for name in files:
-            path = self.dataset.raw_dir / name
+        for path in self.dataset.raw_files(self.split):
             stat = path.stat() if path.is_file() else None
-            fingerprints[name] = [stat.st_size, stat.st_mtime_ns] if stat else None
-        return {"format": CACHE_FORMAT, **split_identity(dict(self.hparams)), "files": fingerprints}
+            fingerprints[str(path.name)] = [stat.st_size, stat.st_mtime_ns] if stat else None
+        settings = {"format": CACHE_FORMAT, **split_identity(dict(self.hparams)), "files": fingerprints}
+        if isinstance(self.dataset, CSVRatings):  # how the file is read decides what the data is
+            csv = self.dataset
+            settings["csv"] = {"path": str(csv.path.resolve()), "columns": repr(csv.columns),
+                               "separator": csv.separator, "header": csv.header,
+                               "items_path": str(csv.items_path) if csv.items_path else None}
+        return settings
 
     @property
     def fingerprint(self) -> str:
@@ -419,7 +459,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         if not path.is_file():
             return None
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: 32M edges reload in seconds
             if not isinstance(saved, dict) or not isinstance(saved.get("tensors"), dict):
                 raise ValueError("not a processed-data cache")
             if saved.get("settings") != settings:
@@ -451,17 +491,20 @@ class MovieLensDataModule(pl.LightningDataModule):
             return ratings
         return ratings.take(ratings.rating >= self.implicit_threshold)
 
-    def _split_ratings(self, ratings: Ratings, meta: MovieLensMeta) -> tuple[Ratings, Ratings, Ratings]:
+    def _split_ratings(self, ratings: Ratings, side: SideInfo) -> tuple[Ratings, Ratings, Ratings]:
         ratings = self._positives(ratings)
         if self.split == "ratio":
             return ratio_split(ratings, self.ratios, self.seed)
         if self.split == "random":
             train, test = random_split(ratings, self.test_fraction, self.seed)
         elif self.split == "temporal":
+            if not ratings.timestamp.any():
+                raise ValueError(f"--data.split temporal needs timestamps; {self.dataset.ratings_source()[0]} has none "
+                                 "(for your own file, name the column with --data.columns.timestamp). "
+                                 "Use --data.split random or ratio instead.")
             train, test = temporal_split(ratings, self.test_fraction)
         else:
-            train = self._positives(self.dataset.read_ratings(f"{self.split}.base", meta))
-            test = self._positives(self.dataset.read_ratings(f"{self.split}.test", meta))
+            train, test = (self._positives(part) for part in self.dataset.read_split(self.split, side))
         if self.split == "temporal":
             train, val = temporal_split(train, self.val_fraction)
         elif self.val_strategy == "users":
@@ -470,26 +513,38 @@ class MovieLensDataModule(pl.LightningDataModule):
             train, val = random_split(train, self.val_fraction, self.seed)
         return train, val, test
 
+    def _check_threshold(self, scale: tuple[float, ...]) -> None:
+        threshold = self.implicit_threshold
+        if threshold is not None and not scale[0] <= threshold <= scale[-1]:
+            raise ValueError(f"--data.implicit_threshold {threshold} is outside the ratings of {self.dataset.NAME} "
+                             f"({scale[0]:g}..{scale[-1]:g}); pass a rating in that range, or null.")
+
     def _process(self) -> ProcessedData:
-        log.info("Processing %s (split %s)", self.dataset.raw_dir, self.split)
-        meta, ratings = self.dataset.load()
-        self._meta = meta
-        train, val, test = self._split_ratings(ratings, meta)
+        log.info("Processing %s (dataset %s, split %s)", self.dataset.raw_dir, self.dataset.NAME, self.split)
+        side, ratings = self.dataset.load()
+        self._side = side
+        scale = self.dataset.rating_values(ratings)
+        self._check_threshold(scale)
+        # Internal indices: every user and item with a rating (before any threshold), ids sorted, so that
+        # searchsorted maps an id to its index.
+        user_ids, item_ids = np.unique(ratings.user_id), np.unique(ratings.item_id)
+        train, val, test = self._split_ratings(ratings, side)
+        del ratings
 
         def edges(part: Ratings) -> EdgeBatch:
-            # Ids are sorted, so searchsorted maps a MovieLens id to its internal index.
-            users = np.searchsorted(meta.user_ids, part.user_id)
-            items = np.searchsorted(meta.item_ids, part.item_id)
+            users = np.searchsorted(user_ids, part.user_id)
+            items = np.searchsorted(item_ids, part.item_id)
             return EdgeBatch(torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(part.rating))
 
         return ProcessedData(
             train=edges(train),
             val=edges(val),
             test=edges(test),
-            user_ids=torch.tensor(meta.user_ids),
-            item_ids=torch.tensor(meta.item_ids),
-            user_features=user_features(meta),
-            item_features=item_features(meta),
+            user_ids=torch.from_numpy(user_ids),
+            item_ids=torch.from_numpy(item_ids),
+            user_features=self.dataset.user_features(side, user_ids),
+            item_features=self.dataset.item_features(side, item_ids),
+            rating_values=torch.tensor(scale, dtype=torch.float32),
         )
 
     # --------------------------------------------------------------------------- Lightning
@@ -501,7 +556,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             self._graph = BipartiteGraph(
                 data.train.users, data.train.items, self.num_users, self.num_items,
                 user_features=data.user_features, item_features=data.item_features,
-                ratings=data.train.ratings, num_relations=RATING_LEVELS,
+                ratings=data.train.ratings, rating_values=self.rating_values,
             )
         return self._graph
 

@@ -6,7 +6,10 @@ import numpy as np
 
 from typing import Sequence
 
-from movielens_gnn.data.movielens import CANONICAL_SPLITS, Ratings
+from movielens_gnn.data.datasets.base import Ratings
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
+
+CANONICAL_SPLITS = MovieLens100K.CANONICAL_SPLITS
 
 SPLITS = (*CANONICAL_SPLITS, "random", "temporal", "ratio")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -48,8 +49,9 @@ class BipartiteGraph(nn.Module):
         num_items: ``I``.
         user_features: ``(U, Fu)`` side features, or ``None``.
         item_features: ``(I, Fi)`` side features, or ``None``.
-        ratings: ``(E,)`` rating of each edge (1..``num_relations``), or ``None``.
-        num_relations: ``R``, the number of rating levels, when ``ratings`` is given.
+        ratings: ``(E,)`` rating of each edge, one of ``rating_values``, or ``None``.
+        rating_values: The ``R`` rating levels, ascending (whole stars 1..5 by default; half stars
+            0.5..5.0 give ``R = 10``); edge relations are indices into them.
         dtype: Floating dtype of the normalised values.
     """
 
@@ -62,7 +64,7 @@ class BipartiteGraph(nn.Module):
         user_features: Tensor | None = None,
         item_features: Tensor | None = None,
         ratings: Tensor | None = None,
-        num_relations: int = 5,
+        rating_values: Sequence[float] = (1.0, 2.0, 3.0, 4.0, 5.0),
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -84,9 +86,13 @@ class BipartiteGraph(nn.Module):
         self.num_relations = 0
         layouts = {"": (dst, src, n, n), "t_": (src, dst, n, n)}
         if ratings is not None:
-            level = ratings.round().to(torch.int64).cpu() - 1
-            if level.shape != users.shape or (level.numel() and (int(level.min()) < 0 or int(level.max()) >= num_relations)):
-                raise ValueError(f"ratings must be one per edge and in 1..{num_relations}.")
+            scale = torch.tensor([float(v) for v in rating_values], dtype=torch.float64)
+            num_relations = len(scale)
+            rated = ratings.cpu().to(torch.float64)
+            level = torch.searchsorted(scale, rated).clamp(max=num_relations - 1)
+            if level.shape != users.shape or not bool((scale[level] == rated).all()):
+                shown = ", ".join(f"{v:g}" for v in scale.tolist())
+                raise ValueError(f"ratings must be one per edge and each one of the rating values {shown}.")
             self.num_relations = num_relations
             rel_src = torch.cat([level, level]) * n + src
             # (N, R*N): rows are destinations, columns (relation, source); and its transpose.

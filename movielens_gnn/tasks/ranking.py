@@ -101,6 +101,8 @@ class RankingModel(GraphTask):
         user_feature_dim: Width of the user side features; linked from the data module.
         item_feature_dim: Width of the item side features; linked from the data module.
         rating_mean: Linked from the data module like for the rating task; not used in ranking.
+        rating_values: The rating scale, linked from the data module like for the rating task; not
+            used in ranking.
         encoder: ``mf`` (free embeddings, no graph), ``lightgcn`` (no weights or activations,
             mean of layers 0..L, symmetric normalisation) or ``graphconv`` (the rating task's
             GraphConv stack).
@@ -132,6 +134,7 @@ class RankingModel(GraphTask):
         user_feature_dim: int = 0,
         item_feature_dim: int = 0,
         rating_mean: float = 3.5,
+        rating_values: Sequence[float] = (1.0, 2.0, 3.0, 4.0, 5.0),
         encoder: Literal["mf", "lightgcn", "graphconv"] = "lightgcn",
         embedding_dim: int = 64,
         num_layers: int = 3,

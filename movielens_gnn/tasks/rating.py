@@ -19,7 +19,7 @@ from movielens_gnn.tasks.base import GraphTask
 
 log = logging.getLogger(__name__)
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
+WHOLE_STARS = (1.0, 2.0, 3.0, 4.0, 5.0)  # the scale of checkpoints from before rating_values was linked
 
 
 def check_arguments(**arguments) -> None:
@@ -52,6 +52,10 @@ def check_arguments(**arguments) -> None:
     for name in ("rating_mean", "relevance_threshold"):
         if name in arguments and not (isinstance(arguments[name], (int, float)) and math.isfinite(arguments[name])):
             fail(name, "a finite number")
+    values = arguments.get("rating_values")
+    if values is not None and not (len(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+                                   and list(values) == sorted(set(values))):
+        fail("rating_values", "the rating scale: distinct finite numbers, ascending, e.g. [1, 2, 3, 4, 5]")
 
 
 class RatingModel(GraphTask):
@@ -59,7 +63,7 @@ class RatingModel(GraphTask):
 
     Trains with MSE on the raw score (of each tower, when the autoencoder tower is on: see
     ``autoencoder_dim``); RMSE and MAE are measured on predictions clamped to the
-    rating range 1..5, with one metric collection per stage. For top-K lists prefer
+    rating scale's range (1..5, or 0.5..5.0 for half stars), with one metric collection per stage. For top-K lists prefer
     :class:`~movielens_gnn.tasks.ranking.RankingModel`, which is trained and selected for them.
 
     Args:
@@ -68,6 +72,9 @@ class RatingModel(GraphTask):
         user_feature_dim: Width of the user side features; linked from the data module.
         item_feature_dim: Width of the item side features; linked from the data module.
         rating_mean: Mean training rating, the heads' offset; linked from the data module.
+        rating_values: The rating scale, ascending (``[1, 2, 3, 4, 5]``; ten half stars 0.5..5.0 on
+            ml-10m and later); linked from the data module. Predictions are clamped to its range and
+            ``rating_relations`` has one relation per value.
         embedding_dim: Width of the ID embeddings.
         hidden_dims: Output width of each GraphConv layer.
         activation: Between GraphConv layers: ``relu``, ``leaky_relu``, ``elu``, ``tanh`` or ``identity``.
@@ -76,7 +83,7 @@ class RatingModel(GraphTask):
             step (a fresh draw each step; none at evaluation).
         combine: Encoder output: ``last`` layer, ``mean`` or ``concat`` of all layers.
         rating_relations: Rating-aware message passing: one GraphConv weight per rating value
-            (1..5), as in GC-MC, instead of one for all edges.
+            (of ``rating_values``), as in GC-MC, instead of one for all edges.
         side_features: Add projected user/item side features to the ID embeddings.
         autoencoder_dim: Width ``K`` of a second tower, an item autoencoder (I-AutoRec as one
             rating-weighted message-passing step, :class:`ItemAutoencoder`) scored by its own dot
@@ -110,6 +117,7 @@ class RatingModel(GraphTask):
         user_feature_dim: int = 0,
         item_feature_dim: int = 0,
         rating_mean: float = 3.5,
+        rating_values: Sequence[float] = WHOLE_STARS,
         embedding_dim: int = 64,
         hidden_dims: Sequence[int] = (64,),
         activation: Literal["relu", "leaky_relu", "elu", "tanh", "identity"] = "relu",
@@ -138,9 +146,13 @@ class RatingModel(GraphTask):
             hidden_dims=list(hidden_dims), dropout=dropout, edge_dropout=edge_dropout,
             autoencoder_dim=autoencoder_dim, autoencoder_weight_decay=autoencoder_weight_decay,
             mlp_hidden_dims=list(mlp_hidden_dims), mlp_dropout=mlp_dropout, ranking_ks=list(ranking_ks),
-            relevance_threshold=relevance_threshold,
+            relevance_threshold=relevance_threshold, rating_values=list(rating_values),
         )
+        if side_features and not (user_feature_dim and item_feature_dim):
+            absent = " and ".join(n for n, d in (("user", user_feature_dim), ("item", item_feature_dim)) if not d)
+            log.info("side_features: this dataset has no %s features; using what there is.", absent)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.rating_range = (float(min(rating_values)), float(max(rating_values)))
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.encoder = GraphEncoder(
@@ -154,7 +166,7 @@ class RatingModel(GraphTask):
             combine=combine,
             user_feature_dim=user_feature_dim if side_features else 0,
             item_feature_dim=item_feature_dim if side_features else 0,
-            num_relations=int(MAX_RATING - MIN_RATING) + 1 if rating_relations else 0,
+            num_relations=len(rating_values) if rating_relations else 0,
             engine=engine,
         )
         if head == "dot":
@@ -218,7 +230,7 @@ class RatingModel(GraphTask):
         # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
         # tower lean on the other and was worse on validation.
         loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
-        metrics.update(prediction.detach().clamp(MIN_RATING, MAX_RATING), ratings)
+        metrics.update(prediction.detach().clamp(*self.rating_range), ratings)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(ratings))
         return loss
 
@@ -238,9 +250,9 @@ class RatingModel(GraphTask):
         self.log_ranking("test", self.hparams.ranking_ks, self.hparams.relevance_threshold)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """``(B,)`` predicted ratings clamped to 1..5."""
+        """``(B,)`` predicted ratings clamped to the rating scale's range."""
         users, items, _ = batch
-        return self(users, items).clamp(MIN_RATING, MAX_RATING)
+        return self(users, items).clamp(*self.rating_range)
 
     def _parameter_groups(self) -> list[dict]:
         """One group for all parameters, or two when the autoencoder's embedding tables have their own weight decay."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from movielens_gnn.data.datamodule import EdgeBatch, EdgeLoader, MovieLensDataModule
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from movielens_gnn.data.splits import ratio_counts
 
 
@@ -307,8 +307,11 @@ def test_implicit_threshold_keeps_only_positives_before_splitting(ml100k_root):
     assert len(plain.data.test.ratings) == len(test) and plain.fingerprint != dm.fingerprint
 
 
-@pytest.mark.parametrize("threshold", [0, 5.5, "4"])
-def test_bad_implicit_threshold(tmp_path, threshold):
+def test_bad_implicit_threshold(ml100k_root):
     with pytest.raises(ValueError, match=r"--data.implicit_threshold must be null \(every rating is a positive\) "
-                                         r"or a rating in 1\.\.5, got"):
-        MovieLensDataModule(root=str(tmp_path), implicit_threshold=threshold)
+                                         r"or a rating, got '4'"):
+        MovieLensDataModule(root=str(ml100k_root), implicit_threshold="4")
+    for threshold in (0, 5.5):  # known to be off the scale once the data says what its scale is
+        with pytest.raises(ValueError, match=rf"--data.implicit_threshold {threshold} is outside the ratings of "
+                                             r"ml-100k \(1\.\.5\)"):
+            MovieLensDataModule(root=str(ml100k_root), implicit_threshold=threshold, cache=False).data

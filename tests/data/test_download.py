@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from movielens_gnn.data.download import download, extract_zip, md5sum, verify_archive
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from tests.synthetic import write_ml100k, zip_folder
 
 

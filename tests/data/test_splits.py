@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movielens_gnn.data.movielens import Ratings
+from movielens_gnn.data.datasets import Ratings
 from movielens_gnn.data.splits import check_split, random_split, ratio_split, temporal_split, user_holdout
 
 

@@ -67,9 +67,26 @@ def test_relational_adjacency_splits_the_normalised_matrix_by_rating():
     torch.testing.assert_close(adj_t.to_dense(), wide.T)
 
 
+def test_half_star_ratings_get_ten_relations():
+    users, items = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1])
+    half_stars = [k / 2 for k in range(1, 11)]
+    graph = BipartiteGraph(users, items, 2, 2, ratings=torch.tensor([0.5, 5.0, 3.5]), rating_values=half_stars,
+                           dtype=torch.float64)
+    wide = graph.relational_adjacency()[0].to_dense()
+    n = graph.num_nodes
+    assert graph.num_relations == 10 and wide.shape == (n, 10 * n)
+    plain = graph.to_dense()
+    # Item 0 (node 2) <- user 0 rated 0.5: block 0; item 1 (node 3) <- user 1 rated 3.5: block 6.
+    assert wide[2, 0 * n + 0] == plain[2, 0] and wide[3, 6 * n + 1] == plain[3, 1] and wide[3, 9 * n + 0] == plain[3, 0]
+    torch.testing.assert_close(wide.reshape(n, 10, n).sum(1), plain)
+
+
 def test_relational_needs_ratings_in_range():
-    with pytest.raises(ValueError, match="in 1..5"):
+    with pytest.raises(ValueError, match="each one of the rating values 1, 2, 3, 4, 5"):
         BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 1, 1, ratings=torch.tensor([6.0]))
+    with pytest.raises(ValueError, match="rating values 0.5, 1, 1.5"):  # a whole star where only half stars are
+        BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 1, 1, ratings=torch.tensor([3.25]),
+                       rating_values=[k / 2 for k in range(1, 11)])
     with pytest.raises(ValueError, match="built without edge ratings"):
         BipartiteGraph(torch.tensor([0]), torch.tensor([0]), 1, 1).relational_adjacency()
 

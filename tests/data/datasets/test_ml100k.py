@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from movielens_gnn.data.movielens import MovieLens100K
+from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from tests.synthetic import GENRES, LATIN1_TITLE, OCCUPATIONS
 
 
@@ -19,9 +19,9 @@ def _replace_line(path, number, text):
 
 
 def test_load_parses_counts_ids_and_values(dataset):
-    meta, ratings = dataset.load()
-    assert (meta.num_users, meta.num_items, len(ratings)) == (24, 30, 24 * 12)
-    np.testing.assert_array_equal(meta.user_ids, np.arange(1, 25))
+    side, ratings = dataset.load()
+    assert (len(side.users), len(side.items), len(ratings)) == (24, 30, 24 * 12)
+    np.testing.assert_array_equal(side.users.index, np.arange(1, 25))
     first = dataset.raw_dir.joinpath("u.data").read_text().splitlines()[0].split("\t")
     assert (ratings.user_id[0], ratings.item_id[0], ratings.rating[0], ratings.timestamp[0]) == tuple(
         float(v) for v in first
@@ -30,19 +30,31 @@ def test_load_parses_counts_ids_and_values(dataset):
 
 
 def test_latin1_titles_and_side_information(dataset):
-    meta = dataset.read_meta()
-    assert meta.items.loc[2, "title"] == LATIN1_TITLE
-    assert meta.genres == GENRES and meta.occupations == OCCUPATIONS
-    assert meta.items.loc[30, "release_date"] == ""
-    assert meta.items.loc[1, list(GENRES)].sum() == 1
-    assert meta.users.loc[3, "gender"] == "F" and meta.users.loc[3, "age"] == 18 + 21
+    side = dataset.read_side()
+    assert side.items.loc[2, "title"] == LATIN1_TITLE
+    assert side.genres == GENRES and side.categories["occupation"] == OCCUPATIONS
+    assert side.items.loc[30, "release_date"] == ""
+    assert len(side.items.loc[1, "genres"].split("|")) == 1 and side.items.loc[1, "genres"] in GENRES
+    assert side.users.loc[3, "gender"] == "F" and side.users.loc[3, "age"] == 18 + 21
+
+
+def test_features_keep_the_u_genre_order_and_demographics(dataset):
+    side = dataset.read_side()
+    ids = np.arange(1, 31)
+    flags = dataset.item_features(side, ids)
+    assert flags.shape == (30, len(GENRES)) and flags.sum(1).tolist() == [1.0] * 30
+    assert GENRES[int(flags[0].argmax())] == side.items.loc[1, "genres"]
+    users = dataset.user_features(side, np.arange(1, 25))
+    assert users.shape == (24, 1 + 2 + len(OCCUPATIONS))
+    assert users[2, 2] == 1.0 and users[2, 1] == 0.0  # user 3 is F: the second gender column
+    assert abs(float(users[:, 0].mean())) < 1e-5  # z-scored age
 
 
 def test_real_files_have_the_documented_counts(real_data_root):
-    meta, ratings = MovieLens100K(real_data_root).load()
-    assert (meta.num_users, meta.num_items, len(ratings)) == (943, 1682, 100_000)
-    assert len(meta.genres) == 19 and len(meta.occupations) == 21
-    assert meta.items.title.str.contains("Misérables").any()
+    side, ratings = MovieLens100K(real_data_root).load()
+    assert (len(side.users), len(side.items), len(ratings)) == (943, 1682, 100_000)
+    assert len(side.genres) == 19 and len(side.categories["occupation"]) == 21
+    assert side.items.title.str.contains("Misérables").any()
     assert ratings.rating.min() == 1 and ratings.rating.max() == 5
 
 
@@ -93,10 +105,10 @@ def test_counts_must_match_u_info(dataset):
 def test_unknown_occupation_and_bad_age(dataset):
     _replace_line(dataset.raw_dir / "u.user", 4, "4|30|M|astronaut|12345\n")
     with pytest.raises(ValueError, match=r"u\.user line 4: occupation 'astronaut' is not one of administrator"):
-        dataset.read_meta()
+        dataset.read_side()
     _replace_line(dataset.raw_dir / "u.user", 4, "4|old|M|artist|12345\n")
     with pytest.raises(ValueError, match=r"u\.user line 4: age must be an integer"):
-        dataset.read_meta()
+        dataset.read_side()
 
 
 def test_bad_genre_flag(dataset):
@@ -104,11 +116,11 @@ def test_bad_genre_flag(dataset):
     line = path.read_text(encoding="latin-1").splitlines()[6]
     _replace_line(path, 7, line[:-1] + "7\n")
     with pytest.raises(ValueError, match=r"u\.item line 7: Western must be an integer in 0\.\.1"):
-        dataset.read_meta()
+        dataset.read_side()
 
 
 def test_missing_split_file(dataset):
     (dataset.raw_dir / "u3.test").unlink()
-    meta = dataset.read_meta()
+    side = dataset.read_side()
     with pytest.raises(FileNotFoundError, match=r"u3\.test is missing"):
-        dataset.read_ratings("u3.test", meta)
+        dataset.read_split("u3", side)

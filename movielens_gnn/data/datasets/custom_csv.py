@@ -1,0 +1,151 @@
+"""Your own ratings file: ``--data.dataset csv --data.path FILE``.
+
+Any delimited text file with one rating per line works: name its columns with ``--data.columns``
+(header names, or 0-based positions with ``--data.header false``), its separator with
+``--data.separator``. User and item ids must be integers (they need not be contiguous); ratings may
+be on any scale, and the scale is the set of distinct ratings in the file. A timestamp column is
+optional (the ``temporal`` split needs it). ``--data.items_path`` optionally names a CSV file with a
+header holding the item id column, ``title`` and optionally ``genres`` (``|``-separated), for
+``recommend`` and the genre features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from movielens_gnn.data.datasets import readers
+from movielens_gnn.data.datasets.base import Dataset, Ratings, SideInfo, check_unique_pairs, year_of
+from movielens_gnn.data.datasets.ml1m import genre_names
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of your ratings file hold what: header names, or 0-based positions without a header.
+
+    Attributes:
+        user: The user id column.
+        item: The item id column.
+        rating: The rating column.
+        timestamp: The timestamp column (unix seconds), or ``None`` when the file has none.
+    """
+
+    user: Union[int, str] = "user_id"
+    item: Union[int, str] = "item_id"
+    rating: Union[int, str] = "rating"
+    timestamp: Union[int, str, None] = None
+
+
+class CSVRatings(Dataset):
+    """Ratings from a delimited text file of your own.
+
+    Args:
+        root: The data folder (the processed cache goes under it).
+        path: The ratings file.
+        columns: Which columns hold user, item, rating and (optionally) timestamp.
+        separator: The field separator, one character (``","``, ``"\\t"``, ``";"`` ...).
+        header: The first line names the columns.
+        items_path: Optional items file (CSV with a header: the item column, ``title``, optionally ``genres``).
+    """
+
+    NAME = "csv"
+    TITLE = "your ratings file"
+    RATING_VALUES = None  # the distinct ratings in the file
+
+    def __init__(self, root: str | Path, path: str | Path, columns: Columns = Columns(), separator: str = ",",
+                 header: bool = True, items_path: Optional[str | Path] = None) -> None:
+        super().__init__(root)
+        self.path = Path(path)
+        self.columns = columns
+        self.separator = separator
+        self.header = header
+        self.items_path = Path(items_path) if items_path is not None else None
+        if len(separator) != 1:
+            raise ValueError(f"--data.separator must be one character (',', ';', '\\t' ...), got {separator!r}.")
+        for name in ("user", "item", "rating", "timestamp"):
+            value = getattr(columns, name)
+            if value is None and name != "timestamp":
+                raise ValueError(f"--data.columns.{name} must name a column (or its 0-based position), got null.")
+            if not header and value is not None and not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"--data.columns.{name} must be a 0-based column position when --data.header is "
+                                 f"false, got {value!r}.")
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.path.parent
+
+    def raw_files(self, split: str) -> list[Path]:
+        return [self.path] + ([self.items_path] if self.items_path is not None else [])
+
+    def prepare(self) -> Path:
+        for path, option in ((self.path, "--data.path"), (self.items_path, "--data.items_path")):
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f"{option} {path} is not a file; expected your ratings file "
+                                        "(see --data.columns, --data.separator and --data.header).")
+        return self.raw_dir
+
+    def check_files(self, names=None) -> None:
+        self.prepare()
+
+    def ratings_source(self) -> tuple[Path, bool]:
+        return self.path, self.header
+
+    def _positions(self) -> tuple[list[str], list[int]]:
+        wanted = {"user_id": self.columns.user, "item_id": self.columns.item, "rating": self.columns.rating}
+        if self.columns.timestamp is not None:
+            wanted["timestamp"] = self.columns.timestamp
+        if not self.header:
+            return list(wanted), [int(v) for v in wanted.values()]
+        found = readers.header_fields(self.path, self.separator)
+        positions = []
+        for name, column in wanted.items():
+            option = {"user_id": "user", "item_id": "item"}.get(name, name)
+            if isinstance(column, int):
+                if column >= len(found):
+                    raise ValueError(f"{self.path} has {len(found)} columns; --data.columns.{option} {column} is "
+                                     "beyond them.")
+                positions.append(column)
+            elif column in found:
+                positions.append(found.index(column))
+            else:
+                raise ValueError(f"{self.path} has no column {column!r} (--data.columns.{option}); its header has "
+                                 f"{', '.join(repr(f) for f in found)}. Pass --data.columns.{option} NAME, or "
+                                 "--data.header false with 0-based positions.")
+        return list(wanted), positions
+
+    def read_ratings(self) -> Ratings:
+        names, positions = self._positions()
+        table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header)
+        users = readers.check_integers(table["user_id"], "user id", self.path, self.header, low=0)
+        items = readers.check_integers(table["item_id"], "item id", self.path, self.header, low=0)
+        timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header)
+                      if "timestamp" in table else np.zeros(len(users), dtype=np.int64))
+        check_unique_pairs(users, items, self.path, self.header)
+        return Ratings(users, items, table["rating"].astype(np.float32), timestamps)
+
+    def read_side(self) -> SideInfo:
+        if self.items_path is None:
+            return SideInfo(users=pd.DataFrame(), items=pd.DataFrame(columns=["title", "year", "genres"]), genres=())
+        path = self.items_path
+        key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
+        frame = pd.read_csv(path, sep=self.separator, dtype=str, keep_default_na=False)
+        missing = [c for c in (key, "title") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} has no column {missing[0]!r}; an items file needs a header with {key!r} and "
+                             f"'title' (and optionally 'genres'); its header has {', '.join(map(repr, frame.columns))}.")
+        frame = frame.rename(columns={key: "item_id"})
+        frame.attrs["lines"] = np.arange(len(frame)) + 2
+        readers.check_int_column(frame, "item_id", path, low=0)
+        readers.check_unique(frame, "item_id", path)
+        if "genres" not in frame:
+            frame["genres"] = ""
+        frame["year"] = year_of(frame["title"])
+        items = frame[["item_id", "title", "year", "genres"]].set_index("item_id").sort_index()
+        return SideInfo(users=pd.DataFrame(), items=items, genres=genre_names(items["genres"]))
+
+    def check_listed(self, ratings: Ratings, side: SideInfo) -> None:
+        """Your items file need not list every rated item (those just have no title)."""

@@ -1,0 +1,266 @@
+"""Reading text tables: a fast vectorised path for ratings files, and exact line numbers when a file is wrong.
+
+Ratings files reach tens of millions of lines (ml-32m: 32 million), so they are parsed by pandas' C
+engine straight into float64 columns, with no per-line Python. ``::``-separated files (ml-1m, ml-10m)
+go through the same engine with ``:`` as the separator: ``1::31::2.5::1260759144`` splits into seven
+fields whose odd ones must be empty. Only when something is wrong is the file read again, as text,
+to name the first bad line and value. Small files (users, movies) are read as text and checked line
+by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+_QUOTE_NONE = csv.QUOTE_NONE
+# Pandas splits lines on \n, \r\n and \r only (str.splitlines would also split on \x0c, \x85 ...).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def decode(path: Path, encodings: Sequence[str]) -> str:
+    """The text of ``path`` in the first of ``encodings`` that decodes it (Latin-1 decodes anything)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror or err}.") from err
+    for encoding in encodings:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"{path} is not text in {' or '.join(encodings)}; restore the original file.")
+
+
+def line_number(path: Path, row: int, header: bool) -> int:
+    """The 1-based line of ``path`` that holds data row ``row`` (0-based; blank lines skipped, as pandas does)."""
+    target = row + (1 if header else 0)
+    seen = -1
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.rstrip(b"\r\n"):
+                seen += 1
+                if seen == target:
+                    return number
+    return row + 1 + (1 if header else 0)  # unreachable for a row the file has; a safe fallback
+
+
+def line_of(frame: pd.DataFrame, row: int) -> int:
+    """The 1-based file line of ``frame``'s ``row`` (recorded in ``attrs["lines"]`` by :func:`read_text_table`)."""
+    lines = frame.attrs.get("lines")
+    return int(lines[row]) if lines is not None else row + 1
+
+
+def read_text_table(path: Path, columns: Sequence[str], sep: str = "|", encodings: Sequence[str] = ("latin-1",),
+                    header: bool = False) -> pd.DataFrame:
+    """Read a small unquoted text table as strings; every line must have exactly ``len(columns)`` fields.
+
+    A missing or an extra field (a trailing separator, say) is reported with its line number rather than
+    read shifted. ``sep`` may have several characters (``::``). The frame's ``attrs["lines"]`` maps each
+    row to its line in the file.
+    """
+    text = decode(path, encodings)
+    lines = _LINE_BREAK.split(text)
+    numbers = [number for number, line in enumerate(lines, start=1) if line]
+    if header and numbers:
+        numbers = numbers[1:]
+    if not numbers:
+        raise ValueError(f"{path} is empty; expected lines of {', '.join(columns)}.")
+    expected = len(columns) - 1
+    for number in numbers:
+        found = lines[number - 1].count(sep)
+        if found != expected:
+            name = {"\t": "tab", "|": "'|'", ",": "comma"}.get(sep, repr(sep))
+            raise ValueError(
+                f"{path} line {number}: expected {len(columns)} {name}-separated fields "
+                f"({', '.join(columns)}), got {found + 1}. Fix or remove that line, or restore the original file."
+            )
+    if len(sep) > 1:  # the C engine takes one character; \x1f (unit separator) never occurs in these files
+        text = text.replace(sep, "\x1f")
+        sep = "\x1f"
+    frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, names=list(columns), dtype=str,
+                        keep_default_na=False, engine="c", quoting=_QUOTE_NONE)
+    if len(frame) != len(numbers):  # pandas saw other rows than we counted: say so rather than misnumber
+        raise ValueError(f"{path} could not be read line by line ({len(numbers)} lines, {len(frame)} rows); "
+                         "restore the original file.")
+    frame.attrs["lines"] = np.asarray(numbers)
+    return frame
+
+
+def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str] = ("utf-8", "latin-1")) -> pd.DataFrame:
+    """Read a small CSV file with a header and quoted fields (``movies.csv``: ``2,"Jumanji (1995)",Adventure``).
+
+    The header must name ``columns`` in order. Values are strings; a row with a missing field is reported
+    by line.
+    """
+    text = decode(path, encodings)
+    first = next((line for line in _LINE_BREAK.split(text) if line), "")
+    found = next(csv.reader([first]), [])
+    if found != list(columns):
+        raise ValueError(f"{path}: expected the header {','.join(columns)}, got {first!r}; restore the original file.")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path}: {err}. Fix that line (quote fields that hold commas) or restore the original file.") from err
+    missing = frame.isna().any(axis=1).to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise ValueError(f"{path} row {row + 1} (after the header): expected {len(columns)} fields "
+                         f"({', '.join(columns)}); some are missing. Fix that line or restore the original file.")
+    frame.attrs["lines"] = np.arange(len(frame)) + 2  # after the header; exact unless a quoted title spans lines
+    return frame
+
+
+def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[int], sep: str, header: bool,
+                       encoding: str = "utf-8") -> dict[str, np.ndarray]:
+    """Read numeric columns of a large table fast: ``{name: (E,) float64}`` in file order.
+
+    Args:
+        path: The file.
+        columns: Names of the columns to return.
+        positions: 0-based field position of each of ``columns``.
+        sep: One separator character, or ``"::"`` (read as ``:``; the fields between must be empty).
+        header: The first line is a header (skipped here; check it with :func:`header_fields`).
+        encoding: The file's encoding.
+
+    Raises:
+        ValueError: A field is missing or not a number, or a line has extra fields; the message names the
+            file, the line and the value.
+    """
+    colon = sep == "::"
+    used = [2 * p for p in positions] if colon else list(positions)
+    gaps = [2 * p + 1 for p in range(max(positions))] if colon else []  # the empty fields between '::'
+    names = {position: name for position, name in zip(used, columns)}
+    read = sorted(set(used) | set(gaps))
+    options = dict(sep=":" if colon else sep, header=None, skiprows=1 if header else None, usecols=read,
+                   engine="c", quoting=_QUOTE_NONE, encoding=encoding, skip_blank_lines=True)
+    try:
+        frame = pd.read_csv(path, dtype=np.float64, **options)
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path}: {err} (fields are separated by {sep!r}). Fix or remove that line, or restore "
+                         "the original file.") from err
+    except (ValueError, UnicodeDecodeError):  # a non-numeric field: find it, as text
+        _raise_first_non_numeric(path, names, options, header, sep)
+        raise
+    if frame.empty:
+        raise ValueError(f"{path} has no data lines; expected lines of {sep.join(columns)}.")
+    bad = frame[used].isna().any(axis=1).to_numpy()
+    if gaps:
+        bad |= frame[gaps].notna().any(axis=1).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        number = line_number(path, row, header)
+        raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
+                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.")
+    return {names[position]: frame[position].to_numpy() for position in used}
+
+
+def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, header: bool, sep: str) -> None:
+    """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not {options['encoding']} text ({err}); restore the original file.") from err
+    for position, name in names.items():
+        text = frame[position]
+        values = pd.to_numeric(text.str.strip(), errors="coerce")
+        bad = (values.isna() & (text != "")).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            number = line_number(path, row, header)
+            raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
+                             "Fix or remove that line, or restore the original file.")
+
+
+def _line_text(path: Path, number: int) -> str:
+    with open(path, "rb") as handle:
+        for current, line in enumerate(handle, start=1):
+            if current == number:
+                return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    return ""
+
+
+def header_fields(path: Path, sep: str, encoding: str = "utf-8") -> list[str]:
+    """The fields of the first line of ``path`` (its header), split on ``sep`` with CSV quoting."""
+    try:
+        with open(path, encoding=encoding, newline="") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} cannot be read as {encoding} text: {err}.") from err
+    return next(csv.reader([first.rstrip("\r\n")], delimiter=sep), [])
+
+
+def check_integers(values: np.ndarray, name: str, path: Path, header: bool, low: float | None = None) -> np.ndarray:
+    """``values`` as int64 when every one is a whole number (``>= low``); else ``ValueError`` naming the line."""
+    bad = values != np.round(values)
+    if low is not None:
+        bad |= values < low
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        bounds = f" >= {low:g}" if low is not None else ""
+        raise ValueError(f"{path} line {line_number(path, row, header)}: {name} must be an integer{bounds}, "
+                         f"got {values[row]:g}.")
+    return values.astype(np.int64)
+
+
+def check_scale(values: np.ndarray, scale: Sequence[float], path: Path, header: bool) -> None:
+    """Raise ``ValueError`` naming the first rating of ``values`` that is not one of ``scale``'s values."""
+    allowed = np.asarray(scale, dtype=np.float64)
+    index = np.clip(np.searchsorted(allowed, values), 0, len(allowed) - 1)
+    bad = allowed[index] != values
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = ", ".join(f"{v:g}" for v in scale)
+        raise ValueError(f"{path} line {line_number(path, row, header)}: rating must be one of {shown}, "
+                         f"got {values[row]:g}.")
+
+
+def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
+    """The row of the first (user, item) pair that repeats an earlier row, in file order; ``None`` if none does."""
+    if len(users) == 0:
+        return None
+    key = users.astype(np.int64) * (int(items.max()) + 1) + items.astype(np.int64)
+    order = np.argsort(key, kind="stable")  # equal keys keep file order, so the later one is the repeat
+    sorted_key = key[order]
+    repeats = order[1:][sorted_key[1:] == sorted_key[:-1]]
+    return int(repeats.min()) if len(repeats) else None
+
+
+def check_int_column(frame: pd.DataFrame, column: str, path: Path, low: int | None = None,
+                     high: int | None = None) -> None:
+    """Convert text column ``frame[column]`` to int64 in place, raising on the first bad line."""
+    values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if low is not None:
+        bad |= values < low
+    if high is not None:
+        bad |= values > high
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        bounds = f" in {low}..{high}" if high is not None else (f" >= {low}" if low is not None else "")
+        raise ValueError(f"{path} line {line_of(frame, row)}: {column} must be an integer{bounds}, "
+                         f"got {frame[column].iloc[row]!r}.")
+    frame[column] = values.astype(np.int64)
+
+
+def check_values(frame: pd.DataFrame, column: str, valid: Sequence, path: Path) -> None:
+    """Raise ``ValueError`` on the first line whose ``column`` is not one of ``valid``."""
+    bad = ~frame[column].isin(list(valid))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]!r} is not one of "
+                         f"{', '.join(str(v) for v in valid)}.")
+
+
+def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
+    """Raise ``ValueError`` on the first line whose ``column`` value appeared on an earlier line."""
+    duplicated = frame[column].duplicated().to_numpy()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]} appears twice.")
