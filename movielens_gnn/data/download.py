@@ -12,6 +12,7 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Literal
 
 from movielens_gnn.files import atomic_write, created_dirs, remove_stale, temp_dir
 
@@ -29,16 +30,18 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_archive(path: Path, md5: str | None, size: int | None = None, keep_bad: bool = True) -> None:
+def verify_archive(path: Path, md5: str | None, size: int | None = None,
+                   on_mismatch: Literal["rename", "keep", "temporary"] = "rename") -> None:
     """Check an archive's size and md5; raise when either is wrong.
 
     Args:
         path: The file to check.
         md5: The expected hex md5 digest; ``None`` skips the check (and the size check).
         size: The expected size in bytes, or ``None`` to skip the size check.
-        keep_bad: Rename a mismatching file aside to ``<name>.bad`` (replacing an older one) so
-            that the next run downloads a fresh copy and nothing of the user's is deleted;
-            ``False`` leaves it where it is (for temporary downloads, which the caller removes).
+        on_mismatch: ``rename`` a mismatching file aside to ``<name>.bad`` (replacing an older one)
+            so that the next run downloads a fresh copy and nothing of the user's is deleted;
+            ``keep`` it in place (an archive that may be a newer release the user wants);
+            ``temporary``: it is a download the caller removes.
 
     Raises:
         ValueError: The file does not match; the message names the path, both checksums and
@@ -52,9 +55,11 @@ def verify_archive(path: Path, md5: str | None, size: int | None = None, keep_ba
         return
     expected = f"md5 {md5}" + (f", {size:,} bytes" if size is not None else "")
     got = f"got md5 {actual_md5}, {actual_size:,} bytes"
-    if not keep_bad:
+    if on_mismatch == "temporary":
         raise ValueError(f"Checksum mismatch for the download of {path.name}: expected {expected}; {got}. "
                          "Nothing was kept; run again, or put a good copy of the archive in the data folder.")
+    if on_mismatch == "keep":
+        raise ValueError(f"Checksum mismatch for {path}: expected {expected}; {got}. It was left in place.")
     bad = path.with_name(path.name + ".bad")
     try:
         os.replace(path, bad)
@@ -91,7 +96,7 @@ def download(url: str, dest: Path, md5: str | None, size: int | None = None, tim
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     shutil.copyfileobj(response, out, _CHUNK)
                 out.flush()
-                verify_archive(Path(out.name), md5, size, keep_bad=False)
+                verify_archive(Path(out.name), md5, size, on_mismatch="temporary")
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
             if isinstance(err, ValueError) and not str(err).startswith("unknown url type"):
                 raise  # the checksum mismatch: its own message

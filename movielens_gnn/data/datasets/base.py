@@ -171,7 +171,7 @@ class Dataset:
                     raise ValueError(f"{err}{self._newer_release_hint()}") from err
             elif self.verify:
                 try:
-                    verify_archive(self.archive, *self._checksum(), keep_bad=not self.DEVELOPMENT)
+                    verify_archive(self.archive, *self._checksum(), on_mismatch="keep" if self.DEVELOPMENT else "rename")
                 except ValueError as err:
                     raise ValueError(f"{err}{self._newer_release_hint()}") from err
             log.info("Extracting %s", self.archive)

@@ -45,5 +45,5 @@ class MovieLensCSV(Dataset):
             raise ValueError(f"{path}: expected the header {','.join(RATINGS_HEADER)}, got {','.join(found)!r}; "
                              f"restore the original file of {self.TITLE}.")
         columns = readers.read_numeric_table(path, ("user_id", "item_id", "rating", "timestamp"), (0, 1, 2, 3),
-                                             ",", header)
+                                             ",", header, fields=4)
         return self.checked_ratings(columns, path, header)

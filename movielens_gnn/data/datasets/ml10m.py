@@ -37,5 +37,5 @@ class MovieLens10M(Dataset):
 
     def read_ratings(self) -> Ratings:
         path, header = self.ratings_source()
-        columns = readers.read_numeric_table(path, RATING_COLUMNS, (0, 1, 2, 3), "::", header)
+        columns = readers.read_numeric_table(path, RATING_COLUMNS, (0, 1, 2, 3), "::", header, fields=4)
         return self.checked_ratings(columns, path, header)

@@ -73,7 +73,8 @@ class MovieLens1M(Dataset):
 
     def read_ratings(self) -> Ratings:
         path, header = self.ratings_source()
-        columns = readers.read_numeric_table(path, RATING_COLUMNS, (0, 1, 2, 3), "::", header, self.ENCODINGS[0])
+        columns = readers.read_numeric_table(path, RATING_COLUMNS, (0, 1, 2, 3), "::", header, self.ENCODINGS[0],
+                                             fields=4)
         return self.checked_ratings(columns, path, header)
 
     def user_features(self, side: SideInfo, user_ids: np.ndarray) -> Tensor:

@@ -118,7 +118,7 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
 
 
 def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[int], sep: str, header: bool,
-                       encoding: str = "utf-8") -> dict[str, np.ndarray]:
+                       encoding: str = "utf-8", fields: int | None = None) -> dict[str, np.ndarray]:
     """Read numeric columns of a large table fast: ``{name: (E,) float64}`` in file order.
 
     Args:
@@ -128,6 +128,8 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
         sep: One separator character, or ``"::"`` (read as ``:``; the fields between must be empty).
         header: The first line is a header (skipped here; check it with :func:`header_fields`).
         encoding: The file's encoding.
+        fields: How many fields every line has, when the format fixes it (the GroupLens files): a line with
+            more is then an error. ``None`` (a file of your own) reads only ``positions`` and ignores the rest.
 
     Raises:
         ValueError: A field is missing or not a number, or a line has extra fields; the message names the
@@ -138,21 +140,31 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
     gaps = [2 * p + 1 for p in range(max(positions))] if colon else []  # the empty fields between '::'
     names = {position: name for position, name in zip(used, columns)}
     read = sorted(set(used) | set(gaps))
-    options = dict(sep=":" if colon else sep, header=None, skiprows=1 if header else None, usecols=read,
+    width = (2 * fields - 1 if colon else fields) if fields is not None else None
+    options = dict(sep=":" if colon else sep, header=None, skiprows=1 if header else None,
+                   usecols=read if width is None else None,
                    engine="c", quoting=_QUOTE_NONE, encoding=encoding, skip_blank_lines=True)
     try:
         frame = pd.read_csv(path, dtype=np.float64, **options)
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{path}: {err} (fields are separated by {sep!r}). Fix or remove that line, or restore "
-                         "the original file.") from err
+    except pd.errors.ParserError as err:  # a line with more fields than the first ("... in line 7, saw 5")
+        found = re.search(r"in line (\d+), saw", str(err))
+        if found is None:
+            raise ValueError(f"{path} cannot be parsed ({str(err).strip()}); restore the original file.") from err
+        number = int(found.group(1))
+        raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
+                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.") from err
     except (ValueError, UnicodeDecodeError):  # a non-numeric field: find it, as text
         _raise_first_non_numeric(path, names, options, header, sep)
         raise
     if frame.empty:
         raise ValueError(f"{path} has no data lines; expected lines of {sep.join(columns)}.")
+    if width is not None and frame.shape[1] != width:  # the first line itself had another count of fields
+        number = line_number(path, 0, header)
+        raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
+                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.")
     bad = frame[used].isna().any(axis=1).to_numpy()
     if gaps:
-        bad |= frame[gaps].notna().any(axis=1).to_numpy()
+        bad = bad | frame[gaps].notna().any(axis=1).to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         number = line_number(path, row, header)

@@ -1,0 +1,194 @@
+"""Every MovieLens release and the csv dataset: parsing against hand-written files, ids, scales, features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movielens_gnn.data.datasets import DATASETS, Columns, CSVRatings, dataset_class
+from movielens_gnn.data.datasets.base import HALF_STARS, WHOLE_STARS
+from movielens_gnn.data.datasets.ml1m import MovieLens1M
+from movielens_gnn.data.datasets.ml10m import MovieLens10M
+from movielens_gnn.data.datasets.ml_latest_small import MovieLensLatestSmall
+from tests.formats import COMMA_TITLE, LATIN1_TITLE, QUOTE_TITLE, WRITERS
+
+
+def test_registry_names_every_dataset():
+    assert list(DATASETS) == ["ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "csv"]
+    with pytest.raises(ValueError, match=r"Unknown --data.dataset 'ml-2m'; valid values: ml-100k, ml-1m, ml-10m"):
+        dataset_class("ml-2m")
+    archives = {name: (cls.ARCHIVE_SIZE, cls.ARCHIVE_MD5, cls.FOLDER or cls.NAME) for name, cls in DATASETS.items()
+                if name not in ("ml-100k", "csv")}
+    assert archives == {
+        "ml-1m": (5_917_549, "c4d9eecfca2ab87c1945afe126590906", "ml-1m"),
+        "ml-10m": (65_566_137, "ce571fd55effeba0271552578f2648bd", "ml-10M100K"),
+        "ml-20m": (198_702_078, "cd245b17a1ae2cc31bb14903e1204af3", "ml-20m"),
+        "ml-25m": (261_978_986, "6b51fb2759a8657d3bfcbfc42b592ada", "ml-25m"),
+        "ml-32m": (238_950_008, "d472be332d4daa821edc399621853b57", "ml-32m"),
+        "ml-latest-small": (978_202, "31a303aabbc519bd33d025e44d6c2570", "ml-latest-small"),
+    }
+
+
+def _write(path, text: str, encoding: str = "utf-8") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+
+
+def test_ml1m_hand_written(tmp_path):
+    folder = tmp_path / "ml-1m"
+    _write(folder / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n\n6040::1193::4::956703932\n")
+    _write(folder / "users.dat", "1::F::1::10::48067\n6040::M::25::6::11106\n")
+    _write(folder / "movies.dat", "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                                  "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                                  "3952::Misérables, Les (1995)::Drama|Musical\n", encoding="latin-1")
+    dataset = MovieLens1M(tmp_path)
+    side, ratings = dataset.load()
+    assert ratings.user_id.tolist() == [1, 1, 6040] and ratings.item_id.tolist() == [1193, 661, 1193]
+    assert ratings.rating.tolist() == [5.0, 3.0, 4.0] and ratings.timestamp.tolist() == [978300760, 978302109, 956703932]
+    assert side.items.loc[3952, "title"] == "Misérables, Les (1995)" and side.items.loc[661, "year"] == "1996"
+    assert side.genres == ("Animation", "Children's", "Drama", "Musical")
+    assert dataset.item_features(side, np.array([661, 1193])).tolist() == [[1, 1, 0, 1], [0, 0, 1, 0]]
+    users = dataset.user_features(side, np.array([1, 6040]))
+    assert users.shape == (2, 2 + 7 + 21)
+    # user 1: F, age group "1" (under 18), occupation 10; user 6040: M, 25-34, occupation 6
+    assert np.flatnonzero(users[0].numpy()).tolist() == [1, 2 + 0, 9 + 10]
+    assert np.flatnonzero(users[1].numpy()).tolist() == [0, 2 + 2, 9 + 6]
+    assert dataset.rating_values(ratings) == WHOLE_STARS
+
+
+def test_ml10m_half_stars_utf8_and_folder(tmp_path):
+    folder = tmp_path / "ml-10M100K"
+    _write(folder / "ratings.dat", "1::122::5::838985046\n1::185::4.5::838983525\n71567::122::0.5::912580553\n")
+    _write(folder / "movies.dat", "122::Boomerang (1992)::Comedy|Romance\n185::Net, The (1995)::Action|Crime|Thriller\n"
+                                  "65130::Amélie (2001)::(no genres listed)\n")
+    dataset = MovieLens10M(tmp_path)
+    assert dataset.raw_dir == folder
+    side, ratings = dataset.load()
+    assert ratings.rating.tolist() == [5.0, 4.5, 0.5] and ratings.user_id.tolist() == [1, 1, 71567]
+    assert side.items.loc[65130, "title"] == "Amélie (2001)" and side.genres == ("Action", "Comedy", "Crime", "Romance", "Thriller")
+    assert dataset.item_features(side, np.array([122, 185, 65130])).tolist() == [[0, 1, 0, 1, 0], [1, 0, 1, 0, 1], [0] * 5]
+    assert dataset.user_features(side, np.array([1, 71567])).shape == (2, 0)
+    assert dataset.rating_values(ratings) == HALF_STARS
+
+
+def test_csv_release_header_quotes_and_half_stars(tmp_path):
+    folder = tmp_path / "ml-latest-small"
+    _write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,3.5,964981247\n"
+                                   "610,170875,0.5,1493846415\n")
+    _write(folder / "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
+                                  '3,"American President, The (1995)",Comedy|Drama|Romance\n'
+                                  '170875,"Quote ""Inside"", Too (2017)",(no genres listed)\n')
+    dataset = MovieLensLatestSmall(tmp_path)
+    side, ratings = dataset.load()
+    assert ratings.item_id.tolist() == [1, 3, 170875] and ratings.rating.tolist() == [4.0, 3.5, 0.5]
+    assert side.items.loc[3, "title"] == "American President, The (1995)"
+    assert side.items.loc[170875, "title"] == 'Quote "Inside", Too (2017)' and side.items.loc[170875, "year"] == "2017"
+    assert side.genres == ("Adventure", "Animation", "Comedy", "Drama", "Romance")
+    _write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.25,964982703\n")
+    with pytest.raises(ValueError, match=r"ratings\.csv line 2: rating must be one of 0\.5, 1, 1\.5, .*5, got 4\.25"):
+        dataset.read_ratings()
+    _write(folder / "ratings.csv", "user,movie,rating,timestamp\n1,1,4.0,964982703\n")
+    with pytest.raises(ValueError, match=r"expected the header userId,movieId,rating,timestamp, got 'user,movie"):
+        dataset.read_ratings()
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_generated_fixtures_parse_with_gaps_and_unrated_movies(tmp_path, name):
+    WRITERS[name](tmp_path)
+    dataset = dataset_class(name)(tmp_path)
+    side, ratings = dataset.load()
+    assert len(ratings) == 20 * 12 and len(np.unique(ratings.item_id)) == 26 and len(side.items) == 28
+    assert np.unique(ratings.item_id).tolist()[:5] == [1, 2, 4, 7, 11]  # the id gaps survive
+    assert side.items.loc[2, "title"] == LATIN1_TITLE and side.items.loc[4, "title"] == COMMA_TITLE
+    assert side.items.loc[7, "title"] == QUOTE_TITLE
+    half = name != "ml-1m"
+    assert set(np.unique(ratings.rating)) <= set(HALF_STARS if half else WHOLE_STARS)
+    assert (np.unique(ratings.rating) % 1 == 0.5).any() == half
+
+
+@pytest.mark.parametrize(("name", "line", "message"), [
+    ("ml-1m", "1::2::6::978300760", r"ratings\.dat line 3: rating must be one of 1, 2, 3, 4, 5, got 6"),
+    ("ml-1m", "1::2::x::978300760", r"ratings\.dat line 3: rating must be a number, got 'x'"),
+    ("ml-1m", "1::2::3", r"ratings\.dat line 3: expected the fields user_id::item_id::rating::timestamp, got '1::2::3'"),
+    ("ml-1m", "1:2::3::4::5", r"ratings\.dat line 3: expected the fields"),
+    ("ml-10m", "1::2.5::3::978300760", r"ratings\.dat line 3: item_id must be an integer >= 1, got 2\.5"),
+    ("ml-20m", "1,2,3.0", r"ratings\.csv line 3: expected the fields user_id,item_id,rating,timestamp, got '1,2,3.0'"),
+    ("ml-20m", "1,2,3.0,4,5", r"ratings\.csv line 3: expected the fields user_id,item_id,rating,timestamp, got '1,2,3.0,4,5'"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, name, line, message):
+    folder = WRITERS[name](tmp_path)
+    path = next(folder.glob("ratings.*"))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = line + "\n"
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match=message):
+        dataset_class(name)(tmp_path).load()
+
+
+@pytest.mark.parametrize("name", ["ml-1m", "ml-32m"])
+def test_duplicate_pair_and_unlisted_movie(tmp_path, name):
+    folder = WRITERS[name](tmp_path)
+    path = next(folder.glob("ratings.*"))
+    lines = path.read_text().splitlines(keepends=True)
+    header = 1 if path.suffix == ".csv" else 0
+    original = lines[header]
+    lines[header + 5] = original
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match=rf"line {header + 6}: user \d+ rated item \d+ twice"):
+        dataset_class(name)(tmp_path).load()
+    sep = "," if header else "::"
+    fields = original.split(sep)
+    lines[header + 5] = sep.join([fields[0], "99999", *fields[2:]])
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match=rf"line {header + 6}: item_id 99999 is not listed in the items file"):
+        dataset_class(name)(tmp_path).load()
+
+
+# ------------------------------------------------------------------------------------------- csv
+def test_csv_with_header_names_and_items_file(tmp_path):
+    path = tmp_path / "mine.csv"
+    _write(path, "when;who;what;stars\n100;7;30;4.5\n200;7;10;2\n\n300;12;30;3.75\n")
+    _write(tmp_path / "items.csv", 'what;title;genres\n10;"Heat; The Director\'s Cut (1995)";Action|Crime\n30;Amélie (2001);\n')
+    dataset = CSVRatings(tmp_path, path, Columns(user="who", item="what", rating="stars", timestamp="when"), ";",
+                         items_path=tmp_path / "items.csv")
+    side, ratings = dataset.load()
+    assert ratings.user_id.tolist() == [7, 7, 12] and ratings.item_id.tolist() == [30, 10, 30]
+    assert ratings.rating.tolist() == [4.5, 2.0, 3.75] and ratings.timestamp.tolist() == [100, 200, 300]
+    assert dataset.rating_values(ratings) == (2.0, 3.75, 4.5)  # the scale is what the file holds
+    assert side.items.loc[10, "title"] == "Heat; The Director's Cut (1995)" and side.genres == ("Action", "Crime")
+    assert dataset.item_features(side, np.array([10, 30])).tolist() == [[1, 1], [0, 0]]
+
+
+def test_csv_by_position_without_header_or_timestamp(tmp_path):
+    path = tmp_path / "plain.tsv"
+    _write(path, "u1x\t5\t3\t4\n")
+    with pytest.raises(ValueError, match=r"plain\.tsv line 1: user_id must be a number, got 'u1x'"):
+        CSVRatings(tmp_path, path, Columns(user=0, item=1, rating=3), "\t", header=False).read_ratings()
+    _write(path, "1\t5\t3\t4\n2\t6\t3\t2\n")
+    ratings = CSVRatings(tmp_path, path, Columns(user=0, item=1, rating=3), "\t", header=False).read_ratings()
+    assert ratings.rating.tolist() == [4.0, 2.0] and ratings.timestamp.tolist() == [0, 0]
+
+
+@pytest.mark.parametrize(("text", "columns", "message"), [
+    ("user_id,item_id,score\n1,2,3\n", Columns(), r"mine\.csv has no column 'rating' \(--data.columns.rating\); its "
+                                                  r"header has 'user_id', 'item_id', 'score'"),
+    ("user_id,item_id,rating\n1,2,3\n1,3,good\n", Columns(), r"mine\.csv line 3: rating must be a number, got 'good'"),
+    ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0, got 3\.5"),
+    ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice"),
+    ("user_id,item_id,rating\n1,2,3\n1,3\n", Columns(), r"mine\.csv line 3: expected the fields user_id,item_id,rating"),
+])
+def test_csv_errors_name_what_and_where(tmp_path, text, columns, message):
+    path = tmp_path / "mine.csv"
+    _write(path, text)
+    with pytest.raises(ValueError, match=message):
+        CSVRatings(tmp_path, path, columns).read_ratings()
+
+
+def test_csv_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"--data.columns.user must be a 0-based column position when --data.header "
+                                         r"is false, got 'user_id'"):
+        CSVRatings(tmp_path, tmp_path / "x.csv", Columns(), header=False)
+    with pytest.raises(ValueError, match=r"--data.separator must be one character"):
+        CSVRatings(tmp_path, tmp_path / "x.csv", Columns(), separator="::")
+    with pytest.raises(FileNotFoundError, match=r"--data.path .*x\.csv is not a file"):
+        CSVRatings(tmp_path, tmp_path / "x.csv").prepare()

@@ -1,0 +1,86 @@
+"""fit -> test -> recommend on the ml-1m format, a half-star release and a CSV file of one's own."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from movielens_gnn.cli import main
+from movielens_gnn.data.datamodule import EdgeBatch
+from movielens_gnn.data.datasets.base import HALF_STARS
+from movielens_gnn.recommend import main as recommend_main
+from tests.conftest import REPO
+from tests.formats import LATIN1_TITLE, WRITERS, ratings_table
+
+QUIET = ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+
+
+def _round_trip(tmp_path: Path, data_args: list[str], config: str = "gcn_dot.yaml", epochs: int = 3):
+    fit = main(["fit", "--config", str(REPO / "configs" / config), *data_args, *QUIET,
+                "--trainer.max_epochs", str(epochs)])
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = main(["test", "--config", str(REPO / "configs" / config), *data_args, *QUIET, "--ckpt_path", best])
+    return fit, test, best
+
+
+def test_ml1m_fit_test_recommend(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    WRITERS["ml-1m"](tmp_path / "data")
+    fit, test, best = _round_trip(tmp_path, ["--data.dataset", "ml-1m", "--data.root", str(tmp_path / "data"),
+                                             "--data.split", "random", "--model.side_features", "true"])
+    assert fit.model.hparams.num_users == 20 and fit.model.hparams.num_items == 26
+    assert fit.model.hparams.user_feature_dim == 30 and fit.model.hparams.item_feature_dim == 18
+    assert "test_rmse" in test.trainer.callback_metrics
+    capsys.readouterr()
+    text = recommend_main(["--ckpt_path", best, "--user", "3", "--k", "5", "--format", "csv"])
+    frame = pd.read_csv(io.StringIO(text))
+    dm = test.datamodule
+    known = dm.known_items(torch.searchsorted(dm.data.user_ids, torch.tensor([3])))[0]
+    unseen_ids = set(dm.data.item_ids[~known].tolist())
+    assert len(frame) == 5 and set(frame.movie_id) <= unseen_ids  # the dataset's own (gapped) movie ids
+    titles = dm.side.items.loc[frame.movie_id, "title"].tolist()
+    assert frame.title.tolist() == titles and frame.predicted_rating.between(1, 5).all()
+    assert LATIN1_TITLE in set(dm.side.items.title)
+
+
+def test_half_star_release_with_rating_relations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    WRITERS["ml-latest-small"](tmp_path / "data")
+    fit = main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.dataset", "ml-latest-small",
+                "--data.root", str(tmp_path / "data"), "--data.split", "random", "--model.rating_relations", "true",
+                *QUIET, "--trainer.fast_dev_run", "true"])
+    assert fit.model.hparams.rating_values == list(HALF_STARS) and fit.model.rating_range == (0.5, 5.0)
+    assert fit.model.encoder.layers[0].num_relations == 10
+    model = fit.model.eval()
+    users, items = torch.arange(20).repeat_interleave(26), torch.arange(26).repeat(20)
+    with torch.no_grad():
+        raw = model(users, items)
+        clamped = model.predict_step(EdgeBatch(users, items, torch.zeros(len(users))), 0)
+    torch.testing.assert_close(clamped, raw.clamp(0.5, 5.0))  # the half-star scale's range, not 1..5
+
+
+def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rows = ratings_table(half_stars=True, user_gaps=True)
+    path = tmp_path / "my ratings.tsv"
+    path.write_text("member\tfilm\tstars\twhen\n" + "".join(f"{int(u)}\t{int(i)}\t{r:g}\t{int(t)}\n" for u, i, r, t in rows))
+    items = tmp_path / "films.tsv"
+    items.write_text("film\ttitle\tgenres\n" + "".join(f"{int(i)}\tFilm {int(i)} (2001)\tDrama\n" for i in set(rows[:, 1])))
+    data_args = ["--data.dataset", "csv", "--data.path", str(path), "--data.separator", "\t",
+                 "--data.columns.user", "member", "--data.columns.item", "film", "--data.columns.rating", "stars",
+                 "--data.columns.timestamp", "when", "--data.items_path", str(items), "--data.split", "temporal",
+                 "--data.root", str(tmp_path / "data")]
+    fit, test, best = _round_trip(tmp_path, data_args, config="lightgcn_bpr.yaml")
+    assert fit.model.hparams.num_users == 20 and "test_ndcg@10" in test.trainer.callback_metrics
+    capsys.readouterr()
+    user = int(rows[0, 0])
+    frame = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", best, "--user", str(user), "--format", "csv"])))
+    assert len(frame) == 10 and (frame.title == [f"Film {m} (2001)" for m in frame.movie_id]).all()
+    rated = set(rows[rows[:, 0] == user, 1].astype(int).tolist())
+    test_items = set(test.datamodule.data.item_ids[test.datamodule.data.test.items[
+        test.datamodule.data.test.users == int(torch.searchsorted(test.datamodule.data.user_ids, torch.tensor(user)))]].tolist())
+    assert not (set(frame.movie_id) & (rated - test_items))  # nothing rated in training or validation
