@@ -84,3 +84,25 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     test_items = set(test.datamodule.data.item_ids[test.datamodule.data.test.items[
         test.datamodule.data.test.users == int(torch.searchsorted(test.datamodule.data.user_ids, torch.tensor(user)))]].tolist())
     assert not (set(frame.movie_id) & (rated - test_items))  # nothing rated in training or validation
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs" / "data").glob("*.yaml")))
+def test_data_configs_compose_with_a_model_config(tmp_path, monkeypatch, config):
+    from tests.synthetic import write_ml100k
+
+    monkeypatch.chdir(tmp_path)
+    name = config.removesuffix(".yaml")
+    root = tmp_path / "data"
+    if name == "ml-100k":
+        write_ml100k(root)
+    elif name == "csv":  # the config reads ratings.csv in the working directory
+        rows = ratings_table()
+        (tmp_path / "ratings.csv").write_text("user_id,item_id,rating\n" + "".join(
+            f"{int(u)},{int(i)},{int(r)}\n" for u, i, r, _ in rows))
+    else:
+        WRITERS[name](root)
+    cli = main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--config", str(REPO / "configs" / "data" / config),
+                "--data.root", str(root), *QUIET, "--trainer.fast_dev_run", "true"])
+    assert cli.datamodule.dataset.NAME == name
+    assert cli.datamodule.split == ("u1" if name == "ml-100k" else "random")
+    assert cli.model.hparams.num_items == (30 if name == "ml-100k" else 26)

@@ -230,7 +230,7 @@ class Dataset:
             if not len(frame.index):  # the dataset lists none: nothing to check against
                 continue
             ids = getattr(ratings, column)
-            unknown = ~np.isin(ids, frame.index.to_numpy())
+            unknown = readers.unknown_ids(ids, frame.index.to_numpy())
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
                 path, header = self.ratings_source()

@@ -238,6 +238,10 @@ def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
     if len(users) == 0:
         return None
     key = users.astype(np.int64) * (int(items.max()) + 1) + items.astype(np.int64)
+    steps = np.diff(key)
+    if (steps >= 0).all():  # sorted by user, then item (the CSV releases are): repeats are neighbours
+        repeats = np.flatnonzero(steps == 0)
+        return int(repeats[0]) + 1 if len(repeats) else None
     order = np.argsort(key, kind="stable")  # equal keys keep file order, so the later one is the repeat
     sorted_key = key[order]
     repeats = order[1:][sorted_key[1:] == sorted_key[:-1]]
@@ -276,3 +280,12 @@ def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
         raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]} appears twice.")
+
+
+def unknown_ids(ids: np.ndarray, listed: np.ndarray) -> np.ndarray:
+    """``(E,)`` bool: which of ``ids`` are not in ``listed`` (binary search: millions of ids in seconds)."""
+    listed = np.sort(listed)
+    if not len(listed):
+        return np.ones(len(ids), dtype=bool)
+    position = np.clip(np.searchsorted(listed, ids), 0, len(listed) - 1)
+    return listed[position] != ids

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from movielens_gnn.data.datamodule import IdIndex
+from movielens_gnn.data.datasets import readers
+
+
+@pytest.mark.parametrize("ids", [np.array([7, 3, 7, 120, 3, 5]), np.array([10**12, 4, 10**12, 9])])  # table; sort
+def test_id_index_maps_ids_to_sorted_positions(ids):
+    index = IdIndex(ids)
+    expected = np.unique(ids)
+    assert index.ids.tolist() == expected.tolist()
+    assert index(ids).tolist() == np.searchsorted(expected, ids).tolist()
+
+
+def test_first_duplicate_in_file_order_sorted_or_not():
+    users, items = np.array([1, 1, 2, 2, 3]), np.array([4, 5, 1, 1, 1])
+    assert readers.first_duplicate(users, items) == 3  # sorted file: the neighbour test
+    assert readers.first_duplicate(users[::-1].copy(), items[::-1].copy()) == 2  # unsorted: by stable sort
+    assert readers.first_duplicate(np.array([3, 1, 2]), np.array([1, 1, 1])) is None
+
+
+def test_unknown_ids():
+    assert readers.unknown_ids(np.array([5, 1, 9, 2]), np.array([9, 1, 2])).tolist() == [True, False, False, False]
+    assert readers.unknown_ids(np.array([1]), np.array([], dtype=np.int64)).tolist() == [True]
+
+
+def test_line_number_skips_blank_lines_and_header(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("a,b\n1,2\n\n\n3,4\n5,6\n")
+    assert [readers.line_number(path, row, header=True) for row in range(3)] == [2, 5, 6]
