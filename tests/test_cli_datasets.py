@@ -106,3 +106,42 @@ def test_data_configs_compose_with_a_model_config(tmp_path, monkeypatch, config)
     assert cli.datamodule.dataset.NAME == name
     assert cli.datamodule.split == ("u1" if name == "ml-100k" else "random")
     assert cli.model.hparams.num_items == (30 if name == "ml-100k" else 26)
+
+
+def test_acceptance_flow_from_an_archive_only(tmp_path, monkeypatch, capsys):
+    """As the issue's check on the real ml-latest-small.zip: fit from a folder holding only the archive, then
+    describe --format json reports its counts (here: the fixture archive, whose checksum the class expects)."""
+    import hashlib
+    import json
+
+    from movielens_gnn.data.datasets.ml_latest_small import MovieLensLatestSmall
+    from tests.formats import archive_of
+
+    monkeypatch.chdir(tmp_path)
+    source = WRITERS["ml-latest-small"](tmp_path / "source")
+    root = tmp_path / "root"
+    root.mkdir()
+    payload = archive_of(source, root / "ml-latest-small.zip")
+    monkeypatch.setattr(MovieLensLatestSmall, "ARCHIVE_MD5", hashlib.md5(payload).hexdigest())
+    monkeypatch.setattr(MovieLensLatestSmall, "ARCHIVE_SIZE", len(payload))
+    fit = main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.dataset", "ml-latest-small",
+                "--data.root", str(root), "--data.split", "random", *QUIET, "--trainer.max_epochs", "2"])
+    assert fit.trainer.current_epoch == 2 and (root / "ml-latest-small" / "ratings.csv").is_file()
+    capsys.readouterr()
+    main(["describe", "--data.dataset", "ml-latest-small", "--data.root", str(root), "--format", "json"])
+    facts = json.loads(capsys.readouterr().out)
+    rows = ratings_table(half_stars=True, user_gaps=True)
+    assert {k: facts[k] for k in ("dataset", "ratings", "users", "items", "items_listed")} == {
+        "dataset": "ml-latest-small", "ratings": len(rows), "users": 20, "items": 26, "items_listed": 28}
+    assert facts["rating_values"] == list(HALF_STARS) and facts["density"] == len(rows) / (20 * 26)
+    assert sum(facts["rating_counts"].values()) == len(rows) and facts["user_columns"] == []
+
+
+def test_describe_text_and_plots_on_half_stars(tmp_path, capsys):
+    WRITERS["ml-10m"](tmp_path / "data")
+    text = main(["describe", "--data.dataset", "ml-10m", "--data.root", str(tmp_path / "data"),
+                 "--plots", str(tmp_path / "plots")])
+    assert text.startswith(f"# MovieLens-10M at {tmp_path / 'data' / 'ml-10M100K'}")
+    assert "scale: 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5" in text and "## Split random" in text
+    assert "items: 26 rated (28 listed)" in text and "features: 0 per user, 19 per item" in text
+    assert (tmp_path / "plots" / "rating_histogram.png").read_bytes()[:4] == b"\x89PNG"
