@@ -26,7 +26,7 @@ class GraphTask(pl.LightningModule):
     :meth:`score_all_items`; :meth:`log_ranking` turns it into the top-K metrics of a part.
     """
 
-    #: Whether :meth:`score_all_items` predicts stars (1..5) or only orders items.
+    #: Whether :meth:`score_all_items` predicts stars (on the rating scale) or only orders items.
     predicts_ratings: ClassVar[bool] = False
     #: The validation metric a ``ReduceLROnPlateau`` scheduler watches.
     monitor: ClassVar[str] = "val_ndcg@10"

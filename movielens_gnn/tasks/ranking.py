@@ -16,6 +16,7 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from movielens_gnn.data.datasets.base import WHOLE_STARS
 from movielens_gnn.models.baselines import EASE, interaction_matrix
 from movielens_gnn.models.bpr import NegativeSampler, bpr_loss, l2_penalty
 from movielens_gnn.models.encoder import GraphEncoder
@@ -134,7 +135,7 @@ class RankingModel(GraphTask):
         user_feature_dim: int = 0,
         item_feature_dim: int = 0,
         rating_mean: float = 3.5,
-        rating_values: Sequence[float] = (1.0, 2.0, 3.0, 4.0, 5.0),
+        rating_values: Sequence[float] = WHOLE_STARS,
         encoder: Literal["mf", "lightgcn", "graphconv"] = "lightgcn",
         embedding_dim: int = 64,
         num_layers: int = 3,

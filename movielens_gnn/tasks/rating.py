@@ -12,6 +12,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from movielens_gnn.data.datasets.base import WHOLE_STARS  # also the scale of checkpoints from before it was linked
 from movielens_gnn.models.autoencoder import ItemAutoencoder
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
@@ -19,7 +20,6 @@ from movielens_gnn.tasks.base import GraphTask
 
 log = logging.getLogger(__name__)
 
-WHOLE_STARS = (1.0, 2.0, 3.0, 4.0, 5.0)  # the scale of checkpoints from before rating_values was linked
 
 
 def check_arguments(**arguments) -> None:
@@ -62,8 +62,8 @@ class RatingModel(GraphTask):
     """Predicts ratings of (user, item) pairs from a GraphConv encoding of the training graph.
 
     Trains with MSE on the raw score (of each tower, when the autoencoder tower is on: see
-    ``autoencoder_dim``); RMSE and MAE are measured on predictions clamped to the
-    rating scale's range (1..5, or 0.5..5.0 for half stars), with one metric collection per stage. For top-K lists prefer
+    ``autoencoder_dim``); RMSE and MAE are measured on predictions clamped to the rating scale's range
+    (1..5, or 0.5..5.0 for half stars), with one metric collection per stage. For top-K lists prefer
     :class:`~movielens_gnn.tasks.ranking.RankingModel`, which is trained and selected for them.
 
     Args:
