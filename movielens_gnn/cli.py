@@ -1,4 +1,5 @@
-"""Command line: ``python -m movielens_gnn {fit,validate,test,predict,recommend,describe} ...``.
+"""Command line: ``movielens-gnn {fit,validate,test,predict,recommend,describe,export} ...`` (or
+``python -m movielens_gnn ...``); ``movielens-gnn --help`` lists the commands.
 
 Every user-caused failure (bad data, files, settings, permissions, checkpoints) ends the process
 with exit code 2 and one ``error:`` line on stderr that names what was expected, what was given
@@ -8,6 +9,7 @@ keep their traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -16,8 +18,9 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import pandas as pd
 import torch
@@ -26,15 +29,19 @@ from jsonargparse import ArgumentError, Namespace
 from lightning_fabric.plugins import CheckpointIO
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from lightning_fabric.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from movielens_gnn import __version__
 from movielens_gnn.checkpoint import (
     RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, describe_differences, identity_differences,
     load_checkpoint, normalise, trained_data_settings,
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.files import atomic_write, created_dirs
+from movielens_gnn.files import atomic_write, check_output_file, created_dirs
+from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import AtomicCheckpointIO, ResumeHint, claim_run_folders, remove_if_empty, run_config
@@ -42,8 +49,21 @@ from movielens_gnn.runs import AtomicCheckpointIO, ResumeHint, claim_run_folders
 log = logging.getLogger("movielens_gnn")
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv), imported when used.
-EXTRA_COMMANDS = {"recommend": "movielens_gnn.recommend", "describe": "movielens_gnn.describe"}
+EXTRA_COMMANDS = {"recommend": "movielens_gnn.recommend", "describe": "movielens_gnn.describe",
+                  "export": "movielens_gnn.export", "search": "movielens_gnn.search"}
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# Every command, one line each: what `movielens-gnn --help` lists.
+COMMANDS = {
+    "fit": "train a model: --config configs/<name>.yaml; checkpoints go to checkpoints/<config>/version_N/",
+    "validate": "score a checkpoint on the validation part (--ckpt_path)",
+    "test": "score a checkpoint once on the test part (--ckpt_path); fit prints the exact command",
+    "predict": "write a checkpoint's predictions (or ranking scores) for the test or validation pairs to CSV",
+    "recommend": "top-K unseen movies for users (--user 42, 1,2,3 or all; --output FILE) or for a new user "
+                 "(--ratings 50:5,172:4)",
+    "describe": "what is in a dataset: counts, rating distribution, degrees, the split (--format json, --plots)",
+    "export": "a checkpoint's user and item embeddings (.npy), id maps and titles (CSV) for serving",
+    "search": "hyperparameter search with Optuna, pruned on the validation metric (pip install -e \".[search]\")",
+}
 
 # Sizes known only from the data flow into the model once the data module exists.
 LINKED_FROM_DATA = ("num_users", "num_items", "user_feature_dim", "item_feature_dim", "rating_mean", "rating_values")
@@ -174,11 +194,18 @@ class MovieLensCLI(LightningCLI):
             check_output_file(Path(config["predictions"]), "--predictions")
 
     def instantiate_trainer(self, **kwargs: Any):
-        """The configured Trainer, with checkpoints written atomically (unless a CheckpointIO is configured)."""
-        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        """The configured Trainer, with checkpoints written atomically (unless a CheckpointIO is configured)
+        and one progress line per interval (:class:`EpochLines`) unless the progress bar is turned off or
+        another one is configured."""
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        plugins = trainer_config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, EpochLines()]  # replaces the configured list: keep it
         return super().instantiate_trainer(plugins=plugins, **kwargs)
 
     def _check_checkpoint_data(self) -> None:
@@ -398,17 +425,6 @@ def check_trainer_arguments(trainer: dict) -> None:
                          "--trainer.accelerator cpu (or leave out configs/trainer/gpu.yaml).")
 
 
-def check_output_file(path: Path, option: str) -> None:
-    """Raise unless ``path`` can be a file we write (not a folder; its parent not a file)."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{option} {path} is a folder; expected a file path such as {path / 'predictions.csv'}.")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder; choose another path.")
-            break
-
-
 def _set_sigterm(handler: Any) -> Any:
     """Install ``handler`` for SIGTERM (main thread only); return the previous one."""
     if threading.current_thread() is not threading.main_thread():
@@ -446,12 +462,13 @@ def error_line(err: BaseException) -> str:
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
-def main(args: Any = None, run: bool = True) -> Any:
+def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ()) -> Any:
     """Run the CLI; ``args`` (a list or dict) replaces ``sys.argv`` as in LightningCLI.
 
     With ``run=False`` there is no subcommand: the model, data module and trainer are only
-    instantiated from ``args`` (for benchmarks and notebooks). ``recommend`` is handled by
-    :mod:`movielens_gnn.recommend` and returns the text it printed.
+    instantiated from ``args`` (for benchmarks and notebooks). ``recommend``, ``describe``, ``export`` and
+    ``search`` are handled by their modules and return the text they printed. ``callbacks`` are added to the
+    Trainer's (for programs that drive ``fit``, e.g. the search's pruning callback).
 
     A user error ends the process with exit code 2 and one ``error:`` line on stderr instead of a
     traceback (``MOVIELENS_GNN_DEBUG=1`` shows it); Ctrl-C exits with 130 and SIGTERM with 143,
@@ -461,6 +478,55 @@ def main(args: Any = None, run: bool = True) -> Any:
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
     previous = _set_sigterm(_terminate)
     hint = ResumeHint()
+    with warnings.catch_warnings(), _quiet_third_party():
+        for message in THIRD_PARTY_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        return _main(args, argv, run, [hint, *callbacks], previous)
+
+
+# Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
+# on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and a logged advertisement.
+THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+ADVERTISEMENT = "litlogger"
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return ADVERTISEMENT not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_third_party():
+    """Drop Lightning's logged advertisement while the CLI runs (and only then)."""
+    noise = _DropNoise()
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")]
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
+
+
+def overview() -> str:
+    """What ``movielens-gnn --help`` prints: every command with one line."""
+    width = max(map(len, COMMANDS))
+    lines = [f"usage: movielens-gnn COMMAND [options]   (or: python -m movielens_gnn COMMAND ...)", "",
+             "Graph neural network recommenders on MovieLens, on PyTorch Lightning.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "Run `movielens-gnn COMMAND --help` for a command's options; `--version` prints the version."]
+    return "\n".join(lines) + "\n"
+
+
+def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], previous: Any) -> Any:
+    hint = callbacks[0]
+    if argv in (["-h"], ["--help"], []) and run and not isinstance(args, dict):
+        print(overview(), end="")
+        return None
+    if argv == ["--version"]:
+        print(f"movielens_gnn {__version__}")
+        return None
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
@@ -470,7 +536,7 @@ def main(args: Any = None, run: bool = True) -> Any:
             subclass_mode_model=True,
             seed_everything_default=42,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [hint]},
+            trainer_defaults={"callbacks": callbacks},
             # No abbreviated options: the checkpoint checks must see which options were given, by their full names.
             parser_kwargs={"exit_on_error": False, "allow_abbrev": False,
                            **{c: {"exit_on_error": False, "allow_abbrev": False} for c in LIGHTNING_COMMANDS}},

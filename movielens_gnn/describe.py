@@ -128,7 +128,9 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
         values, freq = np.unique(degrees, return_counts=True)
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.loglog(values, freq, "o", markersize=3, color="#dd8452")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (1, 10, 100), not 10^k; no crowded minor labels
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel=f"ratings per {name} (degree)", ylabel=f"{name}s", title=f"{name.capitalize()} degree distribution")
         written.append(_save(fig, out_dir / f"{name}_degree.png"))
 
@@ -138,13 +140,20 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
             raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
         metrics = pd.read_csv(path)
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for column, label in (("train_rmse", "train"), ("val_rmse", "validation")):
+        ranking = "val_ndcg@10" in metrics and "val_rmse" not in metrics
+        curves = (("val_ndcg@10", "validation"),) if ranking else (("train_rmse", "train"), ("val_rmse", "validation"))
+        for column, label in curves:
             if column in metrics:
                 curve = metrics.dropna(subset=[column]).groupby("epoch")[column].last()
                 ax.plot(curve.index, curve.values, label=label)
-        ax.set(xlabel="epoch", ylabel="RMSE", title="RMSE during training")
+                if label == "validation" and len(curve):  # where the checkpoint is selected
+                    best = curve.idxmax() if ranking else curve.idxmin()
+                    ax.plot([best], [curve[best]], "o", color="#c44e52", label=f"best (epoch={best})")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs only
+        metric = "NDCG@10" if ranking else "RMSE"
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} during training")
         ax.legend()
-        written.append(_save(fig, out_dir / "rmse_curves.png"))
+        written.append(_save(fig, out_dir / ("ndcg_curves.png" if ranking else "rmse_curves.png")))
     return written
 
 

@@ -173,3 +173,14 @@ def created_dirs(path: Path) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty
         raise
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Raise unless ``path`` can be a file we write (not a folder; its parent not a file)."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; expected a file path such as {path / 'predictions.csv'}.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder; choose another path.")
+            break

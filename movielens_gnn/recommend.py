@@ -15,11 +15,13 @@ from typing import Sequence
 
 import pandas as pd
 import torch
+from torch import Tensor
 
 from movielens_gnn.checkpoint import (
     RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, load_checkpoint, trained_data_settings,
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.files import atomic_write, check_output_file, created_dirs
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.tasks import GraphTask, task_class
 
@@ -86,12 +88,18 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
     return load_model(state, datamodule.graph, engine), datamodule
 
 
-def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int) -> pd.DataFrame:
+USER_CHUNK = 1024  # users scored at once: bounds the (users, items) score and mask matrices
+NEW_USER = "new"
+
+
+def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Sequence[int], k: int,
+              device: str | torch.device = "cpu") -> pd.DataFrame:
     """Top-``k`` movies each user has not rated in training (train and validation parts).
 
     Users with no training ratings get the ``k`` most-rated unseen movies, labelled in ``source``.
     A rated movie is never returned: when ``k`` exceeds the movies a user has not rated, the list
-    holds all of those (fewer than ``k`` rows) and a warning says so.
+    holds all of those (fewer than ``k`` rows) and a warning says so. Users are scored in chunks of
+    :data:`USER_CHUNK` on ``device`` (the model is moved there), so ``all`` users of a large dataset fit.
 
     Returns:
         One row per recommendation, the dataset's ids, columns :data:`COLUMNS` (a rating model's stars,
@@ -99,40 +107,102 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
-    data, side = datamodule.data, datamodule.side
-    known_ids = data.user_ids.tolist()
-    unknown = [u for u in user_ids if u not in set(known_ids)]
+    data = datamodule.data
+    known_ids = data.user_ids
+    requested = torch.tensor(list(user_ids), dtype=torch.int64)
+    users = torch.searchsorted(known_ids, requested).clamp(max=len(known_ids) - 1)
+    unknown = requested[known_ids[users] != requested].tolist()
     if unknown:
-        raise ValueError(
-            f"Unknown user id(s) {unknown}; this data has {len(known_ids)} users with ids {known_ids[0]}..{known_ids[-1]}."
-        )
-    users = torch.searchsorted(data.user_ids, torch.tensor(list(user_ids)))
-    known = datamodule.known_items(users)
-    with torch.no_grad():
-        scores = model.score_all_items(users)
+        raise ValueError(f"Unknown user id(s) {unknown[:10]}; this data has {len(known_ids)} users with ids "
+                         f"{int(known_ids[0])}..{int(known_ids[-1])}. For a user not in the data, pass --ratings.")
+    model = model.to(device)
     popularity = torch.bincount(torch.cat([data.train.items, data.val.items]), minlength=datamodule.num_items).float()
-    cold = ~known.any(1)
-    ranking_scores = torch.where(cold[:, None], popularity.expand_as(scores), scores)
-    unseen = (~known).sum(1)
-    short = [(user_id, int(n)) for user_id, n in zip(user_ids, unseen.tolist()) if n < k]
+    frames, short = [], []
+    with torch.no_grad():
+        tables = model.encode()
+        for chunk in users.split(USER_CHUNK):
+            known = datamodule.known_items(chunk)
+            scores = model.score_all_items(chunk, tables).cpu()
+            cold = ~known.any(1)
+            ranking = torch.where(cold[:, None], popularity.expand_as(scores), scores)
+            frame, chunk_short = _top_k(model, datamodule, data.user_ids[chunk].tolist(), scores, ranking, known, k,
+                                        [POPULAR if c else MODEL for c in cold.tolist()])
+            frames.append(frame)
+            short += chunk_short
     if short:
-        log.warning("Asked for %d recommendations, but user(s) %s have only %s unrated movies; returning those.",
-                    k, ", ".join(str(u) for u, _ in short), ", ".join(str(n) for _, n in short))
-    top = ranking_scores.masked_fill(known, float("-inf")).topk(min(k, datamodule.num_items), dim=1).indices
-    # Title, year and genres of every item (blank for an item the dataset's items file does not list).
-    items = side.items.reindex(columns=["title", "year", "genres"]).reindex(data.item_ids.numpy()).fillna("")
-    rows = []
-    for row, user_id in enumerate(user_ids):
-        for rank, item in enumerate(top[row, : int(unseen[row])].tolist(), start=1):
-            info = items.iloc[item]
-            rows.append({
-                "user_id": int(user_id), "rank": rank, "movie_id": int(data.item_ids[item]), "title": info["title"],
-                "year": info["year"], "genres": info["genres"],
-                **({"predicted_rating": round(float(scores[row, item].clamp(*model.rating_range)), 3)}
-                   if model.predicts_ratings else {"score": round(float(scores[row, item]), 4)}),
-                "source": POPULAR if bool(cold[row]) else MODEL,
-            })
-    return pd.DataFrame(rows, columns=list(COLUMNS if model.predicts_ratings else RANKING_COLUMNS))
+        shown = ", ".join(f"{u} ({n})" for u, n in short[:10])
+        log.warning("Asked for %d recommendations, but user(s) %s have only that many unrated movies; returning "
+                    "those.", k, shown)
+    return pd.concat(frames, ignore_index=True)
+
+
+def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated: dict[int, float], k: int) -> pd.DataFrame:
+    """Top-``k`` movies for a user who is not in the data, from ``{movie id: rating}``: the model folds the
+    user in (a new user vector fitted against the frozen item side, :meth:`score_new_user`) and ranks the
+    movies they did not rate.
+
+    Raises:
+        ValueError: A movie id the data does not have, or a rating off the data's scale.
+    """
+    data = datamodule.data
+    ids = torch.tensor(list(rated), dtype=torch.int64)
+    items = torch.searchsorted(data.item_ids, ids).clamp(max=len(data.item_ids) - 1)
+    unknown = ids[data.item_ids[items] != ids].tolist()
+    if unknown:
+        raise ValueError(f"--ratings names movie id(s) {unknown[:10]} that this data does not have; use the "
+                         f"dataset's movie ids (e.g. from `recommend --user ...` or the movies file).")
+    low, high = datamodule.rating_values[0], datamodule.rating_values[-1]
+    values = torch.tensor(list(rated.values()), dtype=torch.float32)
+    if bool(((values < low) | (values > high)).any()):
+        raise ValueError(f"--ratings must be on the data's scale {low:g}..{high:g}; got {sorted(rated.values())}.")
+    scores = model.score_new_user(items, values).cpu()[None]
+    known = torch.zeros_like(scores, dtype=torch.bool)
+    known[0, items] = True
+    frame, _ = _top_k(model, datamodule, [NEW_USER], scores, scores, known, k, [MODEL])
+    return frame
+
+
+def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, scores: Tensor, ranking: Tensor,
+           known: Tensor, k: int, sources: list[str]) -> tuple[pd.DataFrame, list[tuple]]:
+    """The rows of the top-``k`` unknown items of each user, and ``(user, unrated count)`` of users with fewer."""
+    data, side = datamodule.data, datamodule.side
+    unseen = (~known).sum(1)
+    top = ranking.masked_fill(known, float("-inf")).topk(min(k, datamodule.num_items), dim=1).indices
+    counts = unseen.clamp(max=top.shape[1])
+    keep = torch.arange(top.shape[1])[None, :] < counts[:, None]
+    rows, ranks = keep.nonzero(as_tuple=True)
+    items = top[rows, ranks]
+    info = side.items.reindex(columns=["title", "year", "genres"]).reindex(data.item_ids[items].numpy()).fillna("")
+    value = scores[rows, items]
+    frame = pd.DataFrame({
+        "user_id": [user_ids[r] for r in rows.tolist()],
+        "rank": (ranks + 1).numpy(),
+        "movie_id": data.item_ids[items].numpy(),
+        "title": info["title"].to_numpy(), "year": info["year"].to_numpy(), "genres": info["genres"].to_numpy(),
+        ("predicted_rating" if model.predicts_ratings else "score"):
+            (value.clamp(*model.rating_range).numpy().round(3) if model.predicts_ratings else value.numpy().round(4)),
+        "source": [sources[r] for r in rows.tolist()],
+    })
+    short = [(user_ids[r], int(n)) for r, n in enumerate(unseen.tolist()) if n < k]
+    return frame[list(COLUMNS if model.predicts_ratings else RANKING_COLUMNS)], short
+
+
+def write_output(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` as CSV or Parquet (by extension), atomically."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"--output {path}: the extension says the format; use .csv or .parquet.")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+        except ImportError as err:
+            raise ImportError(f"--output {path}: Parquet needs pyarrow (pip install pyarrow), or write .csv.") from err
+    check_output_file(path, "--output")
+    with created_dirs(path.parent), atomic_write(path) as handle:
+        if suffix == ".csv":
+            handle.write(frame.to_csv(index=False).encode())
+        else:
+            frame.to_parquet(handle, index=False)
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
@@ -152,37 +222,88 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def parse_users(text: str) -> list[int]:
+def parse_users(text: str, datamodule: MovieLensDataModule | None = None) -> list[int]:
+    """``42``, ``1,2,3``, ``all`` (every user of ``datamodule``) or ``@FILE`` (ids separated by commas,
+    spaces or lines)."""
+    if text.strip() == "all":
+        assert datamodule is not None
+        return datamodule.data.user_ids.tolist()
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise FileNotFoundError(f"--user {text[:1]}{path}: cannot read the file of user ids "
+                                    f"({err.strerror or err}).") from err
     try:
-        users = [int(part) for part in text.split(",") if part.strip()]
+        users = [int(part) for part in text.replace("\n", ",").replace(" ", ",").split(",") if part.strip()]
     except ValueError as err:
-        raise ValueError(f"--user takes MovieLens user ids separated by commas, e.g. 1,2,3; got {text!r}.") from err
+        raise ValueError(f"--user takes user ids separated by commas (1,2,3), `all`, or @FILE of ids; got "
+                         f"{text[:60]!r}.") from err
     if not users:
-        raise ValueError("--user needs at least one MovieLens user id.")
+        raise ValueError("--user needs at least one user id (or `all`).")
     return users
 
 
+def parse_ratings(text: str) -> dict[int, float]:
+    """``"50:5,172:4.5"`` to ``{50: 5.0, 172: 4.5}``."""
+    rated: dict[int, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        movie, sep, value = part.partition(":")
+        try:
+            movie_id, rating = int(movie), float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--ratings takes movie:rating pairs separated by commas, e.g. 50:5,172:4; got {part!r}.")
+        if movie_id in rated:
+            raise ValueError(f"--ratings names movie {movie_id} twice.")
+        rated[movie_id] = rating
+    if not rated:
+        raise ValueError("--ratings needs at least one movie:rating pair, e.g. 50:5.")
+    return rated
+
+
 def main(argv: Sequence[str]) -> str:
-    """Parse ``argv`` (without the word ``recommend``), print the recommendations and return them."""
+    """Parse ``argv`` (without the word ``recommend``), print the recommendations (or write them to
+    ``--output``) and return what was printed."""
     parser = ArgumentParser(prog="python -m movielens_gnn recommend", description=__doc__)
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by fit")
-    parser.add_argument("--user", required=True, help="MovieLens user id(s), comma-separated: 42 or 1,2,3")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="user id(s) of the data: 42, 1,2,3, all, or @FILE with ids")
+    who.add_argument("--ratings", help="a new user's ratings as movie:rating pairs, e.g. 50:5,172:4,181:5")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
-    parser.add_argument("--format", default="table", choices=FORMATS)
+    parser.add_argument("--format", default="table", choices=FORMATS, help="what is printed (without --output)")
+    parser.add_argument("--output", type=Path, help="write the recommendations to FILE (.csv or .parquet) instead")
+    parser.add_argument("--device", default="cpu", help="where users are scored: cpu, cuda, cuda:1 ...")
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
     parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", action="store_true",
                         help="recommend even if the data is not the data the checkpoint was trained on")
     parser.add_argument("--engine", default="native", choices=("native", "dgl"))
     args = parser.parse_args(list(argv))
-    users = parse_users(args.user)
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}.")
+    rated = parse_ratings(args.ratings) if args.ratings is not None else None
+    if args.user is not None and args.user.strip() != "all":
+        parse_users(args.user)  # a malformed list is reported before the checkpoint is read
+    if args.output is not None:
+        check_output_file(args.output, "--output")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA device here; use --device cpu.")
     model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
-    text = render(recommend(model, datamodule, users, args.k), args.format)
+    if rated is not None:
+        frame = recommend_new_user(model.to(device), datamodule, rated, args.k)
+    else:
+        frame = recommend(model, datamodule, parse_users(args.user, datamodule), args.k, device)
+    if args.output is not None:
+        write_output(frame, args.output)
+        text = f"Wrote {len(frame)} recommendations for {frame['user_id'].nunique()} user(s) to {args.output}\n"
+    else:
+        text = render(frame, args.format)
     print(text, end="")
     return text
-
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -75,7 +75,7 @@ def test_user_without_training_ratings_gets_labelled_popular_fallback(trained):
     ("extra", "message"),
     [(["--user", "999"], "Unknown user id(s) [999]; this data has 24 users with ids 1..24"),
      (["--user", "1", "--k", "0"], "--k must be at least 1"),
-     (["--user", "one"], "--user takes MovieLens user ids")],
+     (["--user", "one"], "--user takes user ids separated by commas (1,2,3), `all`, or @FILE of ids")],
 )
 def test_bad_requests_exit_with_one_message(trained, capsys, extra, message):
     ckpt, _ = trained

@@ -13,6 +13,7 @@ import math
 from typing import Literal, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
@@ -219,6 +220,41 @@ class RankingModel(GraphTask):
             return scores
         weight = self.hparams.item_item_weight
         return (1 - weight) * standardise(scores) + weight * self._item_item_scores(users)
+
+    @torch.enable_grad()
+    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2) -> Tensor:
+        """``(I,)`` scores for a user who is not in the training graph, from the items they rated.
+
+        The item side stays frozen (as ``implicit``'s ``recalculate_user`` does): a new user vector is
+        fitted by BPR over every (rated, unrated) item pair, starting from the mean user, with an L2 pull
+        of weight ``l2``; the hybrid's EASE part is exact for a new user (their 0/1 row times ``B``).
+        Ratings only say which items the user interacted with here (all count as positives).
+
+        Args:
+            items: ``(K,)`` internal indices of the rated items.
+            ratings: ``(K,)`` their ratings (unused beyond marking the items as interactions).
+            steps: Adam steps of the fit.
+            l2: Weight of the squared norm of the user vector.
+        """
+        user_table, item_table = (t.detach() for t in self.encode())
+        positive = torch.zeros(item_table.shape[0], dtype=torch.bool, device=item_table.device)
+        positive[items.to(item_table.device)] = True
+        user = user_table.mean(0).clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([user], lr=0.05)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            scores = item_table @ user
+            # Every rated item above every other one: the full BPR objective of this one user.
+            margin = scores[positive][:, None] - scores[~positive][None, :]
+            loss = -F.logsigmoid(margin).mean() + l2 * user.pow(2).sum()
+            loss.backward()
+            optimizer.step()
+        scores = (item_table @ user).detach()
+        if self.item_item is None:
+            return scores
+        ease_scores = positive.to(self.item_item.weights.dtype) @ self.item_item.weights
+        weight = self.hparams.item_item_weight
+        return (1 - weight) * standardise(scores[None])[0] + weight * standardise(ease_scores[None])[0]
 
     def _item_item_scores(self, users: Tensor) -> Tensor:
         """``(B, I)`` standardised EASE scores. They never change while the encoder trains, so on a small

@@ -223,6 +223,50 @@ class RatingModel(GraphTask):
         pair_items = torch.arange(num_items, device=device).repeat(len(users))
         return self.tower_scores(tables, pair_users, pair_items).mean(0).view(len(users), num_items)
 
+    @torch.enable_grad()
+    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2) -> Tensor:
+        """``(I,)`` predicted ratings for a user who is not in the training graph, from their ratings.
+
+        The item side stays frozen: each tower gets a new user vector (and user bias, for a dot head),
+        started from the mean user and fitted to ``ratings`` by MSE with an L2 pull of weight ``l2`` toward
+        that start (so a user with few ratings stays near the average one); the prediction is the towers'
+        mean, as for any user.
+
+        Args:
+            items: ``(K,)`` internal indices of the rated items.
+            ratings: ``(K,)`` the ratings, on the data's scale.
+            steps: Adam steps of the fit.
+            l2: Weight of the squared distance from the mean user.
+        """
+        heads = [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
+        predictions = []
+        for head, (user_table, item_table) in zip(heads, self.encode()):
+            user_table, item_table = user_table.detach(), item_table.detach()
+            start = user_table.mean(0)
+            user = start.clone().requires_grad_(True)
+            bias = torch.zeros((), device=start.device, requires_grad=True)
+            optimizer = torch.optim.Adam([user, bias], lr=0.05)
+            rated = items.to(item_table.device)
+            target = ratings.to(item_table.device, item_table.dtype)
+
+            def predict(subset: Tensor | None) -> Tensor:
+                table = item_table if subset is None else item_table[subset]
+                index = torch.arange(len(table), device=table.device) if subset is None else subset
+                if isinstance(head, DotHead):
+                    item_bias = head.item_bias.weight.squeeze(1).detach()[index]
+                    return table @ user + bias + head.rating_mean + item_bias
+                return head(user[None], table, torch.zeros(len(table), dtype=torch.long, device=table.device),
+                            torch.arange(len(table), device=table.device))
+
+            for _ in range(steps):
+                optimizer.zero_grad()
+                loss = F.mse_loss(predict(rated), target) + l2 * (user - start).pow(2).sum()
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                predictions.append(predict(None))
+        return torch.stack(predictions).mean(0)
+
     def _shared_step(self, batch, metrics: MetricCollection) -> Tensor:
         users, items, ratings = batch
         scores = self.tower_scores(self.encode(), users, items)

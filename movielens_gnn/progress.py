@@ -1,0 +1,106 @@
+"""Training progress as one compact log line per interval: epoch, train loss, the monitored metric, its best.
+
+Lightning's tqdm bar redraws per step and shows only the loss; a 500-epoch full-batch fit is better
+followed by lines like::
+
+    epoch 40/500  train_loss 0.8412  val_rmse 0.9391  best 0.9377 at epoch=36  0.21 s/epoch
+
+("epoch 40/500" counts epochs; ``epoch=36`` is Lightning's 0-based index, as in the checkpoint's file name).
+
+which also read well in a log file. It is the CLI's default progress bar (a Lightning ``ProgressBar``),
+so ``--trainer.enable_progress_bar false`` silences it like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
+
+log = logging.getLogger("movielens_gnn")
+
+HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "hitrate", "mrr")
+
+
+class EpochLines(ProgressBar):
+    """Log a line after the first epochs, then at most every ``interval_s`` seconds, and after the last.
+
+    Args:
+        interval_s: Seconds between lines after the first ``first_epochs``.
+        first_epochs: Epochs that always get a line (so a run shows life at once).
+    """
+
+    def __init__(self, interval_s: float = 10.0, first_epochs: int = 3) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.first_epochs = first_epochs
+        self._enabled = True
+        self._last_line = 0.0
+        self._epoch_start = 0.0
+        self._epoch_times: list[float] = []
+        self._best: tuple[float, int] | None = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_line = time.monotonic()
+        self._best = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Validation of this epoch has run by now, so its metric is in callback_metrics.
+        now = time.monotonic()
+        self._epoch_times = (self._epoch_times + [now - self._epoch_start])[-20:]
+        monitor, higher = monitored(trainer, pl_module)
+        value = _scalar(trainer.callback_metrics.get(monitor))
+        epoch = trainer.current_epoch
+        if value is not None and (self._best is None or (value > self._best[0] if higher else value < self._best[0])):
+            self._best = (value, epoch)
+        last = trainer.should_stop or (trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs)
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        if epoch < self.first_epochs or last or now - self._last_line >= self.interval_s:
+            self._last_line = now
+            log.info(self.line(trainer, monitor, value))
+
+    def line(self, trainer: pl.Trainer, monitor: str, value: float | None) -> str:
+        """The progress line of the epoch that just ended."""
+        total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        parts = [f"epoch {trainer.current_epoch + 1}{total}"]
+        loss = _scalar(trainer.callback_metrics.get("train_loss"))
+        if loss is not None:
+            parts.append(f"train_loss {loss:.4f}")
+        if value is not None:
+            parts.append(f"{monitor} {value:.4f}")
+        if self._best is not None:
+            parts.append(f"best {self._best[0]:.4f} at epoch={self._best[1]}")  # 0-based, as in checkpoint names
+        if self._epoch_times:
+            parts.append(f"{sum(self._epoch_times) / len(self._epoch_times):.2f} s/epoch")
+        return "  ".join(parts)
+
+
+def monitored(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, bool]:
+    """The validation metric the run selects on, and whether higher is better: the checkpoint callback's
+    when it has one, else the task's own (``val_rmse``, ``val_ndcg@10``)."""
+    callback = trainer.checkpoint_callback
+    monitor = getattr(callback, "monitor", None)
+    if monitor:
+        return monitor, getattr(callback, "mode", "min") == "max"
+    monitor = getattr(pl_module, "monitor", "val_loss")
+    return monitor, any(name in monitor for name in HIGHER_IS_BETTER)
+
+
+def _scalar(value) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,230 @@
+"""The practitioner's path around training: the command list, progress lines, recommendations for every user
+and for a new one, files of them, and exports."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from movielens_gnn.cli import COMMANDS, main
+from movielens_gnn.export import main as export_main
+from movielens_gnn.recommend import load_for_inference
+from movielens_gnn.recommend import main as recommend_main
+from tests.conftest import REPO
+from tests.synthetic import write_ml100k
+
+QUIET = ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """Checkpoints of a rating (gcn_dot) and a hybrid ranking (lightgcn_ease) model on the synthetic ml-100k."""
+    work = tmp_path_factory.mktemp("work")
+    root = work / "data"
+    write_ml100k(root)
+    out = {"root": root}
+    previous = Path.cwd()
+    try:
+        import os
+
+        os.chdir(work)
+        for config, epochs in (("gcn_dot", 5), ("lightgcn_ease", 3)):
+            fit = main(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", str(root), *QUIET,
+                        "--trainer.max_epochs", str(epochs)])
+            out[config] = Path(fit.trainer.checkpoint_callback.best_model_path)
+    finally:
+        os.chdir(previous)
+    return out
+
+
+def test_help_lists_every_command_and_version(capsys):
+    main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "recommend", "describe", "export"):
+        assert f"\n  {command} " in text and command in COMMANDS
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"movielens_gnn {__import__('movielens_gnn').__version__}"
+
+
+def test_progress_lines_by_default_and_silenced(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    args = ["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(tmp_path / "data"),
+            "--trainer.enable_model_summary", "false", "--trainer.max_epochs", "5"]
+    with caplog.at_level(logging.INFO, logger="movielens_gnn"):
+        fit = main(args)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    # The first three epochs, then (runs this short) only the last one.
+    assert [line.split()[1] for line in lines] == ["1/5", "2/5", "3/5", "5/5"]
+    assert "train_loss" in lines[0] and "val_rmse" in lines[0] and "s/epoch" in lines[0]
+    best = fit.trainer.checkpoint_callback.best_model_score.item()
+    assert f"best {best:.4f}" in lines[-1]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="movielens_gnn"):
+        main(args + ["--trainer.enable_progress_bar", "false"])
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+
+
+def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    text = recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "all", "--k", "5", "--output", str(out)])
+    assert text == f"Wrote {24 * 5} recommendations for 24 user(s) to {out}\n"
+    frame = pd.read_csv(out)
+    assert len(frame) == 24 * 5 and frame.groupby("user_id").size().eq(5).all()
+    model, dm = load_for_inference(trained["gcn_dot"])
+    users = torch.searchsorted(dm.data.user_ids, torch.tensor(frame.user_id.values))
+    items = torch.searchsorted(dm.data.item_ids, torch.tensor(frame.movie_id.values))
+    assert not dm.known_items(users)[torch.arange(len(frame)), items].any()  # nothing rated in training
+    # The same as asking user by user (chunking does not change a list).
+    capsys.readouterr()
+    one = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "7", "--k", "5",
+                                                  "--format", "csv"])))
+    assert one.movie_id.tolist() == frame[frame.user_id == 7].movie_id.tolist()
+    ids = tmp_path / "ids.txt"
+    ids.write_text("3\n7\n")
+    capsys.readouterr()
+    listed = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", f"@{ids}",
+                                                     "--k", "5", "--format", "csv"])))
+    assert listed.user_id.unique().tolist() == [3, 7]
+    with pytest.raises(ValueError, match=r"--output .*r\.txt: the extension says the format; use \.csv or \.parquet"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "1", "--output", str(tmp_path / "r.txt")])
+
+
+def test_new_user_fold_in_fits_the_ratings_and_skips_rated_movies(trained, capsys):
+    model, dm = load_for_inference(trained["gcn_dot"])
+    rated = {1: 5.0, 2: 1.0, 3: 4.0, 4: 2.0}
+    items = torch.searchsorted(dm.data.item_ids, torch.tensor(list(rated)))
+    scores = model.score_new_user(items, torch.tensor(list(rated.values())), steps=400)
+    # The fitted user reproduces their own ratings' order, and much closer than the mean user does.
+    fitted = scores[items]
+    target = torch.tensor(list(rated.values()))
+    assert torch.argsort(fitted).tolist() == torch.argsort(target).tolist()
+    capsys.readouterr()
+    text = recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", "1:5,2:1,3:4,4:2", "--k", "8",
+                           "--format", "csv"])
+    frame = pd.read_csv(io.StringIO(text))
+    assert len(frame) == 8 and not set(frame.movie_id) & set(rated) and (frame.user_id == "new").all()
+    order = torch.argsort(scores.masked_fill(torch.isin(torch.arange(len(scores)), items), float("-inf")), descending=True)
+    assert frame.movie_id.tolist() == dm.data.item_ids[order[:8]].tolist()
+    with pytest.raises(ValueError, match=r"--ratings names movie id\(s\) \[999\] that this data does not have"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", "999:5"])
+    with pytest.raises(ValueError, match=r"--ratings takes movie:rating pairs"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", "5-4"])
+
+
+def test_ranking_fold_in_moves_toward_the_rated_movies_neighbours():
+    from movielens_gnn.models.graph import BipartiteGraph
+    from movielens_gnn.tasks.ranking import RankingModel
+
+    # Two groups of movies, 0-5 and 6-11, along two axes; users rate within one group.
+    model = RankingModel(num_users=4, num_items=12, encoder="mf", embedding_dim=2)
+    model.attach_graph(BipartiteGraph(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 6, 7]), 4, 12))
+    with torch.no_grad():
+        items = torch.zeros(12, 2)
+        items[:6, 0], items[6:, 1] = torch.linspace(1.0, 0.5, 6), torch.linspace(1.0, 0.5, 6)
+        model.encoder.item_embedding.weight.copy_(items)
+        model.encoder.user_embedding.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    scores = model.score_new_user(torch.tensor([7, 9]), torch.tensor([5.0, 4.0]))
+    unrated = [i for i in torch.argsort(scores, descending=True).tolist() if i not in (7, 9)]
+    assert set(unrated[:4]) <= set(range(6, 12))  # the other movies of the rated group come first
+
+
+def test_export_round_trips_scores_and_ids(trained, tmp_path):
+    for config in ("gcn_dot", "lightgcn_ease"):
+        out = tmp_path / config
+        export_main(["--ckpt_path", str(trained[config]), "--out", str(out)])
+        manifest = json.loads((out / "export.json").read_text())
+        model, dm = load_for_inference(trained[config])
+        users_csv, items_csv = pd.read_csv(out / "users.csv"), pd.read_csv(out / "items.csv")
+        assert users_csv.user_id.tolist() == dm.data.user_ids.tolist() and items_csv.item_id.tolist() == dm.data.item_ids.tolist()
+        assert items_csv.title[1] == dm.side.items.loc[int(dm.data.item_ids[1]), "title"]
+        u, i = np.load(out / "tower0_users.npy"), np.load(out / "tower0_items.npy")
+        assert u.shape == (24, manifest["towers"][0]["dim"]) and i.shape == (30, manifest["towers"][0]["dim"])
+        scores = u @ i.T
+        if config == "gcn_dot":
+            scores = scores + manifest["towers"][0]["mean"] + np.load(out / "tower0_user_bias.npy")[:, None] \
+                + np.load(out / "tower0_item_bias.npy")[None, :]
+        else:
+            def z(x):
+                return (x - x.mean(1, keepdims=True)) / x.std(1, ddof=1, keepdims=True)
+            history = np.zeros((24, 30), dtype=np.float32)
+            history[dm.data.train.users.numpy(), dm.data.train.items.numpy()] = 1  # the graph's training rows
+            weight = manifest["item_item"]["weight"]
+            scores = (1 - weight) * z(scores) + weight * z(history @ np.load(out / "item_item.npy"))
+        with torch.no_grad():
+            expected = model.score_all_items(torch.arange(24)).numpy()
+        np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(FileExistsError, match="exists and is not an empty folder"):
+        export_main(["--ckpt_path", str(trained["gcn_dot"]), "--out", str(tmp_path / "gcn_dot")])
+
+
+def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
+    import yaml
+
+    from movielens_gnn.search import main as search_main
+
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    space = tmp_path / "space.yaml"
+    space.write_text("model.dropout: {type: float, low: 0.0, high: 0.5}\n"
+                     "model.optimizer.init_args.lr: {type: float, low: 0.001, high: 0.05, log: true}\n"
+                     'model.hidden_dims: {type: categorical, choices: ["[64]", "[64, 64]"]}\n')
+    text = search_main(["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--space", str(space), "--trials", "3",
+                        "--out", str(tmp_path / "out"), "--", "--data.root", str(tmp_path / "data"),
+                        "--trainer.max_epochs", "8"])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 3 and (tmp_path / "out" / "study.db").is_file()
+    assert (tmp_path / "out" / "trials.md").read_text() in text
+    import optuna
+
+    study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value)
+    # The value of a trial is its best validation RMSE: the checkpoint it selected.
+    assert best.value == pytest.approx(float(Path(best.user_attrs["checkpoint"]).stem.split("val_rmse=")[1]), abs=1e-4)
+    written = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert written["model"]["dropout"] == best.params["model.dropout"]
+    assert written["model"]["optimizer"]["init_args"]["lr"] == best.params["model.optimizer.init_args.lr"]
+    assert written["model"]["hidden_dims"] == yaml.safe_load(best.params["model.hidden_dims"])
+    assert written["trainer"] == yaml.safe_load((REPO / "configs" / "gcn_dot.yaml").read_text())["trainer"]
+
+
+def test_pruning_callback_stops_the_fit_when_the_pruner_says_so(tmp_path, monkeypatch):
+    from movielens_gnn.search import PruneOnValidation
+
+    class Trial:  # what the callback uses of an Optuna trial
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return len(self.reported) >= 2
+
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    trial = Trial()
+    pruner = PruneOnValidation(trial)
+    fit = main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(tmp_path / "data"), *QUIET,
+                "--trainer.max_epochs", "10"], callbacks=[pruner])
+    assert pruner.pruned and fit.trainer.current_epoch == 2 and [s for s, _ in trial.reported] == [0, 1]
+
+
+def test_tensorboard_logger_config(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="TensorBoard is the [tensorboard] extra (in [dev])")
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--config",
+          str(REPO / "configs" / "logger" / "tensorboard.yaml"), "--data.root", str(tmp_path / "data"), *QUIET,
+          "--trainer.max_epochs", "2"])
+    events = list((tmp_path / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
