@@ -59,7 +59,7 @@ COMMANDS = {
     "test": "score a checkpoint once on the test part (--ckpt_path); fit prints the exact command",
     "predict": "write a checkpoint's predictions (or ranking scores) for the test or validation pairs to CSV",
     "recommend": "top-K unseen movies for users (--user 42, 1,2,3 or all; --output FILE) or for a new user "
-                 "(--ratings 50:5,172:4)",
+                 "(--ratings 50:5,172:4 and/or --age, --gender, --occupation)",
     "describe": "what is in a dataset: counts, rating distribution, degrees, the split (--format json, --plots)",
     "export": "a checkpoint's user and item embeddings (.npy), id maps and titles (CSV) for serving",
     "search": "hyperparameter search with Optuna, pruned on the validation metric (pip install -e \".[search]\")",

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -136,17 +137,65 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
     return pd.concat(frames, ignore_index=True)
 
 
-def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated: dict[int, float], k: int) -> pd.DataFrame:
-    """Top-``k`` movies for a user who is not in the data, from ``{movie id: rating}``: the model folds the
-    user in (a new user vector fitted against the frozen item side, :meth:`score_new_user`) and ranks the
-    movies they did not rate.
+AGE_WINDOW = 5  # ml-100k ages are years: peers are within this many years
+ML1M_AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)  # ml-1m ages are the start of the group
+
+
+def demographic_peers(datamodule: MovieLensDataModule, age: int | None = None, gender: str | None = None,
+                      occupation: str | None = None) -> tuple[Tensor, str]:
+    """Internal indices of the training users who share the given demographics, and what was matched.
+
+    Ages match within :data:`AGE_WINDOW` years (ml-100k) or by age group (ml-1m); gender and occupation
+    exactly (ml-1m occupations are codes 0..20). When nobody matches everything, occupation is dropped
+    first, then age, then gender, and the description says so.
+
+    Raises:
+        ValueError: The dataset has no user features, or a value it cannot have.
+    """
+    users = datamodule.side.users
+    if not {"age", "gender", "occupation"} <= set(users.columns):
+        raise ValueError(f"--age/--gender/--occupation need user demographics, which {datamodule.dataset.NAME} does "
+                         "not have (ml-100k and ml-1m do); leave them out.")
+    frame = users.reindex(datamodule.data.user_ids.numpy())
+    conditions: list[tuple[str, pd.Series]] = []
+    if gender is not None:
+        if gender not in ("M", "F"):
+            raise ValueError(f"--gender must be M or F (as in the data), got {gender!r}.")
+        conditions.append((f"gender {gender}", frame["gender"] == gender))
+    if age is not None:
+        if datamodule.dataset.NAME == "ml-1m":
+            group = max(g for g in ML1M_AGE_GROUPS if g <= max(age, 1))
+            conditions.append((f"age group {group}", frame["age"] == group))
+        else:
+            conditions.append((f"age {age - AGE_WINDOW}-{age + AGE_WINDOW}", (frame["age"] - age).abs() <= AGE_WINDOW))
+    if occupation is not None:
+        known = sorted(set(frame["occupation"].astype(str)))
+        if str(occupation) not in known:
+            raise ValueError(f"--occupation {occupation!r} is not one of the data's: {', '.join(known)}.")
+        conditions.append((f"occupation {occupation}", frame["occupation"].astype(str) == str(occupation)))
+    # Relax the most specific condition first (occupation, then age, then gender) until someone matches.
+    order = sorted(conditions, key=lambda c: ("gender", "age", "occupation").index(c[0].split()[0]))
+    while order:
+        mask = np.logical_and.reduce([c[1].to_numpy() for c in order])
+        if mask.any():
+            found = torch.from_numpy(np.flatnonzero(mask))
+            return found, f"{len(found)} users with " + ", ".join(c[0] for c in order)
+        order = order[:-1]
+    return torch.arange(len(frame)), "all users (nobody shares the given demographics)"
+
+
+def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated: dict[int, float], k: int,
+                       peers: Tensor | None = None) -> pd.DataFrame:
+    """Top-``k`` movies for a user who is not in the data, from ``{movie id: rating}`` (may be empty when
+    ``peers`` are given): the model folds the user in (a new user vector fitted against the frozen item
+    side, started from the mean of ``peers``: :meth:`score_new_user`) and ranks the movies they did not rate.
 
     Raises:
         ValueError: A movie id the data does not have, or a rating off the data's scale.
     """
     data = datamodule.data
     ids = torch.tensor(list(rated), dtype=torch.int64)
-    items = torch.searchsorted(data.item_ids, ids).clamp(max=len(data.item_ids) - 1)
+    items = torch.searchsorted(data.item_ids, ids).clamp(max=len(data.item_ids) - 1).long()
     unknown = ids[data.item_ids[items] != ids].tolist()
     if unknown:
         raise ValueError(f"--ratings names movie id(s) {unknown[:10]} that this data does not have; use the "
@@ -155,7 +204,7 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     values = torch.tensor(list(rated.values()), dtype=torch.float32)
     if bool(((values < low) | (values > high)).any()):
         raise ValueError(f"--ratings must be on the data's scale {low:g}..{high:g}; got {sorted(rated.values())}.")
-    scores = model.score_new_user(items, values).cpu()[None]
+    scores = model.score_new_user(items, values, peers=peers).cpu()[None]
     known = torch.zeros_like(scores, dtype=torch.bool)
     known[0, items] = True
     frame, _ = _top_k(model, datamodule, [NEW_USER], scores, scores, known, k, [MODEL])
@@ -272,6 +321,10 @@ def main(argv: Sequence[str]) -> str:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="user id(s) of the data: 42, 1,2,3, all, or @FILE with ids")
     who.add_argument("--ratings", help="a new user's ratings as movie:rating pairs, e.g. 50:5,172:4,181:5")
+    who.add_argument("--new-user", action="store_true", help="a new user known only by --age/--gender/--occupation")
+    parser.add_argument("--age", type=int, help="new user: age in years (ml-100k, ml-1m)")
+    parser.add_argument("--gender", help="new user: M or F (ml-100k, ml-1m)")
+    parser.add_argument("--occupation", help="new user: as in the data (ml-100k: writer, ...; ml-1m: code 0..20)")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     parser.add_argument("--format", default="table", choices=FORMATS, help="what is printed (without --output)")
     parser.add_argument("--output", type=Path, help="write the recommendations to FILE (.csv or .parquet) instead")
@@ -284,7 +337,13 @@ def main(argv: Sequence[str]) -> str:
     args = parser.parse_args(list(argv))
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}.")
-    rated = parse_ratings(args.ratings) if args.ratings is not None else None
+    rated = parse_ratings(args.ratings) if args.ratings is not None else ({} if args.new_user else None)
+    demographics = {"age": args.age, "gender": args.gender, "occupation": args.occupation}
+    given = [f"--{name}" for name, value in demographics.items() if value is not None]
+    if given and rated is None:
+        raise ValueError(f"{', '.join(given)} describe a new user: use them with --ratings or --new-user, not --user.")
+    if args.new_user and not given:
+        raise ValueError("--new-user needs at least one of --age, --gender, --occupation (or use --ratings).")
     if args.user is not None and args.user.strip() != "all":
         parse_users(args.user)  # a malformed list is reported before the checkpoint is read
     if args.output is not None:
@@ -294,7 +353,11 @@ def main(argv: Sequence[str]) -> str:
         raise ValueError(f"--device {args.device}: no CUDA device here; use --device cpu.")
     model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
     if rated is not None:
-        frame = recommend_new_user(model.to(device), datamodule, rated, args.k)
+        peers = None
+        if given:
+            peers, matched = demographic_peers(datamodule, **demographics)
+            log.info("New user: starting from the mean of %s", matched)
+        frame = recommend_new_user(model.to(device), datamodule, rated, args.k, peers)
     else:
         frame = recommend(model, datamodule, parse_users(args.user, datamodule), args.k, device)
     if args.output is not None:

@@ -262,7 +262,7 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("recommend_user_not_a_number", None, ["recommend", "--ckpt_path", "u1.ckpt", "--user", "abc"],
      r"--user takes user ids separated by commas \(1,2,3\), `all`, or @FILE of ids; got 'abc'"),
     ("recommend_without_user", None, ["recommend", "--ckpt_path", "u1.ckpt"],
-     r"one of the arguments --user --ratings is required\. See `python -m movielens_gnn recommend --help`"),
+     r"one of the arguments --user --ratings --new-user is required\. See `python -m movielens_gnn recommend --help`"),
     ("recommend_user_and_ratings", None, ["recommend", "--ckpt_path", "u1.ckpt", "--user", "1", "--ratings", "1:5"],
      r"argument --ratings: not allowed with argument --user"),
     ("recommend_ratings_malformed", None, ["recommend", "--ckpt_path", "u1.ckpt", "--ratings", "1=5"],

@@ -228,3 +228,32 @@ def test_tensorboard_logger_config(tmp_path, monkeypatch):
           "--trainer.max_epochs", "2"])
     events = list((tmp_path / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 0
+
+
+def test_new_user_by_demographics_starts_from_their_peers(trained, capsys):
+    from movielens_gnn.recommend import demographic_peers
+    from tests.synthetic import OCCUPATIONS
+
+    model, dm = load_for_inference(trained["gcn_dot"])
+    # The fixture's user u (1..24) is gender "MF"[u % 2], age 18 + 7u mod 50, occupation OCCUPATIONS[u % 21].
+    peers, matched = demographic_peers(dm, age=30, gender="F")
+    expected = [u for u in range(1, 25) if "MF"[u % 2] == "F" and abs(18 + (u * 7) % 50 - 30) <= 5]
+    assert dm.data.user_ids[peers].tolist() == expected and matched == f"{len(expected)} users with gender F, age 25-35"
+    # Nobody of that age and gender has this occupation: occupation is dropped first.
+    absent = next(o for o in OCCUPATIONS if o not in {OCCUPATIONS[u % 21] for u in expected})
+    peers_relaxed, matched = demographic_peers(dm, age=30, gender="F", occupation=absent)
+    assert "occupation" not in matched and peers_relaxed.tolist() == peers.tolist()
+    assert dm.data.user_ids[demographic_peers(dm, occupation=OCCUPATIONS[5])[0]].tolist() == [5]
+    # Without ratings, a dot-head model's new user is exactly the peers' average prediction.
+    with torch.no_grad():
+        average = model.score_all_items(peers).mean(0)
+    alone = model.score_new_user(torch.zeros(0, dtype=torch.long), torch.zeros(0), peers=peers)
+    torch.testing.assert_close(alone, average, rtol=1e-5, atol=1e-5)
+    capsys.readouterr()
+    frame = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--new-user", "--age", "30",
+                                                    "--gender", "F", "--k", "4", "--format", "csv"])))
+    assert frame.movie_id.tolist() == dm.data.item_ids[average.topk(4).indices].tolist()
+    with pytest.raises(ValueError, match=r"--gender must be M or F \(as in the data\), got 'x'"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--new-user", "--gender", "x"])
+    with pytest.raises(ValueError, match=r"--age describe a new user: use them with --ratings or --new-user"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "1", "--age", "30"])

@@ -222,26 +222,30 @@ class RankingModel(GraphTask):
         return (1 - weight) * standardise(scores) + weight * self._item_item_scores(users)
 
     @torch.enable_grad()
-    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2) -> Tensor:
+    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2,
+                       peers: Tensor | None = None) -> Tensor:
         """``(I,)`` scores for a user who is not in the training graph, from the items they rated.
 
         The item side stays frozen (as ``implicit``'s ``recalculate_user`` does): a new user vector is
-        fitted by BPR over every (rated, unrated) item pair, starting from the mean user, with an L2 pull
-        of weight ``l2``; the hybrid's EASE part is exact for a new user (their 0/1 row times ``B``).
-        Ratings only say which items the user interacted with here (all count as positives).
+        fitted by BPR over every (rated, unrated) item pair, starting from the mean of ``peers`` (every
+        user by default), with an L2 pull of weight ``l2``; the hybrid's EASE part is exact for a new user
+        (their 0/1 row times ``B``). Ratings only say which items the user interacted with here (all count
+        as positives). With no items the scores are the peers' mean vector's.
 
         Args:
             items: ``(K,)`` internal indices of the rated items.
             ratings: ``(K,)`` their ratings (unused beyond marking the items as interactions).
             steps: Adam steps of the fit.
             l2: Weight of the squared norm of the user vector.
+            peers: ``(P,)`` internal indices of the training users to start from; ``None``: every user.
         """
         user_table, item_table = (t.detach() for t in self.encode())
         positive = torch.zeros(item_table.shape[0], dtype=torch.bool, device=item_table.device)
         positive[items.to(item_table.device)] = True
-        user = user_table.mean(0).clone().requires_grad_(True)
+        group = user_table if peers is None else user_table[peers.to(user_table.device)]
+        user = group.mean(0).clone().requires_grad_(True)
         optimizer = torch.optim.Adam([user], lr=0.05)
-        for _ in range(steps):
+        for _ in range(steps if bool(positive.any()) else 0):
             optimizer.zero_grad()
             scores = item_table @ user
             # Every rated item above every other one: the full BPR objective of this one user.

@@ -224,27 +224,34 @@ class RatingModel(GraphTask):
         return self.tower_scores(tables, pair_users, pair_items).mean(0).view(len(users), num_items)
 
     @torch.enable_grad()
-    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2) -> Tensor:
+    def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2,
+                       peers: Tensor | None = None) -> Tensor:
         """``(I,)`` predicted ratings for a user who is not in the training graph, from their ratings.
 
         The item side stays frozen: each tower gets a new user vector (and user bias, for a dot head),
-        started from the mean user and fitted to ``ratings`` by MSE with an L2 pull of weight ``l2`` toward
-        that start (so a user with few ratings stays near the average one); the prediction is the towers'
-        mean, as for any user.
+        started from the mean of ``peers`` (all users by default) and fitted to ``ratings`` by MSE with an
+        L2 pull of weight ``l2`` toward that start (so a user with few ratings stays near their peers);
+        the prediction is the towers' mean, as for any user. With no ratings it is the peers' mean.
 
         Args:
-            items: ``(K,)`` internal indices of the rated items.
+            items: ``(K,)`` internal indices of the rated items (``K`` may be 0).
             ratings: ``(K,)`` the ratings, on the data's scale.
             steps: Adam steps of the fit.
-            l2: Weight of the squared distance from the mean user.
+            l2: Weight of the squared distance from the start.
+            peers: ``(P,)`` internal indices of the training users to start from (e.g. those with the
+                new user's demographics); ``None``: every user.
         """
         heads = [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
         predictions = []
         for head, (user_table, item_table) in zip(heads, self.encode()):
             user_table, item_table = user_table.detach(), item_table.detach()
-            start = user_table.mean(0)
+            group = user_table if peers is None else user_table[peers.to(user_table.device)]
+            start = group.mean(0)
             user = start.clone().requires_grad_(True)
-            bias = torch.zeros((), device=start.device, requires_grad=True)
+            bias_start = 0.0
+            if isinstance(head, DotHead) and peers is not None:
+                bias_start = float(head.user_bias.weight.detach()[peers.to(user_table.device)].mean())
+            bias = torch.full((), bias_start, device=start.device, requires_grad=True)
             optimizer = torch.optim.Adam([user, bias], lr=0.05)
             rated = items.to(item_table.device)
             target = ratings.to(item_table.device, item_table.dtype)
@@ -258,7 +265,7 @@ class RatingModel(GraphTask):
                 return head(user[None], table, torch.zeros(len(table), dtype=torch.long, device=table.device),
                             torch.arange(len(table), device=table.device))
 
-            for _ in range(steps):
+            for _ in range(steps if len(rated) else 0):
                 optimizer.zero_grad()
                 loss = F.mse_loss(predict(rated), target) + l2 * (user - start).pow(2).sum()
                 loss.backward()
