@@ -199,15 +199,15 @@ def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int 
 
 def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str) -> dict:
     num_users, num_items, num_ratings = SIZES[size]
-    if pair_route == "gather":  # never score all pairs densely: the memory-linear route at every size
-        heads.DENSE_PAIR_RATIO = 0
     dense = heads.dense_route(num_users, num_items, num_ratings)
+    route = pair_route if pair_route != "auto" else ("dense" if dense else "sparse")  # sparse from the 2nd epoch
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
     start = time.perf_counter()
     graph = BipartiteGraph(users, items, num_users, num_items)
     build_s = time.perf_counter() - start
-    model = RatingModel(num_users, num_items, rating_mean=3.0, embedding_dim=64, hidden_dims=[64], combine="mean")
+    model = RatingModel(num_users, num_items, rating_mean=3.0, embedding_dim=64, hidden_dims=[64], combine="mean",
+                        pair_route=pair_route)
     model.attach_graph(graph)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -223,7 +223,7 @@ def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: st
     gpu_peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
             "graph_build_s": build_s, "peak_rss_gib": peak, "gpu_peak_gib": gpu_peak,
-            "pair_route": "dense" if dense else "gather"}
+            "pair_route": route}
 
 
 def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str) -> list[str]:
@@ -259,8 +259,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--scaling-sizes", default="1m,10m,25m")
-    parser.add_argument("--pair-route", choices=("auto", "gather"), default="auto",
-                        help="scaling: the dot head's route; auto scores all pairs densely on small graphs")
+    parser.add_argument("--pair-route", choices=("auto", "dense", "gather", "sparse"), default="auto",
+                        help="scaling: the dot head's route; auto: dense on small graphs, else sparse (SDDMM) from the 2nd epoch")
     parser.add_argument("--scaling-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet_logs()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+import weakref
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 HEADS = ("dot", "mlp")
+PAIR_ROUTES = ("auto", "dense", "gather", "sparse")
+PairRoute = Literal["auto", "dense", "gather", "sparse"]
 PAIR_CHUNK = 1 << 20
 # Scoring every (user, item) pair with one matrix product and then picking the batch's pairs beats
 # gathering the batch's rows once the batch covers more than 1/64 of all pairs: a matmul runs
@@ -50,33 +54,148 @@ class _PairDot(torch.autograd.Function):
         return grad_user, grad_item, None, None
 
 
+class PairPattern:
+    """A fixed set of ``(user, item)`` pairs laid out as CSR (rows = users) and as its transpose, once.
+
+    This is what the ``sparse`` route of :func:`pair_dot` runs on: the forward pass is one sampled dense
+    product (SDDMM, ``torch.sparse.sampled_addmm``) over the pattern, the backward two sparse-dense
+    products (``grad_U = G @ V``, ``grad_V = Gᵀ @ U``, ``G`` the pattern with the incoming gradient as
+    values): no ``(B, D)`` gathers and no atomic scatter-adds. Building it sorts the pairs twice, so it
+    pays off when the same pairs are scored again (full-batch training: every epoch).
+
+    Args:
+        users: ``(B,)`` user indices.
+        items: ``(B,)`` item indices.
+        num_users: ``U``.
+        num_items: ``I``.
+    """
+
+    def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> None:
+        self.shape = (num_users, num_items)
+        users, items = users.long(), items.long()
+        order = torch.argsort(users * num_items + items, stable=True)  # CSR position -> pair
+        self.crow = _row_pointers(users, num_users)
+        self.col = items[order]
+        self.position = torch.empty_like(order)  # pair -> CSR position
+        self.position[order] = torch.arange(len(order), device=order.device)
+        rows = users[order]
+        order_t = torch.argsort(self.col * num_users + rows, stable=True)  # transposed position -> CSR position
+        self.order_t = order_t
+        self.crow_t = _row_pointers(items, num_items)
+        self.col_t = rows[order_t]
+
+    def csr(self, values: Tensor) -> Tensor:
+        """``(U, I)`` sparse CSR with ``values`` in CSR order."""
+        return _csr(self.crow, self.col, values, self.shape)
+
+    def csr_t(self, values: Tensor) -> Tensor:
+        """``(I, U)`` sparse CSR of the transpose; ``values`` in (untransposed) CSR order."""
+        return _csr(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
+
+
+def _row_pointers(rows: Tensor, num_rows: int) -> Tensor:
+    crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+    return crow
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # torch flags CSR as "beta"; the invariants hold by construction
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+class _SampledDot(torch.autograd.Function):
+    """Dot products of a :class:`PairPattern`'s pairs: SDDMM forward, two SpMMs backward."""
+
+    @staticmethod
+    def forward(ctx, user_table: Tensor, item_table: Tensor, pattern: PairPattern) -> Tensor:  # noqa: D401
+        zeros = torch.zeros(len(pattern.col), dtype=user_table.dtype, device=user_table.device)
+        values = torch.sparse.sampled_addmm(pattern.csr(zeros), user_table, item_table.T, beta=0.0).values()
+        ctx.save_for_backward(user_table, item_table)
+        ctx.pattern = pattern
+        return values.index_select(0, pattern.position)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        user_table, item_table = ctx.saved_tensors
+        pattern = ctx.pattern
+        grad = torch.empty_like(grad_out)
+        grad[pattern.position] = grad_out  # into CSR order
+        grad_user = pattern.csr(grad) @ item_table if ctx.needs_input_grad[0] else None
+        grad_item = pattern.csr_t(grad) @ user_table if ctx.needs_input_grad[1] else None
+        return grad_user, grad_item, None
+
+
 def dense_route(num_users: int, num_items: int, batch: int) -> bool:
     """Whether :func:`pair_dot` scores all ``num_users * num_items`` pairs for a batch of ``batch`` pairs."""
     return num_users * num_items <= min(DENSE_PAIR_MAX, DENSE_PAIR_RATIO * batch)
 
 
-def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
-    """``(user_table[users] * item_table[items]).sum(-1)``, by the cheaper of two routes.
+def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor, route: PairRoute = "auto",
+             pattern: PairPattern | None = None) -> Tensor:
+    """``(user_table[users] * item_table[items]).sum(-1)``, by one of three routes.
 
-    When the batch covers at least ``1 / DENSE_PAIR_RATIO`` of all user–item pairs (full-batch
-    training on MovieLens-100K) and the ``(U, I)`` score matrix stays under ``DENSE_PAIR_MAX``
-    entries, all pairs are scored with one matrix product and the batch's are picked out.
-    Otherwise the rows are gathered chunk by chunk, in memory linear in the batch (25M ratings).
+    * ``dense``: all ``U × I`` pairs scored with one matrix product, the batch's picked out. ``auto`` takes it
+      when the batch covers at least ``1 / DENSE_PAIR_RATIO`` of all pairs (full-batch training on
+      MovieLens-100K) and the score matrix stays under ``DENSE_PAIR_MAX`` entries.
+    * ``sparse``: SDDMM forward, two SpMMs backward over ``pattern`` (a :class:`PairPattern` of exactly
+      these pairs; built here when not given). ``auto`` takes it when a pattern is given.
+    * ``gather``: the rows gathered chunk by chunk, memory linear in the batch; ``auto``'s fallback.
 
     Args:
         user_table: ``(U, D)`` user representations.
         item_table: ``(I, D)`` item representations.
         users: ``(B,)`` user indices.
         items: ``(B,)`` item indices.
+        route: One of :data:`PAIR_ROUTES`.
+        pattern: The pairs' :class:`PairPattern`, when the caller keeps one.
 
     Returns:
         ``(B,)`` dot products.
     """
+    if route not in PAIR_ROUTES:
+        raise ValueError(f"Unknown pair route {route!r}; valid values: {', '.join(PAIR_ROUTES)}.")
     dtype = torch.promote_types(user_table.dtype, item_table.dtype)
     user_table, item_table = user_table.to(dtype), item_table.to(dtype)
-    if dense_route(user_table.shape[0], item_table.shape[0], users.shape[0]):
+    if route == "auto":
+        route = ("dense" if dense_route(user_table.shape[0], item_table.shape[0], users.shape[0])
+                 else "sparse" if pattern is not None and dtype in SPARSE_DTYPES else "gather")
+    if route == "dense":
         return (user_table @ item_table.T).flatten().index_select(0, users * item_table.shape[0] + items)
+    if route == "sparse":
+        if pattern is None:
+            pattern = PairPattern(users, items, user_table.shape[0], item_table.shape[0])
+        return _SampledDot.apply(user_table, item_table, pattern)
     return _PairDot.apply(user_table, item_table, users, items)
+
+
+SPARSE_DTYPES = (torch.float32, torch.float64)  # sampled_addmm's kernels (no half precision on CPU)
+
+
+class PatternCache:
+    """The :class:`PairPattern` of edge sets that come back (the same tensors, full-batch, every epoch).
+
+    A pattern is built the second time the very same ``(users, items)`` tensors are scored, so
+    minibatches (new tensors every step) never pay for one. Tensors are held by weak reference:
+    a cached pattern goes with its edge set.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._seen: list[tuple[weakref.ref, weakref.ref, PairPattern | None]] = []
+
+    def get(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> PairPattern | None:
+        self._seen = [entry for entry in self._seen if entry[0]() is not None and entry[1]() is not None]
+        for index, (users_ref, items_ref, pattern) in enumerate(self._seen):
+            if users_ref() is users and items_ref() is items:
+                if pattern is None:  # second sighting: worth building
+                    pattern = PairPattern(users, items, num_users, num_items)
+                    self._seen[index] = (users_ref, items_ref, pattern)
+                return pattern
+        self._seen = (self._seen + [(weakref.ref(users), weakref.ref(items), None)])[-self.size:]
+        return None
 
 
 class DotHead(nn.Module):
@@ -86,10 +205,17 @@ class DotHead(nn.Module):
         num_users: ``U``, for the user biases.
         num_items: ``I``, for the item biases.
         rating_mean: ``mu``, the mean training rating.
+        pair_route: How the dot products are computed (:func:`pair_dot`); ``auto`` picks ``dense`` for
+            batches that cover many pairs, ``sparse`` for edge sets scored again (full batch, from the
+            second epoch: :class:`PatternCache`), else ``gather``.
     """
 
-    def __init__(self, num_users: int, num_items: int, rating_mean: float) -> None:
+    def __init__(self, num_users: int, num_items: int, rating_mean: float, pair_route: PairRoute = "auto") -> None:
         super().__init__()
+        if pair_route not in PAIR_ROUTES:
+            raise ValueError(f"Unknown pair route {pair_route!r}; valid values: {', '.join(PAIR_ROUTES)}.")
+        self.pair_route = pair_route
+        self.patterns = PatternCache()
         self.user_bias = nn.Embedding(num_users, 1)
         self.item_bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(self.user_bias.weight)
@@ -106,7 +232,11 @@ class DotHead(nn.Module):
         Returns:
             ``(B,)`` predicted ratings (unclamped).
         """
-        dot = pair_dot(user_table, item_table, users, items)
+        pattern = None
+        if self.pair_route == "sparse" or (self.pair_route == "auto"
+                                           and not dense_route(len(user_table), len(item_table), len(users))):
+            pattern = self.patterns.get(users, items, len(user_table), len(item_table))
+        dot = pair_dot(user_table, item_table, users, items, self.pair_route, pattern)
         # index_select's backward is a scatter-add; nn.Embedding's sorts the indices first (4x slower here).
         user_bias = self.user_bias.weight.squeeze(1).index_select(0, users)
         item_bias = self.item_bias.weight.squeeze(1).index_select(0, items)

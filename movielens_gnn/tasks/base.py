@@ -15,7 +15,7 @@ from movielens_gnn.models.graph import BipartiteGraph
 
 # Arguments a checkpoint can be evaluated with other values of; every other hyperparameter is the
 # architecture or training recipe the weights belong to.
-EVALUATION_ARGUMENTS = ("engine", "ranking_ks", "relevance_threshold")
+EVALUATION_ARGUMENTS = ("engine", "pair_route", "ranking_ks", "relevance_threshold")
 
 
 class GraphTask(pl.LightningModule):

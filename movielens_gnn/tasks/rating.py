@@ -96,6 +96,11 @@ class RatingModel(GraphTask):
         engine: ``native`` (torch sparse, the default) or ``dgl`` (``dgl.nn.GraphConv``; needs
             ``pip install -e ".[dgl]"``). Checkpoints load with either engine.
         head: ``dot`` (inner product + biases) or ``mlp``.
+        pair_route: How the dot head computes its pairs' products: ``auto`` (the default) scores all
+            user-item pairs with one matrix product when the batch covers many of them (ml-100k, full
+            batch), uses SDDMM + SpMM over the edge set's CSR pattern when the same edge set comes back
+            (full batch on large graphs, from the second epoch), else gathers rows; ``dense``,
+            ``gather`` and ``sparse`` force one. Values agree to float rounding; only speed differs.
         mlp_hidden_dims: Hidden widths of the ``mlp`` head.
         mlp_dropout: Dropout inside the ``mlp`` head.
         optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML).
@@ -130,6 +135,7 @@ class RatingModel(GraphTask):
         autoencoder_weight_decay: Optional[float] = None,
         engine: Literal["native", "dgl"] = "native",
         head: Literal["dot", "mlp"] = "dot",
+        pair_route: Literal["auto", "dense", "gather", "sparse"] = "auto",
         mlp_hidden_dims: Sequence[int] = (64,),
         mlp_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -170,14 +176,14 @@ class RatingModel(GraphTask):
             engine=engine,
         )
         if head == "dot":
-            self.head = DotHead(num_users, num_items, rating_mean)
+            self.head = DotHead(num_users, num_items, rating_mean, pair_route)
         else:
             self.head = MLPHead(self.encoder.out_dim, list(mlp_hidden_dims), mlp_dropout, rating_mean)
         self.autoencoder: ItemAutoencoder | None = None
         self.autoencoder_head: DotHead | None = None
         if autoencoder_dim:
             self.autoencoder = ItemAutoencoder(num_users, num_items, autoencoder_dim)
-            self.autoencoder_head = DotHead(num_users, num_items, rating_mean)
+            self.autoencoder_head = DotHead(num_users, num_items, rating_mean, pair_route)
         metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")

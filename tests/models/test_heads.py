@@ -26,12 +26,12 @@ def test_dot_head_starts_at_the_mean():
     assert "rating_mean" in head.state_dict()
 
 
-@pytest.mark.parametrize("route, chunk", [("gather", 3), ("gather", 1 << 20), ("dense", 3)])
+@pytest.mark.parametrize("route, chunk", [("gather", 3), ("gather", 1 << 20), ("dense", 3), ("sparse", 3)])
 def test_pair_dot_value_gradient_and_gradcheck(monkeypatch, route, chunk):
     monkeypatch.setattr(heads, "PAIR_CHUNK", chunk)
     if route == "gather":
         monkeypatch.setattr(heads, "DENSE_PAIR_RATIO", 0)
-    else:  # 7 pairs of a 5 x 6 table: dense; make sure the gather route is not taken
+    if route != "gather":  # make sure the gather route is not taken
         monkeypatch.setattr(heads._PairDot, "apply", None)
     g = torch.Generator().manual_seed(0)
     users_t = torch.randn(5, 4, dtype=torch.float64, generator=g, requires_grad=True)
@@ -39,8 +39,9 @@ def test_pair_dot_value_gradient_and_gradcheck(monkeypatch, route, chunk):
     users = torch.tensor([0, 4, 4, 2, 1, 0, 3])
     items = torch.tensor([5, 0, 1, 1, 2, 5, 3])  # repeats on both sides
     reference = (users_t[users] * items_t[items]).sum(-1)
-    torch.testing.assert_close(pair_dot(users_t, items_t, users, items), reference)
-    assert torch.autograd.gradcheck(lambda u, i: pair_dot(u, i, users, items), (users_t, items_t))
+    chosen = "auto" if route != "sparse" else "sparse"
+    torch.testing.assert_close(pair_dot(users_t, items_t, users, items, chosen), reference)
+    assert torch.autograd.gradcheck(lambda u, i: pair_dot(u, i, users, items, chosen), (users_t, items_t))
 
 
 def test_mlp_head_reads_the_pair_and_adds_the_mean():
@@ -51,3 +52,49 @@ def test_mlp_head_reads_the_pair_and_adds_the_mean():
     users, items = torch.tensor([0, 2, 2, 1]), torch.tensor([3, 0, 1, 1])
     pairs = torch.cat([u[users], i[items], u[users] * i[items]], 1)
     torch.testing.assert_close(head(u, i, users, items), head.mlp(pairs).squeeze(-1) + 3.0)
+
+
+def test_sparse_route_equals_gather_on_a_larger_graph():
+    g = torch.Generator().manual_seed(1)
+    user_table = torch.randn(300, 16, generator=g, requires_grad=True)
+    item_table = torch.randn(200, 16, generator=g, requires_grad=True)
+    keys = torch.randperm(300 * 200, generator=g)[:5000]
+    users, items = keys // 200, keys % 200
+    weights = torch.rand(5000, generator=g)
+    results = []
+    for route in ("gather", "sparse"):
+        user_table.grad = item_table.grad = None
+        out = pair_dot(user_table, item_table, users, items, route)
+        (out * weights).sum().backward()
+        results.append((out.detach(), user_table.grad.clone(), item_table.grad.clone()))
+    for a, b in zip(*results):  # summation order differs: relative tolerance
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_pattern_cache_builds_on_the_second_sighting_only():
+    cache = heads.PatternCache(size=2)
+    users, items = torch.tensor([0, 1, 1]), torch.tensor([2, 0, 1])
+    assert cache.get(users, items, 2, 3) is None  # first time: maybe a minibatch
+    pattern = cache.get(users, items, 2, 3)
+    assert isinstance(pattern, heads.PairPattern) and cache.get(users, items, 2, 3) is pattern
+    other_users, other_items = users.clone(), items.clone()
+    assert cache.get(other_users, other_items, 2, 3) is None  # equal values, other tensors: another edge set
+    del users, items, pattern
+    assert len([e for e in cache._seen if e[0]() is not None]) == 1  # the dropped edge set's entry goes with it
+
+
+def test_dot_head_auto_route_switches_to_sparse_for_a_returning_edge_set(monkeypatch):
+    monkeypatch.setattr(heads, "DENSE_PAIR_MAX", 0)  # a graph too large for the dense route
+    head = DotHead(30, 40, rating_mean=3.0)
+    g = torch.Generator().manual_seed(2)
+    user_table, item_table = torch.randn(30, 8, generator=g), torch.randn(40, 8, generator=g)
+    users, items = torch.randint(0, 30, (200,), generator=g), torch.randint(0, 40, (200,), generator=g)
+    calls = []
+    monkeypatch.setattr(heads._SampledDot, "apply", lambda *a, f=heads._SampledDot.apply: calls.append(1) or f(*a))
+    first = head(user_table, item_table, users, items)
+    assert not calls
+    second = head(user_table, item_table, users, items)
+    assert calls == [1]
+    torch.testing.assert_close(first, second)
+    with pytest.raises(ValueError, match="Unknown pair route 'fast'; valid values: auto, dense, gather, sparse"):
+        DotHead(3, 4, 3.0, pair_route="fast")
