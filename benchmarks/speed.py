@@ -37,7 +37,6 @@ from common import REPO, command_line, machine, quiet_logs
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
 from movielens_gnn.data.datamodule import MovieLensDataModule
-from movielens_gnn.models import heads
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv
 from movielens_gnn.tasks.rating import RatingModel
@@ -199,8 +198,7 @@ def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int 
 
 def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str) -> dict:
     num_users, num_items, num_ratings = SIZES[size]
-    dense = heads.dense_route(num_users, num_items, num_ratings)
-    route = pair_route if pair_route != "auto" else ("dense" if dense else "sparse")  # sparse from the 2nd epoch
+    route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
     start = time.perf_counter()

@@ -96,11 +96,11 @@ class RatingModel(GraphTask):
         engine: ``native`` (torch sparse, the default) or ``dgl`` (``dgl.nn.GraphConv``; needs
             ``pip install -e ".[dgl]"``). Checkpoints load with either engine.
         head: ``dot`` (inner product + biases) or ``mlp``.
-        pair_route: How the dot head computes its pairs' products: ``auto`` (the default) scores all
-            user-item pairs with one matrix product when the batch covers many of them (ml-100k, full
-            batch), uses SDDMM + SpMM over the edge set's CSR pattern when the same edge set comes back
-            (full batch on large graphs, from the second epoch), else gathers rows; ``dense``,
-            ``gather`` and ``sparse`` force one. Values agree to float rounding; only speed differs.
+        pair_route: How the dot head computes its pairs' products: ``auto`` (the default) uses SDDMM +
+            SpMM over the edge set's CSR pattern when the same edge set comes back (full batch, from the
+            second epoch), else scores all user-item pairs with one matrix product when the batch covers
+            many of them, else gathers rows; ``dense``, ``gather`` and ``sparse`` force one. Values agree
+            to float rounding; only speed differs.
         mlp_hidden_dims: Hidden widths of the ``mlp`` head.
         mlp_dropout: Dropout inside the ``mlp`` head.
         optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML).
