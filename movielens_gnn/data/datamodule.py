@@ -89,6 +89,9 @@ class EdgeLoader:
         self.rank = rank
         self.world_size = world_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+        # Full batch: this rank's shard is cut once and handed out as the same tensors every epoch, so that
+        # what is built per edge set (the dot head's CSR pattern) is built once.
+        self._shard = edges if world_size == 1 else EdgeBatch(*(t[rank::world_size] for t in edges))
 
     @property
     def num_edges(self) -> int:
@@ -103,10 +106,7 @@ class EdgeLoader:
 
     def __iter__(self) -> Iterator[EdgeBatch]:
         if self.batch_size is None:
-            if self.world_size == 1:
-                yield self.edges
-            else:
-                yield EdgeBatch(*(t[self.rank :: self.world_size] for t in self.edges))
+            yield self._shard
             return
         n = len(self.edges.ratings)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
@@ -629,6 +629,10 @@ class MovieLensDataModule(pl.LightningDataModule):
     def _loader(self, edges: EdgeBatch, batch_size: int | None = None, shuffle: bool = False) -> EdgeLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if batch_size is None and trainer is not None:
+            # A full batch goes to the device once: Lightning's per-step copy is then a no-op that returns
+            # the same tensors, which keeps per-edge-set caches (the dot head's pattern) valid on a GPU too.
+            edges = EdgeBatch(*(t.to(trainer.strategy.root_device) for t in edges))
         return EdgeLoader(edges, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world,
                           generator=self.train_generator if shuffle else None)
 

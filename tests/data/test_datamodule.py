@@ -161,6 +161,15 @@ def test_eval_shards_count_every_edge_once(world_size):
         assert torch.equal(batches[0].ratings, edges.ratings[batches[0].users])
 
 
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_full_batch_is_the_same_tensors_every_epoch(world_size):
+    # So that what a model builds per edge set (the dot head's CSR pattern) is built once, not per epoch.
+    edges = EdgeBatch(torch.arange(11), torch.arange(11) % 5, torch.rand(11))
+    loader = EdgeLoader(edges, rank=world_size - 1, world_size=world_size)
+    (first,), (second,) = list(loader), list(loader)
+    assert all(a is b for a, b in zip(first, second))
+
+
 def test_train_shards_are_disjoint_equal_and_reshuffled():
     edges = EdgeBatch(torch.arange(101), torch.zeros(101, dtype=torch.long), torch.ones(101))
     loaders = [EdgeLoader(edges, batch_size=10, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
@@ -176,6 +185,9 @@ def test_loaders_follow_the_trainer_rank(ml100k_root):
 
     class FakeTrainer:
         global_rank, world_size = 1, 2
+
+        class strategy:  # noqa: N801  (what the data module reads of Trainer.strategy)
+            root_device = torch.device("cpu")
 
     dm.trainer = FakeTrainer()
     assert len(dm.data.test.ratings) == 101
