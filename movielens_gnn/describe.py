@@ -34,6 +34,7 @@ def summary(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> dict:
     side = datamodule.side
     n_users, n_items, n_ratings = int(frame["user_id"].nunique()), int(frame["item_id"].nunique()), len(frame)
     distribution = frame["rating"].value_counts().sort_index()
+    per_user = frame.groupby("user_id").size()
     has_time = bool(frame["timestamp"].any())
     return {
         "dataset": datamodule.dataset.NAME,
@@ -46,8 +47,7 @@ def summary(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> dict:
         "rating_counts": {f"{value:g}": int(count) for value, count in distribution.items()},
         "rating_mean": round(float(frame["rating"].mean()), 4),
         "density": n_ratings / (n_users * n_items),
-        "ratings_per_user": {"min": int(frame.groupby("user_id").size().min()),
-                             "median": float(frame.groupby("user_id").size().median())},
+        "ratings_per_user": {"min": int(per_user.min()), "median": float(per_user.median())},
         "first_timestamp": int(frame["timestamp"].min()) if has_time else None,
         "last_timestamp": int(frame["timestamp"].max()) if has_time else None,
         "user_columns": list(side.users.columns),

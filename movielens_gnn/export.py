@@ -33,11 +33,16 @@ from movielens_gnn.recommend import ArgumentParser, load_for_inference
 from movielens_gnn.tasks.ranking import RankingModel
 
 
-def export(model, datamodule, out: Path) -> dict:
-    """Write the export of ``model`` (with its ``datamodule``) into the folder ``out``; return the manifest."""
+def check_out(out: Path) -> None:
+    """Raise ``FileExistsError`` unless ``out`` is new or an empty folder (an export never overwrites)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out} exists and is not an empty folder; choose a new folder (nothing is "
                               "overwritten).")
+
+
+def export(model, datamodule, out: Path) -> dict:
+    """Write the export of ``model`` (with its ``datamodule``) into the folder ``out``; return the manifest."""
+    check_out(out)
     data, side = datamodule.data, datamodule.side
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, out.name)
@@ -46,8 +51,7 @@ def export(model, datamodule, out: Path) -> dict:
         with torch.no_grad():
             tables = model.encode()
         tables = [tables] if isinstance(model, RankingModel) else list(tables)
-        heads = [None] if isinstance(model, RankingModel) else (
-            [model.head] if model.autoencoder_head is None else [model.head, model.autoencoder_head])
+        heads = [None] if isinstance(model, RankingModel) else model.tower_heads
         towers = []
         for k, ((users, items), head) in enumerate(zip(tables, heads)):
             np.save(tmp / f"tower{k}_users.npy", users.detach().cpu().float().numpy())
@@ -74,7 +78,7 @@ def export(model, datamodule, out: Path) -> dict:
                                               "each user's scores over all items; x_u the user's 0/1 training row"}
         pd.DataFrame({"index": np.arange(len(data.user_ids)), "user_id": data.user_ids.numpy()}).to_csv(
             tmp / "users.csv", index=False)
-        info = side.items.reindex(columns=["title", "year", "genres"]).reindex(data.item_ids.numpy()).fillna("")
+        info = side.item_info(data.item_ids.numpy())
         pd.DataFrame({"index": np.arange(len(data.item_ids)), "item_id": data.item_ids.numpy(),
                       "title": info["title"].to_numpy(), "year": info["year"].to_numpy(),
                       "genres": info["genres"].to_numpy()}).to_csv(tmp / "items.csv", index=False)
@@ -95,9 +99,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
     args = parser.parse_args(list(argv))
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise FileExistsError(f"--out {args.out} exists and is not an empty folder; choose a new folder (nothing is "
-                              "overwritten).")
+    check_out(args.out)  # before the checkpoint is read
     model, datamodule = load_for_inference(args.ckpt_path, args.root, cache_dir=args.cache_dir)
     manifest = export(model, datamodule, args.out)
     text = (f"Exported {manifest['task']} ({len(manifest['towers'])} tower(s), {manifest['users']} users, "

@@ -110,9 +110,7 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
         raise ValueError(f"k must be at least 1, got {k}.")
     data = datamodule.data
     known_ids = data.user_ids
-    requested = torch.tensor(list(user_ids), dtype=torch.int64)
-    users = torch.searchsorted(known_ids, requested).clamp(max=len(known_ids) - 1)
-    unknown = requested[known_ids[users] != requested].tolist()
+    users, unknown = _indices(known_ids, user_ids)
     if unknown:
         raise ValueError(f"Unknown user id(s) {unknown[:10]}; this data has {len(known_ids)} users with ids "
                          f"{int(known_ids[0])}..{int(known_ids[-1])}. For a user not in the data, pass --ratings.")
@@ -194,9 +192,7 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
         ValueError: A movie id the data does not have, or a rating off the data's scale.
     """
     data = datamodule.data
-    ids = torch.tensor(list(rated), dtype=torch.int64)
-    items = torch.searchsorted(data.item_ids, ids).clamp(max=len(data.item_ids) - 1).long()
-    unknown = ids[data.item_ids[items] != ids].tolist()
+    items, unknown = _indices(data.item_ids, rated)
     if unknown:
         raise ValueError(f"--ratings names movie id(s) {unknown[:10]} that this data does not have; use the "
                          f"dataset's movie ids (e.g. from `recommend --user ...` or the movies file).")
@@ -211,6 +207,14 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     return frame
 
 
+def _indices(known_ids: Tensor, requested: Sequence[int]) -> tuple[Tensor, list[int]]:
+    """Internal indices of the dataset ids ``requested`` among the sorted ``known_ids``, and the requested
+    ids that are not there."""
+    ids = torch.tensor(list(requested), dtype=torch.int64)
+    index = torch.searchsorted(known_ids, ids).clamp(max=len(known_ids) - 1)
+    return index, ids[known_ids[index] != ids].tolist()
+
+
 def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, scores: Tensor, ranking: Tensor,
            known: Tensor, k: int, sources: list[str]) -> tuple[pd.DataFrame, list[tuple]]:
     """The rows of the top-``k`` unknown items of each user, and ``(user, unrated count)`` of users with fewer."""
@@ -221,7 +225,7 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
     keep = torch.arange(top.shape[1])[None, :] < counts[:, None]
     rows, ranks = keep.nonzero(as_tuple=True)
     items = top[rows, ranks]
-    info = side.items.reindex(columns=["title", "year", "genres"]).reindex(data.item_ids[items].numpy()).fillna("")
+    info = side.item_info(data.item_ids[items].numpy())
     value = scores[rows, items]
     frame = pd.DataFrame({
         "user_id": [user_ids[r] for r in rows.tolist()],
@@ -271,12 +275,8 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def parse_users(text: str, datamodule: MovieLensDataModule | None = None) -> list[int]:
-    """``42``, ``1,2,3``, ``all`` (every user of ``datamodule``) or ``@FILE`` (ids separated by commas,
-    spaces or lines)."""
-    if text.strip() == "all":
-        assert datamodule is not None
-        return datamodule.data.user_ids.tolist()
+def parse_users(text: str) -> list[int]:
+    """``42``, ``1,2,3`` or ``@FILE`` (ids separated by commas, spaces or lines); ``all`` is the caller's."""
     if text.startswith("@"):
         path = Path(text[1:])
         try:
@@ -344,8 +344,9 @@ def main(argv: Sequence[str]) -> str:
         raise ValueError(f"{', '.join(given)} describe a new user: use them with --ratings or --new-user, not --user.")
     if args.new_user and not given:
         raise ValueError("--new-user needs at least one of --age, --gender, --occupation (or use --ratings).")
-    if args.user is not None and args.user.strip() != "all":
-        parse_users(args.user)  # a malformed list is reported before the checkpoint is read
+    every_user = args.user is not None and args.user.strip() == "all"
+    # A malformed list is reported before the checkpoint is read.
+    user_ids = parse_users(args.user) if args.user is not None and not every_user else None
     if args.output is not None:
         check_output_file(args.output, "--output")
     device = torch.device(args.device)
@@ -359,7 +360,7 @@ def main(argv: Sequence[str]) -> str:
             log.info("New user: starting from the mean of %s", matched)
         frame = recommend_new_user(model.to(device), datamodule, rated, args.k, peers)
     else:
-        frame = recommend(model, datamodule, parse_users(args.user, datamodule), args.k, device)
+        frame = recommend(model, datamodule, datamodule.data.user_ids.tolist() if every_user else user_ids, args.k, device)
     if args.output is not None:
         write_output(frame, args.output)
         text = f"Wrote {len(frame)} recommendations for {frame['user_id'].nunique()} user(s) to {args.output}\n"

@@ -155,10 +155,8 @@ def main(argv: Sequence[str]) -> str:
     from movielens_gnn.cli import main as cli_main
 
     quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    higher = None
 
     def objective(trial) -> float:
-        nonlocal higher
         values = {param.name: param.suggest(trial) for param in space}
         # Strings go as typed ("[64, 64]" is parsed by the CLI); numbers and booleans as JSON (true, 0.01).
         overrides = [part for name, value in values.items()
@@ -166,7 +164,6 @@ def main(argv: Sequence[str]) -> str:
         pruner = PruneOnValidation(trial)
         cli = cli_main(["fit", "--config", str(args.config), *quiet, *passthrough, *overrides], callbacks=[pruner])
         checkpoint = cli.trainer.checkpoint_callback
-        higher = checkpoint.mode == "max"
         trial.set_user_attr("best_epoch", int(Path(checkpoint.best_model_path).stem.split("-")[0].removeprefix("epoch=")))
         trial.set_user_attr("epochs", cli.trainer.current_epoch)
         trial.set_user_attr("checkpoint", checkpoint.best_model_path)

@@ -9,7 +9,7 @@ from typing import Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from movielens_gnn.data.datasets.base import WHOLE_STARS  # also the scale of checkpoints from before it was linked
@@ -190,6 +190,11 @@ class RatingModel(GraphTask):
         self.test_metrics = metrics.clone(prefix="test_")
 
     # ---------------------------------------------------------------------------- compute
+    @property
+    def tower_heads(self) -> list[nn.Module]:
+        """Each tower's head, in :meth:`encode`'s order: the GraphConv tower's, then the autoencoder's."""
+        return [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
+
     def encode(self) -> list[tuple[Tensor, Tensor]]:
         """Each tower's ``(user_table, item_table)`` over the attached graph: the GraphConv
         encoder's, then the autoencoder's when there is one."""
@@ -200,9 +205,8 @@ class RatingModel(GraphTask):
 
     def tower_scores(self, tables: list[tuple[Tensor, Tensor]], users: Tensor, items: Tensor) -> Tensor:
         """``(T, B)`` raw scores of the pairs by each of the ``T`` towers, from :meth:`encode`'s tables."""
-        heads = [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
         return torch.stack([head(user_table, item_table, users, items)
-                            for head, (user_table, item_table) in zip(heads, tables)])
+                            for head, (user_table, item_table) in zip(self.tower_heads, tables)])
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Args:
@@ -247,9 +251,8 @@ class RatingModel(GraphTask):
             peers: ``(P,)`` internal indices of the training users to start from (e.g. those with the
                 new user's demographics); ``None``: every user.
         """
-        heads = [self.head] if self.autoencoder_head is None else [self.head, self.autoencoder_head]
         predictions = []
-        for head, (user_table, item_table) in zip(heads, self.encode()):
+        for head, (user_table, item_table) in zip(self.tower_heads, self.encode()):
             user_table, item_table = user_table.detach(), item_table.detach()
             group = user_table if peers is None else user_table[peers.to(user_table.device)]
             start = group.mean(0)

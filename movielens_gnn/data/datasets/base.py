@@ -72,6 +72,10 @@ class SideInfo:
     genres: tuple[str, ...]
     categories: Mapping[str, tuple] = field(default_factory=dict)
 
+    def item_info(self, item_ids: np.ndarray) -> pd.DataFrame:
+        """``title``, ``year`` and ``genres`` of each of ``item_ids``, in order; blank for an unlisted item."""
+        return self.items.reindex(columns=["title", "year", "genres"]).reindex(item_ids).fillna("")
+
 
 def year_of(titles: pd.Series) -> pd.Series:
     """The year at the end of each title ("Heat (1995)" gives "1995"), else ""."""

@@ -14,7 +14,9 @@ import torch
 from torch import Tensor
 
 from movielens_gnn.data.datasets import readers
-from movielens_gnn.data.datasets.base import WHOLE_STARS, Dataset, Ratings, SideInfo, one_hot, year_of
+from movielens_gnn.data.datasets.base import (
+    WHOLE_STARS, Dataset, Ratings, SideInfo, check_unique_pairs, one_hot, year_of,
+)
 
 ENCODING = "latin-1"
 RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
@@ -89,11 +91,7 @@ class MovieLens100K(Dataset):
                 row = int(np.flatnonzero(unknown)[0])
                 raise ValueError(f"{path} line {readers.line_of(frame, row)}: {column} {frame[column].iloc[row]} is "
                                  f"not in the id list of {listed}; the files are from different releases or edited.")
-        duplicated = frame.duplicated(["user_id", "item_id"]).to_numpy()
-        if duplicated.any():
-            row = int(np.flatnonzero(duplicated)[0])
-            raise ValueError(f"{path} line {readers.line_of(frame, row)}: user {frame.user_id.iloc[row]} rated item "
-                             f"{frame.item_id.iloc[row]} twice; each (user, item) pair may appear once.")
+        check_unique_pairs(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), path, header=False)
         return Ratings(
             user_id=frame["user_id"].to_numpy(np.int64),
             item_id=frame["item_id"].to_numpy(np.int64),
