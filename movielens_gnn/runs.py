@@ -7,6 +7,8 @@ plain ``Trainer``):
   checkpoint folder, claimed with ``mkdir`` so that two runs started at once never share one.
 * :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it, so a
   checkpoint on disk is always whole, even when the process is killed while saving.
+* :class:`LastCheckpoint` keeps ``last.ckpt``, the run's latest state, at a cadence tied to the run's
+  length (by default a resume loses at most 1% of ``max_epochs``) and always at the final epoch.
 * :class:`ResumeHint` says, when ``fit`` is stopped by Ctrl-C or SIGTERM, which command resumes it.
 """
 
@@ -53,6 +55,63 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._swept.add(path.parent)
         with atomic_write(path) as handle:
             torch.save(checkpoint, handle)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: the run's latest state (model, optimizer, loops, callbacks) to resume from.
+
+    Written after an epoch once ``every_n_epochs`` epochs have passed since the last write, and always
+    after the run's final epoch (``max_epochs`` reached or early stopping), so the file a finished run
+    leaves is its end state. A resume after a crash repeats at most ``every_n_epochs - 1`` epochs.
+    Writing every epoch cost a third of a small model's training loop on a GPU (u1 ``gcn_dot``: 339
+    saves, 2.2 s of 6.9 s); the default cadence, ``1%`` of ``max_epochs``, bounds what is lost instead.
+
+    Args:
+        dirpath: Folder of the file (the CLI gives each run its own ``version_N`` below it).
+        filename: Name without ``.ckpt``.
+        every_n_epochs: Epochs between writes; ``None``: ``max(1, max_epochs // 100)`` (every epoch
+            when ``max_epochs`` is unbounded).
+    """
+
+    def __init__(self, dirpath: Optional[str] = None, filename: str = "last", every_n_epochs: Optional[int] = None) -> None:
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise ValueError(f"LastCheckpoint's every_n_epochs must be a positive number of epochs or null (1% of "
+                             f"max_epochs), got {every_n_epochs}.")
+        # The parent's own epoch trigger is off (every_n_epochs=0): _due decides, at each epoch's end.
+        super().__init__(dirpath=dirpath, filename=filename, every_n_epochs=0, enable_version_counter=False,
+                         save_on_train_epoch_end=True)
+        self._requested_every = every_n_epochs
+        self._epochs_between = every_n_epochs or 1
+        self._last_epoch_saved = -1
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self._requested_every is None:
+            max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else 0
+            self._epochs_between = max(1, max_epochs // 100)
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        epoch = trainer.current_epoch
+        final = trainer.should_stop or (trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch + 1)
+        return final or epoch - self._last_epoch_saved >= self._epochs_between
+
+    def _save_if_due(self, trainer: pl.Trainer) -> None:
+        if self._should_skip_saving_checkpoint(trainer) or not self._due(trainer):
+            return
+        self._last_epoch_saved = trainer.current_epoch  # before the save: the file holds this callback's state
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning 2 runs this after the epoch's validation and EarlyStopping's check, so
+        # trainer.should_stop already says whether this epoch is the final one.
+        self._save_if_due(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "last_epoch_saved": self._last_epoch_saved}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._last_epoch_saved = int(state_dict.get("last_epoch_saved", -1))
 
 
 def _versions(folder: Path) -> list[int]:

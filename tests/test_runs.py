@@ -1,0 +1,77 @@
+"""LastCheckpoint: how often last.ckpt is written, and that the final epoch always is."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.demos.boring_classes import BoringModel
+
+from movielens_gnn.runs import LastCheckpoint
+
+
+class _SeenEpochs(pl.Callback):
+    """Before each epoch and at the end, the epoch stored in last.ckpt (None while there is none)."""
+
+    def __init__(self, path) -> None:
+        self.path, self.seen = path, []
+
+    def _read(self) -> None:
+        self.seen.append(torch.load(self.path, weights_only=True)["epoch"] if self.path.is_file() else None)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._read()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._read()
+
+
+class _StopAt(pl.Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def _fit(tmp_path, max_epochs: int, checkpoint: LastCheckpoint, *callbacks: pl.Callback) -> list:
+    seen = _SeenEpochs(tmp_path / "last.ckpt")
+    trainer = pl.Trainer(max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[checkpoint, seen, *callbacks])
+    trainer.fit(BoringModel())
+    return seen.seen
+
+
+def test_every_n_epochs_and_always_the_final_epoch(tmp_path):
+    seen = _fit(tmp_path, 8, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3))
+    # Written after epochs 2 and 5 (0-based), then after the final epoch 7 though only 2 epochs passed.
+    assert seen == [None, None, None, 2, 2, 2, 5, 5, 7]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_default_cadence_is_one_percent_of_max_epochs_and_early_stopping_is_final(tmp_path):
+    checkpoint = LastCheckpoint(dirpath=str(tmp_path))
+    seen = _fit(tmp_path, 300, checkpoint, _StopAt(4))
+    assert checkpoint._epochs_between == 3
+    assert seen == [None, None, None, 2, 2, 4]  # epoch 4 is the last: early stopping made it final
+
+
+def test_short_runs_write_every_epoch(tmp_path):
+    assert _fit(tmp_path, 4, LastCheckpoint(dirpath=str(tmp_path))) == [None, 0, 1, 2, 3]
+
+
+def test_resumed_run_keeps_the_cadence(tmp_path):
+    _fit(tmp_path, 4, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3))  # writes after 2, then 3 (final)
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    stored = next(v for k, v in state["callbacks"].items() if k.startswith("LastCheckpoint"))
+    assert stored["last_epoch_saved"] == 3
+    restored = LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3)
+    restored.load_state_dict(stored)
+    assert restored._last_epoch_saved == 3
+
+
+def test_rejects_a_cadence_below_one():
+    with pytest.raises(ValueError, match="every_n_epochs must be a positive number of epochs"):
+        LastCheckpoint(every_n_epochs=0)
