@@ -291,8 +291,17 @@ class RatingModel(GraphTask):
         # tower lean on the other and was worse on validation.
         loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
         metrics.update(prediction.detach().clamp(*self.rating_range), ratings)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(ratings))
         return loss
+
+    def _log_epoch_metrics(self, metrics: MetricCollection) -> None:
+        """Log a part's RMSE and MAE once, at the end of its epoch.
+
+        Logging the ``Metric`` objects from every step would make Lightning move them to the device at
+        each call (about 2 ms of a 12 ms u1 step on CPU); the values are the same, since ``compute``
+        reduces the sum states over all batches and, under DDP, over all ranks.
+        """
+        self.log_dict(metrics.compute(), sync_dist=True)  # already equal on every rank: the mean changes nothing
+        metrics.reset()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, self.train_metrics)
@@ -305,8 +314,15 @@ class RatingModel(GraphTask):
     def test_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, self.test_metrics)
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics)
+
     def on_test_epoch_end(self) -> None:
-        """The top-K metrics over all test users (``test_ndcg@10`` ...), beside RMSE and MAE."""
+        """RMSE and MAE, and the top-K metrics over all test users (``test_ndcg@10`` ...)."""
+        self._log_epoch_metrics(self.test_metrics)
         self.log_ranking("test", self.hparams.ranking_ks, self.hparams.relevance_threshold)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
