@@ -12,7 +12,10 @@ Every figure is the median of several repeats in this one run. Sections:
            checkpoint (measured separately, not in the wall time).
   scaling  synthetic bipartite graphs with power-law degrees at ML-1M/10M/25M sizes: seconds per
            full-batch epoch and peak RSS, each size in a fresh process; the fitted exponent of time
-           against edges.
+           against edges. With --pyg, the same model written with PyG's GCNConv (cached
+           normalisation; its edge_index and its sparse-CSR input, the faster one reported) runs on
+           the same edges in fresh processes beside it; the column is skipped when torch_geometric
+           cannot be imported.
 """
 
 from __future__ import annotations
@@ -196,11 +199,29 @@ def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int 
     return keys // num_items, keys % num_items
 
 
-def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str) -> dict:
+def _edges(size: str, edges_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The size's synthetic (users, items, ratings), generated once per run and shared by its workers."""
     num_users, num_items, num_ratings = SIZES[size]
-    route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
+    path = edges_dir / f"{size}.pt" if edges_dir is not None else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["users"], saved["items"], saved["ratings"]
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
+    if path is not None:
+        torch.save({"users": users, "items": items, "ratings": ratings}, path)
+    return users, items, ratings
+
+
+def _peaks(device: torch.device) -> dict:
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB -> GiB
+            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+
+def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str, edges_dir: Path | None = None) -> dict:
+    num_users, num_items, num_ratings = SIZES[size]
+    route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
+    users, items, ratings = _edges(size, edges_dir)
     start = time.perf_counter()
     graph = BipartiteGraph(users, items, num_users, num_items)
     build_s = time.perf_counter() - start
@@ -217,25 +238,118 @@ def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: st
         optimizer.step()
 
     seconds = timed(epoch, device, repeats, warmup=1)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    gpu_peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
-            "graph_build_s": build_s, "peak_rss_gib": peak, "gpu_peak_gib": gpu_peak,
-            "pair_route": route}
+            "graph_build_s": build_s, **_peaks(device), "pair_route": route}
 
 
-def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str) -> list[str]:
-    results = []
+def pyg_graph(users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int, layout: str) -> torch.Tensor:
+    """The undirected user-item graph as PyG takes it: ``(2, 2E)`` ``edge_index``, or (``layout="csr"``)
+    a ``torch.sparse_csr`` adjacency, PyG's ``adj_t`` (row = target node)."""
+    edge_index = torch.stack([torch.cat([users, items + num_users]), torch.cat([items + num_users, users])])
+    if layout == "edge_index":
+        return edge_index
+    nodes = num_users + num_items
+    adjacency = torch.sparse_coo_tensor(edge_index.flip(0), torch.ones(edge_index.shape[1]), (nodes, nodes))
+    return adjacency.coalesce().to_sparse_csr()
+
+
+class PygGcnDot(torch.nn.Module):
+    """The scaling model written with PyG: ``GCNConv`` (symmetric normalisation, cached; no self-loops)
+    over users and items, the mean of its input and output, ``<u, i> + mu + b_u + b_i`` per rating.
+
+    The same function as ``RatingModel(embedding_dim=dim, hidden_dims=[dim], combine="mean")`` with a
+    dot head (``tests/test_benchmarks.py`` copies the weights across and compares the outputs).
+    """
+
+    def __init__(self, num_users: int, num_items: int, graph: torch.Tensor, dim: int = 64, mean: float = 3.0) -> None:
+        from torch_geometric.nn import GCNConv
+
+        super().__init__()
+        self.num_users, self.graph, self.mean = num_users, graph, mean
+        self.embedding = torch.nn.Embedding(num_users + num_items, dim)
+        torch.nn.init.normal_(self.embedding.weight, std=0.1)
+        self.conv = GCNConv(dim, dim, add_self_loops=False, cached=True)
+        self.user_bias = torch.nn.Parameter(torch.zeros(num_users))
+        self.item_bias = torch.nn.Parameter(torch.zeros(num_items))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        h0 = self.embedding.weight
+        h = (h0 + self.conv(h0, self.graph)) / 2
+        dot = (h[users] * h[items + self.num_users]).sum(-1)
+        return dot + self.user_bias[users] + self.item_bias[items] + self.mean
+
+
+def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges_dir: Path | None = None) -> dict:
+    """Seconds per full-batch epoch (MSE, Adam) of :class:`PygGcnDot` with ``layout`` (``edge_index``:
+    PyG's gather/scatter message passing; ``csr``: its SpMM path) on the size's edges."""
+    num_users, num_items, _ = SIZES[size]
+    users, items, ratings = _edges(size, edges_dir)
+    graph = pyg_graph(users, items, num_users, num_items, layout).to(device)
+    model = PygGcnDot(num_users, num_items, graph).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    users, items, ratings = users.to(device), items.to(device), ratings.to(device)
+
+    def epoch() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(model(users, items), ratings).backward()
+        optimizer.step()
+
+    seconds = timed(epoch, device, repeats, warmup=1)
+    return {"size": size, "layout": layout, "epoch_s": seconds, **_peaks(device)}
+
+
+def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path) -> dict | None:
+    """Run one worker in a fresh process; ``None`` (with its error logged) when it fails, e.g. out of memory."""
+    out = subprocess.run([sys.executable, __file__, f"--{kind}-worker", size, "--device", str(device),
+                          "--repeats", str(repeats), "--pair-route" if kind == "scaling" else "--pyg-layout", option,
+                          "--edges-dir", str(edges_dir)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"<!-- {kind} worker {size} {option} failed (exit {out.returncode}): "
+              f"{out.stderr.strip().splitlines()[-1:] } -->", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pyg_available() -> bool:
+    try:
+        import torch_geometric  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str, pyg: bool = False) -> list[str]:
+    edges_dir = Path(tempfile.mkdtemp(prefix="mlgnn-speed-edges-"))
+    pyg = pyg and pyg_available()
+    results, pyg_best = [], {}
     for size in sizes:
-        out = subprocess.run([sys.executable, __file__, "--scaling-worker", size, "--device", str(device),
-                              "--repeats", str(repeats), "--pair-route", pair_route],
-                             check=True, capture_output=True, text=True)
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    rows = ["| size | users | items | ratings | dot-head route | s / epoch | graph build s | peak RSS GiB |",
-            "|---|---|---|---|---|---|---|---|"]
+        _edges(size, edges_dir)  # generated once, in this process, for every worker of this size
+        ours = _worker("scaling", size, device, repeats, pair_route, edges_dir)
+        if ours is None:
+            raise RuntimeError(f"the scaling worker for {size} failed; see the comment above")
+        results.append(ours)
+        if pyg:
+            runs = [r for layout in ("edge_index", "csr") if (r := _worker("pyg", size, device, repeats, layout, edges_dir))]
+            if runs:
+                pyg_best[size] = min(runs, key=lambda r: r["epoch_s"])
+        (edges_dir / f"{size}.pt").unlink()
+    gpu = device.type == "cuda"
+    header = "| size | users | items | ratings | dot-head route | s / epoch | graph build s | peak RSS GiB |"
+    if gpu:
+        header += " GPU peak GiB |"
+    if pyg:
+        header += " PyG best s / epoch | PyG / ours |" + (" PyG GPU peak GiB |" if gpu else "")
+    rows = [header, "|" + "---|" * header.count(" |")]
     for r in results:
-        rows.append(f"| {r['size']} | {r['users']:,} | {r['items']:,} | {r['ratings']:,} | {r['pair_route']} | "
-                    f"{r['epoch_s']:.2f} | {r['graph_build_s']:.1f} | {r['peak_rss_gib']:.1f} |")
+        row = (f"| {r['size']} | {r['users']:,} | {r['items']:,} | {r['ratings']:,} | {r['pair_route']} | "
+               f"{r['epoch_s']:.4f} | {r['graph_build_s']:.1f} | {r['peak_rss_gib']:.1f} |")
+        if gpu:
+            row += f" {r['gpu_peak_gib']:.1f} |"
+        if pyg:
+            best = pyg_best.get(r["size"])
+            row += (f" {best['epoch_s']:.4f} ({best['layout']}) | {best['epoch_s'] / r['epoch_s']:.1f} |"
+                    + (f" {best['gpu_peak_gib']:.1f} |" if gpu else "")) if best else " failed | – |" + (" – |" if gpu else "")
+        rows.append(row)
     lines = ["Full-batch epochs of a gcn_dot-sized model (64 dims, one GraphConv layer) on synthetic power-law graphs.",
              "", *rows]
     if len(results) > 1:
@@ -247,6 +361,9 @@ def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_r
         lines += ["", f"Fitted exponent of time per epoch against edges: {slope:.2f}"
                   + (" (the dot-head route differs between sizes; `--pair-route gather` compares like with like)"
                      if mixed else "")]
+    if pyg:
+        lines += ["", "PyG: `torch_geometric.nn.GCNConv` (cached normalisation, no self-loops) on the same edges, the "
+                  "faster of its edge_index and sparse-CSR inputs, each in a fresh process."]
     return lines
 
 
@@ -259,12 +376,20 @@ def main() -> None:
     parser.add_argument("--scaling-sizes", default="1m,10m,25m")
     parser.add_argument("--pair-route", choices=("auto", "dense", "gather", "sparse"), default="auto",
                         help="scaling: the dot head's route; auto: dense on small graphs, else sparse (SDDMM) from the 2nd epoch")
+    parser.add_argument("--pyg", action="store_true",
+                        help="scaling: also time the same model written with PyG's GCNConv (skipped without torch_geometric)")
     parser.add_argument("--scaling-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pyg-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--pyg-layout", choices=("edge_index", "csr"), default="csr", help=argparse.SUPPRESS)
+    parser.add_argument("--edges-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     quiet_logs()
     device = torch.device(args.device)
-    if args.scaling_worker:
-        print(json.dumps(scaling_worker(args.scaling_worker, device, max(3, args.repeats // 5), args.pair_route)))
+    if args.scaling_worker:  # in a fresh process: args.repeats is already the scaling repeat count
+        print(json.dumps(scaling_worker(args.scaling_worker, device, args.repeats, args.pair_route, args.edges_dir)))
+        return
+    if args.pyg_worker:
+        print(json.dumps(pyg_worker(args.pyg_worker, device, args.repeats, args.pyg_layout, args.edges_dir)))
         return
 
     cache = Path(tempfile.mkdtemp(prefix="mlgnn-speed-cache-"))
@@ -282,8 +407,10 @@ def main() -> None:
         print("\n".join(section_fit(args.data_root, cache, device)), flush=True)
     if "scaling" in sections:
         print("\n### Scaling\n")
+        if args.pyg and not pyg_available():
+            print("\n(--pyg: torch_geometric cannot be imported here; the PyG columns are left out.)")
         print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5),
-                                        args.pair_route)), flush=True)
+                                        args.pair_route, pyg=args.pyg)), flush=True)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,34 @@ def test_ranking_table_means():
                                        "test_mrr@10", "test_ndcg@20")}} for s, value in enumerate((0.3, 0.5))]
     assert ranking.table(rows).splitlines()[2] == (
         "| ease | ratio | 2 | " + " | ".join(["0.4000 ± 0.1414"] * 6) + " | 1.0 |")
+
+
+@pytest.mark.parametrize("layout", ["edge_index", "csr"])
+def test_pyg_side_by_side_model_is_the_same_function(layout):
+    """speed.py's PyG column times the same model: with our weights copied in, PyG's GCNConv version
+    gives our RatingModel's predictions."""
+    pytest.importorskip("torch_geometric", reason="torch_geometric is not installed (it is on the CUDA images)")
+    import torch
+
+    import speed
+    from movielens_gnn.models.graph import BipartiteGraph
+    from movielens_gnn.tasks.rating import RatingModel
+
+    num_users, num_items, dim = 9, 7, 4
+    users, items = speed.power_law_edges(num_users, num_items, 30, seed=3)
+    ours = RatingModel(num_users, num_items, rating_mean=3.0, embedding_dim=dim, hidden_dims=[dim], combine="mean")
+    ours.attach_graph(BipartiteGraph(users, items, num_users, num_items))
+    theirs = speed.PygGcnDot(num_users, num_items, speed.pyg_graph(users, items, num_users, num_items, layout), dim)
+    encoder, head, conv = ours.encoder, ours.head, ours.encoder.layers[0]
+    with torch.no_grad():
+        for p in (encoder.user_embedding.weight, encoder.item_embedding.weight, conv.weight, conv.bias,
+                  head.user_bias.weight, head.item_bias.weight):
+            p.normal_()
+        theirs.embedding.weight.copy_(torch.cat([encoder.user_embedding.weight, encoder.item_embedding.weight]))
+        theirs.conv.lin.weight.copy_(conv.weight.T)  # PyG's Linear is (out, in); ours DGL's (in, out)
+        theirs.conv.bias.copy_(conv.bias)
+        theirs.user_bias.copy_(head.user_bias.weight[:, 0])
+        theirs.item_bias.copy_(head.item_bias.weight[:, 0])
+    ours.eval()
+    pairs = (torch.tensor([0, 3, 8, 2]), torch.tensor([1, 6, 0, 2]))
+    torch.testing.assert_close(theirs(*pairs), ours(*pairs), rtol=1e-5, atol=1e-5)

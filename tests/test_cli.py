@@ -282,3 +282,16 @@ def test_explicit_keys_sees_every_way_of_giving_an_option(tmp_path):
     assert explicit_keys([f"--config={nested}", "fit"], "fit") == {"data": {"seed"}, "model": set()}
     assert explicit_keys({"test": {"data": {"split": "u3"}}}, "test") == {"data": {"split"}, "model": set()}
     assert explicit_keys(["test", "--ckpt_path", "x.ckpt"], "test") == {"data": set(), "model": set()}
+
+
+def test_validation_cadence_is_a_trainer_setting(workdir, ml100k_root):
+    """--trainer.check_val_every_n_epoch 2: validation (and so the best checkpoint) only after epochs 1 and 3,
+    while last.ckpt still ends at the final epoch."""
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4",
+                     "--trainer.check_val_every_n_epoch", "2"))
+    metrics = pd.read_csv(workdir / "logs" / "gcn_dot" / "version_0" / "metrics.csv")
+    assert sorted(metrics.loc[metrics["val_rmse"].notna(), "epoch"]) == [1, 3]
+    assert sorted(metrics.loc[metrics["train_loss"].notna(), "epoch"]) == [0, 1, 2, 3]
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    assert best.name.split("-")[0] in ("epoch=1", "epoch=3")
+    assert torch.load(best.parent / "last.ckpt", weights_only=True)["epoch"] == 3
