@@ -124,38 +124,50 @@ def _instantiate(config: str, data_root: str, cache: Path):
     return cli.model, cli.datamodule
 
 
-def section_step(data_root: str, cache: Path, device: torch.device, repeats: int) -> list[str]:
+def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
+    model, dm = _instantiate(config, data_root, cache)
+    model.attach_graph(dm.graph)
+    model.to(device)
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    users, items, ratings = (t.to(device) for t in dm.data.train)
+    model.train()
+
+    def bare_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(model(users, items), ratings).backward()
+        optimizer.step()
+
+    return timed(bare_step, device, repeats) * 1e3
+
+
+def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
     import pytorch_lightning as pl
 
-    rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare |", "|---|---|---|---|"]
+    model, dm = _instantiate(config, data_root, cache)
+    timer = _StepTimer()
+    trainer = pl.Trainer(
+        accelerator=device.type if device.type != "cuda" else "gpu", devices=1, max_epochs=repeats + 3,
+        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=dm)
+    gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
+    return statistics.median(gaps) * 1e3
+
+
+def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:
+    """Bare and Lightning steps measured alternately ``rounds`` times (this machine's speed drifts by
+    tens of percent between minutes); each cell is the median over rounds of per-round medians."""
+    rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare | per round (Lightning / bare ms) |",
+            "|---|---|---|---|---|"]
     for config in CONFIGS:
-        model, dm = _instantiate(config, data_root, cache)
-        model.attach_graph(dm.graph)
-        model.to(device)
-        optimizer = model.configure_optimizers()
-        optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-        users, items, ratings = (t.to(device) for t in dm.data.train)
-        model.train()
-
-        def bare_step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            F.mse_loss(model(users, items), ratings).backward()
-            optimizer.step()
-
-        t_bare = timed(bare_step, device, repeats)
-
-        model, dm = _instantiate(config, data_root, cache)
-        timer = _StepTimer()
-        trainer = pl.Trainer(
-            accelerator=device.type if device.type != "cuda" else "gpu", devices=1, max_epochs=repeats + 3,
-            limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
-        )
-        trainer.fit(model, datamodule=dm)
-        gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
-        t_lightning = statistics.median(gaps)
-        rows.append(f"| {config} | {t_lightning * 1e3:.1f} | {t_bare * 1e3:.1f} | {t_lightning / t_bare:.2f} |")
-    return ["Full-batch training step on u1 (76,000 training ratings).", "", *rows]
+        pairs = [(_lightning_step_ms(config, data_root, cache, device, repeats),
+                  _bare_step_ms(config, data_root, cache, device, repeats)) for _ in range(rounds)]
+        lightning, bare = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+        each = ", ".join(f"{a:.1f} / {b:.1f}" for a, b in pairs)
+        rows.append(f"| {config} | {lightning:.1f} | {bare:.1f} | {lightning / bare:.2f} | {each} |")
+    return [f"Full-batch training step on u1 (76,000 training ratings); {rounds} alternating rounds.", "", *rows]
 
 
 # --------------------------------------------------------------------------------------- fit
