@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 
 def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
-    """CSR structure of an ``(n_rows, n_cols)`` matrix from COO entries.
+    """CSR structure of an ``(n_rows, n_cols)`` matrix from COO entries (on their device).
 
     Returns:
         ``(crow, col, order)``: ``order[k]`` is the index of the COO entry stored at CSR position
         ``k``, so ``values[order]`` lays any per-entry values out in CSR order.
     """
     order = torch.argsort(rows * n_cols + cols)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
     return crow, cols[order].contiguous(), order
 
@@ -30,17 +30,21 @@ class BipartiteGraph(nn.Module):
     ``out_deg(s)^-1/2 * in_deg(d)^-1/2`` with degrees clamped at 1, so a node without edges
     (an item nobody rated in training) aggregates zeros, never NaN.
 
-    The matrix is stored as CSR with destination rows (``out = A @ x``) together with its
-    transpose, which the backward pass of :func:`spmm` uses. All tensors are non-persistent
-    buffers: they move with the module to any device but are not written into checkpoints,
-    because they are data, rebuilt from the training edges.
+    The matrix is stored once, as CSR with destination rows (``out = A @ x``): every rating is an
+    edge each way and in- and out-degrees are equal, so ``A`` is symmetric and serves as its own
+    transpose in the backward pass of :func:`spmm`. All tensors are non-persistent buffers: they
+    move with the module to any device but are not written into checkpoints, because they are
+    data, rebuilt from the training edges.
 
-    Given the rating of each edge, the graph also holds the relational form used by
+    Given the rating of each edge, the graph also provides the relational form used by
     rating-aware message passing (GC-MC, R-GCN): ``A_rel`` of shape ``(N, R * N)`` whose entry
     for edge ``s -> d`` with rating level ``r`` sits in column ``r * N + s``, with the same
     normalised value as in ``A``. Then ``A_rel @ stack_r(x @ W_r)`` is
-    ``sum_r A_r @ x @ W_r`` in one sparse product. It also holds the raw ``(I, U)`` rating
-    matrix (:meth:`rating_matrix`), the input of the item autoencoder.
+    ``sum_r A_r @ x @ W_r`` in one sparse product. It also provides the raw ``(I, U)`` rating
+    matrix (:meth:`rating_matrix`), the input of the item autoencoder. Both are laid out on first
+    use, on the graph's device (most models need neither: on a 25M-rating graph they would
+    triple its memory and its build time): ``A_rel`` with two sorts, the rating matrix as slices
+    of ``A``'s item and user rows.
 
     Args:
         users: ``(E,)`` internal user index of each training rating.
@@ -84,7 +88,8 @@ class BipartiteGraph(nn.Module):
         values = (out_deg[src].rsqrt() * in_deg[dst].rsqrt()).to(dtype)
         num_ratings = users.numel()
         self.num_relations = 0
-        layouts = {"": (dst, src, n, n), "t_": (src, dst, n, n)}
+        crow, col, order = _csr(dst, src, n, n)
+        self._add_layout("", crow, col, values[order].contiguous(), order % max(num_ratings, 1))
         if ratings is not None:
             scale = torch.tensor([float(v) for v in rating_values], dtype=torch.float64)
             num_relations = len(scale)
@@ -94,25 +99,43 @@ class BipartiteGraph(nn.Module):
                 shown = ", ".join(f"{v:g}" for v in scale.tolist())
                 raise ValueError(f"ratings must be one per edge and each one of the rating values {shown}.")
             self.num_relations = num_relations
-            rel_src = torch.cat([level, level]) * n + src
-            # (N, R*N): rows are destinations, columns (relation, source); and its transpose.
-            layouts["rel_"] = (dst, rel_src, n, num_relations * n)
-            layouts["rel_t_"] = (rel_src, dst, num_relations * n, n)
-            # (I, U): the rating matrix itself, items by users, and its transpose (the item autoencoder's input).
-            item_rows, user_cols = items - num_users, users
-            layouts["rating_"] = (item_rows, user_cols, num_items, num_users)
-            layouts["rating_t_"] = (user_cols, item_rows, num_users, num_items)
-            rating_values = ratings.to(dtype).cpu()
-        for prefix, (rows, cols, n_rows, n_cols) in layouts.items():
-            crow, col, order = _csr(rows, cols, n_rows, n_cols)
-            entry_values = rating_values if prefix.startswith("rating_") else values
-            self.register_buffer(f"{prefix}crow", crow, persistent=False)
-            self.register_buffer(f"{prefix}col", col, persistent=False)
-            self.register_buffer(f"{prefix}val", entry_values[order].contiguous(), persistent=False)
-            # Which rating each stored entry comes from (directed edges k and k + E are rating k).
-            self.register_buffer(f"{prefix}edge", order % max(num_ratings, 1), persistent=False)
+            # What the relational layouts and the rating matrix are laid out from, on first use.
+            self.register_buffer("edge_level", level.to(torch.uint8 if num_relations <= 256 else torch.int64), persistent=False)
+            self.register_buffer("edge_rating", ratings.to(dtype).cpu(), persistent=False)
         self.register_buffer("user_features", user_features, persistent=False)
         self.register_buffer("item_features", item_features, persistent=False)
+
+    def _add_layout(self, prefix: str, crow: Tensor, col: Tensor, val: Tensor, edge: Tensor) -> None:
+        """Register a CSR layout: row starts, columns, values, and which rating each entry comes from
+        (directed edges ``k`` and ``k + E`` are both rating ``k``)."""
+        for name, tensor in (("crow", crow), ("col", col), ("val", val), ("edge", edge)):
+            self.register_buffer(f"{prefix}{name}", tensor, persistent=False)
+
+    def _relational_layouts(self) -> None:
+        """Lay out ``A_rel`` ``(N, R*N)`` and its transpose from ``A``'s entries, once."""
+        if hasattr(self, "rel_crow"):
+            return
+        n = self.num_nodes
+        dst = torch.repeat_interleave(torch.arange(n, device=self.crow.device), self.crow.diff())
+        rel_src = self.edge_level[self.edge].long() * n + self.col
+        wide = self.num_relations * n
+        for prefix, (rows, cols, n_rows, n_cols) in (("rel_", (dst, rel_src, n, wide)), ("rel_t_", (rel_src, dst, wide, n))):
+            crow, col, order = _csr(rows, cols, n_rows, n_cols)
+            self._add_layout(prefix, crow, col, self.val[order].contiguous(), self.edge[order].contiguous())
+
+    def _rating_layouts(self) -> None:
+        """The ``(I, U)`` rating matrix and its transpose, once: ``A``'s item rows (sources are users,
+        in user order) and user rows (sources are items), with the raw ratings as values."""
+        if hasattr(self, "rating_crow"):
+            return
+        u = self.num_users
+        # (prefix, first row, end row, node offset of the columns): item rows hold users (nodes 0..U-1),
+        # user rows hold items (nodes U..N-1).
+        for prefix, first, last, offset in (("rating_", u, self.num_nodes, 0), ("rating_t_", 0, u, u)):
+            start, end = int(self.crow[first]), int(self.crow[last])
+            edge = self.edge[start:end]
+            self._add_layout(prefix, self.crow[first:last + 1] - start, self.col[start:end] - offset,
+                             self.edge_rating[edge].contiguous(), edge)
 
     @property
     def num_nodes(self) -> int:
@@ -142,8 +165,8 @@ class BipartiteGraph(nn.Module):
                 edges (edge dropout); the normalisation keeps the full graph's degrees, as
                 DGL's ``GraphConv(norm="both")`` does with ``edge_weight``.
         """
-        size = (self.num_nodes, self.num_nodes)
-        return self._sparse("", size, edge_scale), self._sparse("t_", size, edge_scale)
+        adjacency = self._sparse("", (self.num_nodes, self.num_nodes), edge_scale)
+        return adjacency, adjacency  # symmetric: A.T is A, entry for entry (edge_scale hits both directions)
 
     def relational_adjacency(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``A_rel`` of shape ``(N, R * N)`` and its transpose, as sparse CSR tensors.
@@ -153,6 +176,7 @@ class BipartiteGraph(nn.Module):
         """
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; rating-aware layers need them.")
+        self._relational_layouts()
         n, wide = self.num_nodes, self.num_relations * self.num_nodes
         return self._sparse("rel_", (n, wide), edge_scale), self._sparse("rel_t_", (wide, n), edge_scale)
 
@@ -166,6 +190,7 @@ class BipartiteGraph(nn.Module):
         """
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; the rating matrix needs them.")
+        self._rating_layouts()
         size = (self.num_items, self.num_users)
         return self._sparse("rating_", size, edge_scale), self._sparse("rating_t_", size[::-1], edge_scale)
 

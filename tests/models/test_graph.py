@@ -123,3 +123,30 @@ def test_rating_matrix_is_items_by_users_with_raw_ratings():
     torch.testing.assert_close(scaled.to_dense(), torch.tensor([[0.0, 0, 0], [4.0, 10.0, 0], [0, 0, 1.0], [0, 0, 0]]))
     with pytest.raises(ValueError, match="without edge ratings"):
         BipartiteGraph(users, items, 3, 4).rating_matrix()
+
+
+def test_derived_layouts_are_built_on_first_use_and_match_dense_references():
+    g = torch.Generator().manual_seed(1)
+    num_users, num_items = 7, 9  # some users and items get no rating at all
+    keys = torch.unique(torch.randint(0, (num_users - 1) * num_items, (40,), generator=g))
+    users, items = keys // num_items, keys % num_items
+    ratings = torch.randint(1, 6, (len(keys),), generator=g).double()
+    graph = BipartiteGraph(users, items, num_users, num_items, ratings=ratings).double()
+    assert not hasattr(graph, "rel_crow") and not hasattr(graph, "rating_crow")  # only A until asked
+    stars = torch.zeros(num_items, num_users, dtype=torch.float64)
+    stars[items, users] = ratings
+    matrix, transpose = graph.rating_matrix()
+    assert matrix.values().dtype == torch.float64  # laid out after .double(), in the graph's dtype
+    torch.testing.assert_close(matrix.to_dense(), stars)
+    torch.testing.assert_close(transpose.to_dense(), stars.T)
+    n = graph.num_nodes
+    rel, rel_t = graph.relational_adjacency()
+    per_level = torch.zeros(5, n, n, dtype=torch.float64)
+    dense = graph.to_dense()
+    for user, item, rating in zip(users.tolist(), items.tolist(), ratings.tolist()):
+        level = int(rating) - 1
+        per_level[level, num_users + item, user] = dense[num_users + item, user]
+        per_level[level, user, num_users + item] = dense[user, num_users + item]
+    torch.testing.assert_close(rel.to_dense(), per_level.permute(1, 0, 2).reshape(n, 5 * n))
+    torch.testing.assert_close(rel_t.to_dense(), rel.to_dense().T)
+    assert graph.state_dict() == {}
