@@ -54,7 +54,7 @@ for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
 done
 
 if [ -f benchmarks/speed.py ]; then
-  "$PY" benchmarks/speed.py --device "${SPEED_DEVICE:-cuda}" --data-root "$DATA_ROOT" --sections layer,step,fit,scaling \
+  "$PY" benchmarks/speed.py --device "${SPEED_DEVICE:-cuda}" --data-root "$DATA_ROOT" --sections layer,step,syncs,fit,scaling \
     --scaling-sizes "${SCALING_SIZES:-1m,10m,25m}" --pyg --repeats 50 > "$OUT/speed.md" 2>&1
   summary+=("| benchmarks/speed.py --device cuda | exit $?, table in $OUT/speed.md |")
   cat "$OUT/speed.md"

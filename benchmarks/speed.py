@@ -8,6 +8,9 @@ Every figure is the median of several repeats in this one run. Sections:
            and dgl.nn.GraphConv beside it when DGL can be imported.
   step     one full training step (forward, loss, backward, optimizer) of each config, in Lightning
            (time between successive training batches, validation off) and as a bare loop.
+  syncs    CUDA only: host synchronisations per training step of each config inside Lightning
+           (torch.cuda.set_sync_debug_mode("warn") over 20 epochs after 3 of warm-up, validation
+           off), with the code lines that cause them.
   fit      `python -m movielens_gnn fit` from process start to exit, then the test RMSE of its best
            checkpoint (measured separately, not in the wall time).
   scaling  synthetic bipartite graphs with power-law degrees at ML-1M/10M/25M sizes: seconds per
@@ -168,6 +171,47 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
         each = ", ".join(f"{a:.1f} / {b:.1f}" for a, b in pairs)
         rows.append(f"| {config} | {lightning:.1f} | {bare:.1f} | {lightning / bare:.2f} | {each} |")
     return [f"Full-batch training step on u1 (76,000 training ratings); {rounds} alternating rounds.", "", *rows]
+
+
+def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int = 20) -> list[str]:
+    """Host synchronisations per Lightning training step (``set_sync_debug_mode``), CUDA only."""
+    import warnings
+
+    import pytorch_lightning as pl
+
+    if device.type != "cuda":
+        return ["(needs a CUDA device: torch reports synchronisations only there)"]
+
+    class Counter(pl.Callback):
+        def __init__(self) -> None:
+            self.caught: list[warnings.WarningMessage] = []
+            self._record = None
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 3:  # after warm-up (the dot head's pattern exists from the 2nd epoch)
+                self._record = warnings.catch_warnings(record=True)
+                self.caught = self._record.__enter__()
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            torch.cuda.set_sync_debug_mode(0)
+            if self._record is not None:
+                self._record.__exit__(None, None, None)
+
+    rows = ["| config | host syncs per step | where (file:line, count) |", "|---|---|---|"]
+    for config in CONFIGS:
+        model, dm = _instantiate(config, data_root, cache)
+        counter = Counter()
+        trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=epochs + 3, limit_val_batches=0, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[counter], num_sanity_val_steps=0)
+        trainer.fit(model, datamodule=dm)
+        syncs = [w for w in counter.caught if "synchroniz" in str(w.message)]
+        places = pd.Series([f"{Path(w.filename).name}:{w.lineno}" for w in syncs]).value_counts().head(5)
+        where = ", ".join(f"{place} ({count})" for place, count in places.items()) or "none"
+        rows.append(f"| {config} | {len(syncs) / epochs:.1f} | {where} |")
+    return [f"Full batch (one step per epoch), {epochs} epochs counted.", "", *rows]
 
 
 # --------------------------------------------------------------------------------------- fit
@@ -414,6 +458,9 @@ def main() -> None:
     if "step" in sections:
         print("\n### Training step\n")
         print("\n".join(section_step(args.data_root, cache, device, args.repeats)), flush=True)
+    if "syncs" in sections:
+        print("\n### Host synchronisations per step\n")
+        print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
     if "fit" in sections:
         print("\n### fit, start to finish\n")
         print("\n".join(section_fit(args.data_root, cache, device)), flush=True)
