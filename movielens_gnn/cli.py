@@ -24,6 +24,7 @@ from typing import Any, Literal, Sequence
 
 import pandas as pd
 import torch
+from torch import Tensor
 import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning_fabric.plugins import CheckpointIO
@@ -74,6 +75,21 @@ SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
 USER_ERRORS = (ValueError, OSError, ImportError, ArgumentError, MisconfigurationException)
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
+
+
+def _gather_shards(columns: tuple[Tensor, ...], world_size: int) -> tuple[Tensor, ...]:
+    """Every rank's strided shard of a part (rank ``r`` holds edges ``r, r + W, ...``, see ``EdgeLoader``)
+    put back in the part's order, on every rank, through the process group the Trainer ran in."""
+    shards: list = [None] * world_size
+    torch.distributed.all_gather_object(shards, [column.cpu() for column in columns])
+    total = sum(len(shard[0]) for shard in shards)
+    merged = []
+    for index, column in enumerate(columns):
+        out = torch.empty(total, dtype=column.dtype)
+        for rank, shard in enumerate(shards):
+            out[rank::world_size] = shard[index]
+        merged.append(out)
+    return tuple(merged)
 
 class Terminated(BaseException):
     """SIGTERM outside a Trainer run (reading data, say): unwinds so temporary files are removed."""
@@ -247,8 +263,10 @@ class MovieLensCLI(LightningCLI):
         items = torch.cat([b.items for b in batches])
         ratings = torch.cat([b.ratings for b in batches])
         path = Path(self.config[self.subcommand]["predictions"])
-        if trainer.world_size > 1:  # each rank predicted its own shard of the edges
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        if trainer.world_size > 1:  # each rank predicted its own shard of the edges: one file, on rank 0
+            users, items, ratings, predictions = _gather_shards((users, items, ratings, predictions), trainer.world_size)
+            if not trainer.is_global_zero:
+                return
         frame = pd.DataFrame({
             "user_id": datamodule.data.user_ids[users].numpy(),
             "item_id": datamodule.data.item_ids[items].numpy(),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -91,3 +92,18 @@ def test_ddp_ranking_fit_and_test_equal_single_process(ml100k_root, tmp_path, mo
     with open(metrics) as handle:
         rows = [row for row in csv.DictReader(handle) if row["val_ndcg@10"]]
     assert len(rows) == 2 and all(0 < float(row["val_ndcg@10"]) <= 1 for row in rows)
+
+
+def test_ddp_predict_writes_one_file_in_the_parts_order(checkpoint, ml100k_root, tmp_path):
+    """Each rank predicts its strided shard (51 and 50 of the 101 test edges); rank 0 writes them all,
+    in the part's order, to the one file asked for: the single-process file, value for value."""
+    single = tmp_path / "single.csv"
+    main(_args("predict", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN,
+               "--predictions", str(single)))
+    ddp = tmp_path / "out" / "ddp.csv"
+    _run(_args("predict", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(checkpoint), *UNEVEN, *CPU_DDP,
+               "--predictions", str(ddp)), tmp_path)
+    assert sorted(p.name for p in ddp.parent.iterdir()) == ["ddp.csv"]  # no per-rank files
+    expected, got = pd.read_csv(single), pd.read_csv(ddp)
+    assert len(got) == 101
+    pd.testing.assert_frame_equal(got, expected, atol=1e-4, rtol=0)
