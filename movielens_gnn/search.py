@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 import yaml
 
+from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.progress import monitored
 from movielens_gnn.recommend import ArgumentParser
 
@@ -164,7 +165,8 @@ def main(argv: Sequence[str]) -> str:
         pruner = PruneOnValidation(trial)
         cli = cli_main(["fit", "--config", str(args.config), *quiet, *passthrough, *overrides], callbacks=[pruner])
         checkpoint = cli.trainer.checkpoint_callback
-        trial.set_user_attr("best_epoch", int(Path(checkpoint.best_model_path).stem.split("-")[0].removeprefix("epoch=")))
+        # From the checkpoint itself: its file name follows whatever template the config gives.
+        trial.set_user_attr("best_epoch", int(load_checkpoint(checkpoint.best_model_path)["epoch"]))
         trial.set_user_attr("epochs", cli.trainer.current_epoch)
         trial.set_user_attr("checkpoint", checkpoint.best_model_path)
         if pruner.pruned:

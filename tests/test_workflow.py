@@ -190,6 +190,8 @@ def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypa
     best = min(complete, key=lambda t: t.value)
     # The value of a trial is its best validation RMSE: the checkpoint it selected.
     assert best.value == pytest.approx(float(Path(best.user_attrs["checkpoint"]).stem.split("val_rmse=")[1]), abs=1e-4)
+    # Its best epoch is the one that checkpoint holds (0-based, as in its file name).
+    assert best.user_attrs["best_epoch"] == int(Path(best.user_attrs["checkpoint"]).stem.split("-")[0][len("epoch="):])
     written = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert written["model"]["dropout"] == best.params["model.dropout"]
     assert written["model"]["optimizer"]["init_args"]["lr"] == best.params["model.optimizer.init_args.lr"]
