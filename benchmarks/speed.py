@@ -42,7 +42,7 @@ from common import REPO, command_line, machine, quiet_logs
 
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
-from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.data.datamodule import EdgeBatch, MovieLensDataModule, pair_order
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv
 from movielens_gnn.tasks.rating import RatingModel
@@ -256,7 +256,8 @@ def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int 
 
 
 def _edges(size: str, edges_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The size's synthetic (users, items, ratings), generated once per run and shared by its workers."""
+    """The size's synthetic (users, items, ratings), generated once per run and shared by its workers,
+    sorted by (user, item) like ``fit``'s full-batch training edges."""
     num_users, num_items, num_ratings = SIZES[size]
     path = edges_dir / f"{size}.pt" if edges_dir is not None else None
     if path is not None and path.is_file():
@@ -264,6 +265,8 @@ def _edges(size: str, edges_dir: Path | None) -> tuple[torch.Tensor, torch.Tenso
         return saved["users"], saved["items"], saved["ratings"]
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
+    # In the order fit's full-batch training loader hands them out (by user, then item), for both models.
+    users, items, ratings = pair_order(EdgeBatch(users, items, ratings), num_items)
     if path is not None:
         torch.save({"users": users, "items": items, "ratings": ratings}, path)
     return users, items, ratings

@@ -61,7 +61,9 @@ class PairPattern:
     product (SDDMM, ``torch.sparse.sampled_addmm``) over the pattern, the backward two sparse-dense
     products (``grad_U = G @ V``, ``grad_V = Gᵀ @ U``, ``G`` the pattern with the incoming gradient as
     values): no ``(B, D)`` gathers and no atomic scatter-adds. Building it sorts the pairs twice, so it
-    pays off when the same pairs are scored again (full-batch training: every epoch).
+    pays off when the same pairs are scored again (full-batch training: every epoch). Pairs that come
+    already in CSR order (user-major, then item: how the data module hands out full-batch training
+    edges) need no permutation between their order and the pattern's, in either pass.
 
     Args:
         users: ``(B,)`` user indices.
@@ -76,8 +78,10 @@ class PairPattern:
         order = torch.argsort(users * num_items + items, stable=True)  # CSR position -> pair
         self.crow = _row_pointers(users, num_users)
         self.col = items[order]
+        arange = torch.arange(len(order), device=order.device)
+        self.in_order = bool(torch.equal(order, arange))  # one host sync, at build time only
         self.position = torch.empty_like(order)  # pair -> CSR position
-        self.position[order] = torch.arange(len(order), device=order.device)
+        self.position[order] = arange
         rows = users[order]
         order_t = torch.argsort(self.col * num_users + rows, stable=True)  # transposed position -> CSR position
         self.order_t = order_t
@@ -115,14 +119,17 @@ class _SampledDot(torch.autograd.Function):
         values = torch.sparse.sampled_addmm(pattern.csr(zeros), user_table, item_table.T, beta=0.0).values()
         ctx.save_for_backward(user_table, item_table)
         ctx.pattern = pattern
-        return values.index_select(0, pattern.position)
+        return values.clone() if pattern.in_order else values.index_select(0, pattern.position)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         user_table, item_table = ctx.saved_tensors
         pattern = ctx.pattern
-        grad = torch.empty_like(grad_out)
-        grad[pattern.position] = grad_out  # into CSR order
+        if pattern.in_order:
+            grad = grad_out.contiguous()
+        else:
+            grad = torch.empty_like(grad_out)
+            grad[pattern.position] = grad_out  # into CSR order
         grad_user = pattern.csr(grad) @ item_table if ctx.needs_input_grad[0] else None
         grad_item = pattern.csr_t(grad) @ user_table if ctx.needs_input_grad[1] else None
         return grad_user, grad_item, None

@@ -180,6 +180,24 @@ def test_train_shards_are_disjoint_equal_and_reshuffled():
     assert not torch.equal(epoch1[0], epoch2[0])
 
 
+def test_full_batch_training_edges_come_in_pair_order(ml100k_root):
+    """Full batch: the training edges sorted by (user, item), the dot head's pattern order; minibatches,
+    validation and test keep their own order."""
+    dm = MovieLensDataModule(root=str(ml100k_root), split="random", test_fraction=0.35)
+    train = dm.data.train
+    key = train.users * dm.num_items + train.items
+    assert not bool((key[1:] > key[:-1]).all())  # the random split's own order is not sorted
+    (batch,) = list(dm.train_dataloader())
+    got = batch.users * dm.num_items + batch.items
+    assert torch.equal(got, key.sort().values)
+    assert torch.equal(batch.ratings, train.ratings[key.argsort()])  # each rating kept with its pair
+    (val,) = list(dm.val_dataloader())
+    assert torch.equal(val.users, dm.data.val.users) and torch.equal(val.items, dm.data.val.items)
+    dm.batch_size = 16
+    minibatches = torch.cat([b.users * dm.num_items + b.items for b in dm.train_dataloader()])
+    assert sorted(minibatches.tolist()) == sorted(key.tolist()) and not torch.equal(minibatches, key.sort().values)
+
+
 def test_loaders_follow_the_trainer_rank(ml100k_root):
     dm = MovieLensDataModule(root=str(ml100k_root), split="random", test_fraction=0.35)
 
