@@ -255,7 +255,7 @@ def power_law_edges(num_users: int, num_items: int, num_ratings: int, seed: int 
     return keys // num_items, keys % num_items
 
 
-def _edges(size: str, edges_dir: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _edges(size: str, edges_dir: Path | None, order: str = "pair") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The size's synthetic (users, items, ratings), generated once per run and shared by its workers,
     sorted by (user, item) like ``fit``'s full-batch training edges."""
     num_users, num_items, num_ratings = SIZES[size]
@@ -265,8 +265,10 @@ def _edges(size: str, edges_dir: Path | None) -> tuple[torch.Tensor, torch.Tenso
         return saved["users"], saved["items"], saved["ratings"]
     users, items = power_law_edges(num_users, num_items, num_ratings)
     ratings = torch.randint(1, 6, (num_ratings,), generator=torch.Generator().manual_seed(1)).float()
-    # In the order fit's full-batch training loader hands them out (by user, then item), for both models.
-    users, items, ratings = pair_order(EdgeBatch(users, items, ratings), num_items)
+    # In the order fit's full-batch training loader hands them out (by user, then item), for both models;
+    # order="random" keeps power_law_edges' shuffled order, to see what that layout is worth.
+    if order == "pair":
+        users, items, ratings = pair_order(EdgeBatch(users, items, ratings), num_items)
     if path is not None:
         torch.save({"users": users, "items": items, "ratings": ratings}, path)
     return users, items, ratings
@@ -377,12 +379,13 @@ def pyg_available() -> bool:
     return True
 
 
-def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str, pyg: bool = False) -> list[str]:
+def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str, pyg: bool = False,
+                    edge_order: str = "pair") -> list[str]:
     edges_dir = Path(tempfile.mkdtemp(prefix="mlgnn-speed-edges-"))
     pyg = pyg and pyg_available()
     results, pyg_best = [], {}
     for size in sizes:
-        _edges(size, edges_dir)  # generated once, in this process, for every worker of this size
+        _edges(size, edges_dir, edge_order)  # generated once, in this process, for every worker of this size
         ours = _worker("scaling", size, device, repeats, pair_route, edges_dir)
         if ours is None:
             raise RuntimeError(f"the scaling worker for {size} failed; see the comment above")
@@ -409,7 +412,7 @@ def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_r
             row += (f" {best['epoch_s']:.4f} ({best['layout']}) | {best['epoch_s'] / r['epoch_s']:.1f} |"
                     + (f" {best['gpu_peak_gib']:.1f} |" if gpu else "")) if best else " failed | – |" + (" – |" if gpu else "")
         rows.append(row)
-    lines = ["Full-batch epochs of a gcn_dot-sized model (64 dims, one GraphConv layer) on synthetic power-law graphs.",
+    lines = [f"Full-batch epochs of a gcn_dot-sized model (64 dims, one GraphConv layer) on synthetic power-law graphs, edges in {edge_order} order.",
              "", *rows]
     if len(results) > 1:
         x = [math.log(r["ratings"]) for r in results]
@@ -435,6 +438,8 @@ def main() -> None:
     parser.add_argument("--scaling-sizes", default="1m,10m,25m")
     parser.add_argument("--pair-route", choices=("auto", "dense", "gather", "sparse"), default="auto",
                         help="scaling: the dot head's route; auto: dense on small graphs, else sparse (SDDMM) from the 2nd epoch")
+    parser.add_argument("--edge-order", choices=("pair", "random"), default="pair",
+                        help="scaling: the training edges by (user, item), as fit lays out a full batch, or shuffled")
     parser.add_argument("--pyg", action="store_true",
                         help="scaling: also time the same model written with PyG's GCNConv (skipped without torch_geometric)")
     parser.add_argument("--scaling-worker", help=argparse.SUPPRESS)
@@ -472,7 +477,7 @@ def main() -> None:
         if args.pyg and not pyg_available():
             print("\n(--pyg: torch_geometric cannot be imported here; the PyG columns are left out.)")
         print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5),
-                                        args.pair_route, pyg=args.pyg)), flush=True)
+                                        args.pair_route, pyg=args.pyg, edge_order=args.edge_order)), flush=True)
 
 
 if __name__ == "__main__":
