@@ -80,6 +80,11 @@ EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 def _gather_shards(columns: tuple[Tensor, ...], world_size: int) -> tuple[Tensor, ...]:
     """Every rank's strided shard of a part (rank ``r`` holds edges ``r, r + W, ...``, see ``EdgeLoader``)
     put back in the part's order, on every rank, through the process group the Trainer ran in."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        raise RuntimeError(
+            f"predict ran on {world_size} processes but this process has no process group to collect their "
+            "predictions (a spawned strategy such as ddp_spawn returns none to the main process). Use "
+            "--trainer.strategy ddp, or one device (--trainer.devices 1).")
     shards: list = [None] * world_size
     torch.distributed.all_gather_object(shards, [column.cpu() for column in columns])
     total = sum(len(shard[0]) for shard in shards)

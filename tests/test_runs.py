@@ -72,6 +72,30 @@ def test_resumed_run_keeps_the_cadence(tmp_path):
     assert restored._last_epoch_saved == 3
 
 
+def test_a_run_ended_by_max_steps_leaves_its_end_state(tmp_path):
+    # 2 steps an epoch: max_steps 7 ends the run inside epoch 3, before the cadence of 5 epochs is due.
+    checkpoint = LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=5)
+    trainer = pl.Trainer(max_epochs=20, max_steps=7, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[checkpoint])
+    trainer.fit(BoringModel())
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 7
+
+
+def test_early_stopping_before_min_epochs_is_not_final(tmp_path):
+    # should_stop from epoch 1 on, but min_epochs 4 keeps training: last.ckpt keeps its cadence until then.
+    class StopFrom(pl.Callback):
+        def on_validation_end(self, trainer, pl_module) -> None:
+            trainer.should_stop = trainer.current_epoch >= 1
+
+    seen = _SeenEpochs(tmp_path / "last.ckpt")
+    trainer = pl.Trainer(max_epochs=50, min_epochs=4, limit_train_batches=2, limit_val_batches=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3), seen, StopFrom()])
+    trainer.fit(BoringModel())
+    assert seen.seen == [None, None, None, 2, 3]  # after epoch 2 (cadence), then the final epoch 3
+
+
 def test_rejects_a_cadence_below_one():
     with pytest.raises(ValueError, match="every_n_epochs must be a positive number of epochs"):
         LastCheckpoint(every_n_epochs=0)

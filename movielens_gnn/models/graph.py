@@ -105,6 +105,11 @@ class BipartiteGraph(nn.Module):
         self.register_buffer("user_features", user_features, persistent=False)
         self.register_buffer("item_features", item_features, persistent=False)
 
+    #: Buffers laid out on first use (see the class docstring), named here so that DDP can be told to
+    #: leave them alone before they exist.
+    LAZY_BUFFERS = tuple(f"{prefix}{name}" for prefix in ("rel_", "rel_t_", "rating_", "rating_t_")
+                         for name in ("crow", "col", "val", "edge"))
+
     def _add_layout(self, prefix: str, crow: Tensor, col: Tensor, val: Tensor, edge: Tensor) -> None:
         """Register a CSR layout: row starts, columns, values, and which rating each entry comes from
         (directed edges ``k`` and ``k + E`` are both rating ``k``)."""
@@ -115,6 +120,12 @@ class BipartiteGraph(nn.Module):
         """Lay out ``A_rel`` ``(N, R*N)`` and its transpose from ``A``'s entries, once."""
         if hasattr(self, "rel_crow"):
             return
+        # The first use may come inside inference mode (Lightning's sanity check): the layouts must
+        # still be normal tensors, which later training steps may save for backward (DGL does).
+        with torch.inference_mode(False), torch.no_grad():
+            self._build_relational_layouts()
+
+    def _build_relational_layouts(self) -> None:
         n = self.num_nodes
         dst = torch.repeat_interleave(torch.arange(n, device=self.crow.device), self.crow.diff())
         rel_src = self.edge_level[self.edge].long() * n + self.col
@@ -128,6 +139,10 @@ class BipartiteGraph(nn.Module):
         in user order) and user rows (sources are items), with the raw ratings as values."""
         if hasattr(self, "rating_crow"):
             return
+        with torch.inference_mode(False), torch.no_grad():  # as in _relational_layouts
+            self._build_rating_layouts()
+
+    def _build_rating_layouts(self) -> None:
         u = self.num_users
         # (prefix, first row, end row, node offset of the columns): item rows hold users (nodes 0..U-1),
         # user rows hold items (nodes U..N-1).

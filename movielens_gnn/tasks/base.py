@@ -50,7 +50,9 @@ class GraphTask(pl.LightningModule):
         # same edges; DDP need not broadcast them each step.
         self._ddp_params_and_buffers_to_ignore = [
             f"{prefix}.{name}" if prefix else name
-            for prefix, module in self.named_modules() for name in module._non_persistent_buffers_set]
+            for prefix, module in self.named_modules()
+            for name in {*module._non_persistent_buffers_set,
+                         *(BipartiteGraph.LAZY_BUFFERS if isinstance(module, BipartiteGraph) else ())}]
 
     @property
     def attached_graph(self) -> BipartiteGraph:

@@ -71,6 +71,21 @@ def test_encoder_parity_values_and_gradients(config):
 
 
 @needs_dgl
+def test_relational_dgl_encoder_trains_after_a_first_pass_in_inference_mode():
+    """As in fit: the sanity check's validation (inference mode) is the first use of the relational
+    layouts; DGL then saves their values for backward in the training step."""
+    graph = _graph()
+    encoder = GraphEncoder(30, 40, embedding_dim=16, hidden_dims=[16], num_relations=5, engine="dgl")
+    with torch.inference_mode():
+        encoder.eval()
+        encoder(graph)
+    encoder.train()
+    users, items = encoder(graph)
+    (users.sum() + items.sum()).backward()
+    assert encoder.layers[0].weight.grad is not None
+
+
+@needs_dgl
 def test_dgl_layer_is_dgl_graphconv_with_native_parameter_layout():
     from dgl.nn.pytorch import GraphConv as DGLGraphConv
 

@@ -150,3 +150,16 @@ def test_derived_layouts_are_built_on_first_use_and_match_dense_references():
     torch.testing.assert_close(rel.to_dense(), per_level.permute(1, 0, 2).reshape(n, 5 * n))
     torch.testing.assert_close(rel_t.to_dense(), rel.to_dense().T)
     assert graph.state_dict() == {}
+
+
+def test_layouts_first_built_in_inference_mode_are_normal_tensors():
+    """Lightning's sanity check runs under inference mode; layouts built there are kept for training."""
+    graph = BipartiteGraph(torch.tensor([0, 1, 1]), torch.tensor([1, 0, 2]), 2, 3,
+                           ratings=torch.tensor([4.0, 2.0, 5.0]))
+    with torch.inference_mode():
+        graph.relational_adjacency()
+        graph.rating_matrix()
+    assert not any(getattr(graph, name).is_inference() for name in BipartiteGraph.LAZY_BUFFERS)
+    weights = torch.ones(3, requires_grad=True)
+    (graph.rel_val * weights[graph.rel_edge]).sum().backward()  # usable in autograd (DGL saves it)
+    assert set(BipartiteGraph.LAZY_BUFFERS) <= set(graph._non_persistent_buffers_set)
