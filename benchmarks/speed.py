@@ -48,6 +48,7 @@ from movielens_gnn.models.graphconv import GraphConv
 from movielens_gnn.tasks.rating import RatingModel
 
 CONFIGS = ("configs/gcn_dot.yaml", "configs/ml100k_best.yaml")
+WORKER_TIMEOUT_S = 300  # one scaling worker (a size, one model); a stuck one must not eat a GPU session
 # (users, items, ratings) of MovieLens 1M, 10M and 25M.
 SIZES = {"1m": (6_040, 3_706, 1_000_209), "10m": (69_878, 10_677, 10_000_054), "25m": (162_541, 59_047, 25_000_095)}
 
@@ -361,9 +362,13 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
 
 def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path) -> dict | None:
     """Run one worker in a fresh process; ``None`` (with its error logged) when it fails, e.g. out of memory."""
-    out = subprocess.run([sys.executable, __file__, f"--{kind}-worker", size, "--device", str(device),
-                          "--repeats", str(repeats), "--pair-route" if kind == "scaling" else "--pyg-layout", option,
-                          "--edges-dir", str(edges_dir)], capture_output=True, text=True)
+    command = [sys.executable, __file__, f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
+               "--pair-route" if kind == "scaling" else "--pyg-layout", option, "--edges-dir", str(edges_dir)]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        print(f"<!-- {kind} worker {size} {option} stopped after {WORKER_TIMEOUT_S} s -->", file=sys.stderr)
+        return None
     if out.returncode != 0:
         print(f"<!-- {kind} worker {size} {option} failed (exit {out.returncode}): "
               f"{out.stderr.strip().splitlines()[-1:] } -->", file=sys.stderr)
