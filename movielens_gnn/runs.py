@@ -62,9 +62,11 @@ class LastCheckpoint(ModelCheckpoint):
 
     Written after an epoch once ``every_n_epochs`` epochs have passed since the last write, and always
     after the run's final epoch (``max_epochs`` or ``max_steps`` reached, or early stopping) or when
-    training ends otherwise (``max_time``), so the file a finished run leaves is its end state. A resume after a crash repeats at most ``every_n_epochs - 1`` epochs.
-    Writing every epoch cost a third of a small model's training loop on a GPU (u1 ``gcn_dot``: 339
-    saves, 2.2 s of 6.9 s); the default cadence, ``1%`` of ``max_epochs``, bounds what is lost instead.
+    training ends otherwise (``max_time``), so the file a finished run leaves is its end state. A resume
+    after a crash repeats at most ``every_n_epochs - 1`` epochs. Writing every epoch was a third of a
+    small model's training loop on an H200 (u1 ``gcn_dot``: 339 saves took 2.2 s, 32% of the loop, in
+    the profile of the project's issue 15); the default cadence, 1% of ``max_epochs``, bounds what a
+    resume loses instead.
 
     Args:
         dirpath: Folder of the file (the CLI gives each run its own ``version_N`` below it).
@@ -98,8 +100,9 @@ class LastCheckpoint(ModelCheckpoint):
                  or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps))
         return final or epoch - self._last_epoch_saved >= self._epochs_between
 
-    def _save_if_due(self, trainer: pl.Trainer) -> None:
-        if self._should_skip_saving_checkpoint(trainer) or not self._due(trainer):
+    def _save(self, trainer: pl.Trainer) -> None:
+        """Write the file unless this step's state is written already (or Lightning says not now)."""
+        if self._should_skip_saving_checkpoint(trainer):
             return
         self._last_epoch_saved = trainer.current_epoch  # before the save: the file holds this callback's state
         self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -107,13 +110,11 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning 2 runs this after the epoch's validation and EarlyStopping's check, so
         # trainer.should_stop already says whether this epoch is the final one.
-        self._save_if_due(trainer)
+        if self._due(trainer):
+            self._save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A run that ends inside an epoch (max_steps, max_time) still leaves its end state.
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._last_epoch_saved = trainer.current_epoch
-            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._save(trainer)  # a run that ends inside an epoch (max_steps, max_time) still leaves its end state
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "last_epoch_saved": self._last_epoch_saved}
