@@ -7,6 +7,8 @@ over all items, training items excluded).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -17,8 +19,9 @@ def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: 
     if sparse:
         keys = torch.unique(users.long() * num_items + items.long())  # sorted, de-duplicated pairs
         indices = torch.stack([keys // num_items, keys % num_items])
+        # Valid by construction (unique, in range): no invariant check, said explicitly so torch does not warn.
         return torch.sparse_coo_tensor(indices, torch.ones(len(keys), device=keys.device), (num_users, num_items),
-                                       is_coalesced=True)
+                                       is_coalesced=True, check_invariants=False)
     matrix = torch.zeros(num_users, num_items, device=users.device)
     matrix[users, items] = 1.0
     return matrix
@@ -69,7 +72,9 @@ class EASE(nn.Module):
         the inverse; the ``I × I`` system is dense whatever the input)."""
         if matrix.is_sparse:
             matrix = matrix.coalesce()
-            gram = torch.sparse.mm(matrix.t().double(), matrix.double()).to_dense()
+            with warnings.catch_warnings():  # torch flags the CSR it uses inside as "beta" on every call
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                gram = torch.sparse.mm(matrix.t().double(), matrix.double()).to_dense()
             rows, cols = matrix.indices()  # coalesced: sorted by row, then column
         else:
             gram = matrix.T.double() @ matrix.double()
