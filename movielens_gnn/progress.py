@@ -20,6 +20,8 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 
+from movielens_gnn.runs import is_final_epoch
+
 log = logging.getLogger("movielens_gnn")
 
 HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "hitrate", "mrr")
@@ -65,7 +67,7 @@ class EpochLines(ProgressBar):
         epoch = trainer.current_epoch
         if value is not None and (self._best is None or (value > self._best[0] if higher else value < self._best[0])):
             self._best = (value, epoch)
-        last = trainer.should_stop or (trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs)
+        last = is_final_epoch(trainer)
         if not self._enabled or not trainer.is_global_zero:
             return
         if epoch < self.first_epochs or last or now - self._last_line >= self.interval_s:

@@ -57,6 +57,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, handle)
 
 
+def is_final_epoch(trainer: pl.Trainer) -> bool:
+    """At an epoch's end: whether training ends after it (``max_epochs`` or ``max_steps`` reached, or a
+    stop asked for, e.g. by early stopping, that ``min_epochs`` / ``min_steps`` no longer hold back)."""
+    stopping = trainer.should_stop and getattr(trainer.fit_loop, "_can_stop_early", True)
+    return (stopping or (trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1)
+            or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps))
+
+
 class LastCheckpoint(ModelCheckpoint):
     """``last.ckpt``: the run's latest state (model, optimizer, loops, callbacks) to resume from.
 
@@ -93,12 +101,7 @@ class LastCheckpoint(ModelCheckpoint):
             self._epochs_between = max(1, max_epochs // 100)
 
     def _due(self, trainer: pl.Trainer) -> bool:
-        epoch = trainer.current_epoch
-        # should_stop alone is not the end while min_epochs / min_steps are not reached yet.
-        stopping = trainer.should_stop and getattr(trainer.fit_loop, "_can_stop_early", True)
-        final = (stopping or (trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch + 1)
-                 or (trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps))
-        return final or epoch - self._last_epoch_saved >= self._epochs_between
+        return is_final_epoch(trainer) or trainer.current_epoch - self._last_epoch_saved >= self._epochs_between
 
     def _save(self, trainer: pl.Trainer) -> None:
         """Write the file unless this step's state is written already (or Lightning says not now)."""

@@ -12,6 +12,8 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from movielens_gnn.models.graph import row_pointers
+
 
 def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: int, sparse: bool = False) -> Tensor:
     """``(U, I)`` float32 0/1 matrix with a 1 for each (user, item) pair (duplicates count once);
@@ -84,9 +86,7 @@ class EASE(nn.Module):
         weights = -inverse / inverse.diagonal()
         weights.diagonal().zero_()
         self.weights = weights.float()
-        crow = torch.zeros(matrix.shape[0] + 1, dtype=torch.int64, device=rows.device)
-        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=matrix.shape[0]), 0)
-        self.history_crow, self.history_col = crow, cols.contiguous()
+        self.history_crow, self.history_col = row_pointers(rows, matrix.shape[0]), cols.contiguous()
         return self
 
     def rows(self, users: Tensor) -> Tensor:

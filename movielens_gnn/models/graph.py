@@ -9,17 +9,31 @@ import torch
 from torch import Tensor, nn
 
 
-def _csr(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
+def row_pointers(rows: Tensor, num_rows: int) -> Tensor:
+    """``(num_rows + 1,)`` CSR row starts of entries with these ``rows`` (in any order)."""
+    crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
+    return crow
+
+
+def csr_layout(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Tensor, Tensor, Tensor]:
     """CSR structure of an ``(n_rows, n_cols)`` matrix from COO entries (on their device).
 
     Returns:
         ``(crow, col, order)``: ``order[k]`` is the index of the COO entry stored at CSR position
-        ``k``, so ``values[order]`` lays any per-entry values out in CSR order.
+        ``k``, so ``values[order]`` lays any per-entry values out in CSR order. The sort is stable:
+        entries already in CSR order give ``order = arange``, repeated entries keep their order.
     """
-    order = torch.argsort(rows * n_cols + cols)
-    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
-    return crow, cols[order].contiguous(), order
+    order = torch.argsort(rows * n_cols + cols, stable=True)
+    return row_pointers(rows, n_rows), cols[order].contiguous(), order
+
+
+def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A sparse CSR tensor over a layout built here, without invariant checks and torch's "beta" notices."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class BipartiteGraph(nn.Module):
@@ -88,7 +102,7 @@ class BipartiteGraph(nn.Module):
         values = (out_deg[src].rsqrt() * in_deg[dst].rsqrt()).to(dtype)
         num_ratings = users.numel()
         self.num_relations = 0
-        crow, col, order = _csr(dst, src, n, n)
+        crow, col, order = csr_layout(dst, src, n, n)
         self._add_layout("", crow, col, values[order].contiguous(), order % max(num_ratings, 1))
         if ratings is not None:
             scale = torch.tensor([float(v) for v in rating_values], dtype=torch.float64)
@@ -116,33 +130,28 @@ class BipartiteGraph(nn.Module):
         for name, tensor in (("crow", crow), ("col", col), ("val", val), ("edge", edge)):
             self.register_buffer(f"{prefix}{name}", tensor, persistent=False)
 
-    def _relational_layouts(self) -> None:
-        """Lay out ``A_rel`` ``(N, R*N)`` and its transpose from ``A``'s entries, once."""
-        if hasattr(self, "rel_crow"):
+    def _lay_out_once(self, prefix: str, build) -> None:
+        """Run ``build`` (which registers the layouts ``prefix*``) unless they exist already."""
+        if hasattr(self, f"{prefix}crow"):
             return
         # The first use may come inside inference mode (Lightning's sanity check): the layouts must
         # still be normal tensors, which later training steps may save for backward (DGL does).
         with torch.inference_mode(False), torch.no_grad():
-            self._build_relational_layouts()
+            build()
 
     def _build_relational_layouts(self) -> None:
+        """Lay out ``A_rel`` ``(N, R*N)`` and its transpose from ``A``'s entries."""
         n = self.num_nodes
         dst = torch.repeat_interleave(torch.arange(n, device=self.crow.device), self.crow.diff())
         rel_src = self.edge_level[self.edge].long() * n + self.col
         wide = self.num_relations * n
         for prefix, (rows, cols, n_rows, n_cols) in (("rel_", (dst, rel_src, n, wide)), ("rel_t_", (rel_src, dst, wide, n))):
-            crow, col, order = _csr(rows, cols, n_rows, n_cols)
+            crow, col, order = csr_layout(rows, cols, n_rows, n_cols)
             self._add_layout(prefix, crow, col, self.val[order].contiguous(), self.edge[order].contiguous())
 
-    def _rating_layouts(self) -> None:
-        """The ``(I, U)`` rating matrix and its transpose, once: ``A``'s item rows (sources are users,
-        in user order) and user rows (sources are items), with the raw ratings as values."""
-        if hasattr(self, "rating_crow"):
-            return
-        with torch.inference_mode(False), torch.no_grad():  # as in _relational_layouts
-            self._build_rating_layouts()
-
     def _build_rating_layouts(self) -> None:
+        """The ``(I, U)`` rating matrix and its transpose: ``A``'s item rows (sources are users, in user
+        order) and user rows (sources are items), with the raw ratings as values."""
         u = self.num_users
         # (prefix, first row, end row, node offset of the columns): item rows hold users (nodes 0..U-1),
         # user rows hold items (nodes U..N-1).
@@ -165,12 +174,7 @@ class BipartiteGraph(nn.Module):
         values = getattr(self, f"{prefix}val")
         if edge_scale is not None:
             values = values * edge_scale[getattr(self, f"{prefix}edge")].to(values.dtype)
-        with warnings.catch_warnings():
-            # torch flags every CSR tensor as "beta"; the invariants were established in __init__.
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(
-                getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"), values, shape, check_invariants=False
-            )
+        return csr_tensor(getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"), values, shape)
 
     def adjacency(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The normalised adjacency and its transpose as sparse CSR tensors of shape ``(N, N)``.
@@ -191,7 +195,7 @@ class BipartiteGraph(nn.Module):
         """
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; rating-aware layers need them.")
-        self._relational_layouts()
+        self._lay_out_once("rel_", self._build_relational_layouts)
         n, wide = self.num_nodes, self.num_relations * self.num_nodes
         return self._sparse("rel_", (n, wide), edge_scale), self._sparse("rel_t_", (wide, n), edge_scale)
 
@@ -205,7 +209,7 @@ class BipartiteGraph(nn.Module):
         """
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; the rating matrix needs them.")
-        self._rating_layouts()
+        self._lay_out_once("rating_", self._build_rating_layouts)
         size = (self.num_items, self.num_users)
         return self._sparse("rating_", size, edge_scale), self._sparse("rating_t_", size[::-1], edge_scale)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from movielens_gnn.models.graph import csr_layout, csr_tensor
 
 HEADS = ("dot", "mlp")
 PAIR_ROUTES = ("auto", "dense", "gather", "sparse")
@@ -75,39 +76,21 @@ class PairPattern:
     def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> None:
         self.shape = (num_users, num_items)
         users, items = users.long(), items.long()
-        order = torch.argsort(users * num_items + items, stable=True)  # CSR position -> pair
-        self.crow = _row_pointers(users, num_users)
-        self.col = items[order]
+        self.crow, self.col, order = csr_layout(users, items, num_users, num_items)  # order: CSR position -> pair
         arange = torch.arange(len(order), device=order.device)
         self.in_order = bool(torch.equal(order, arange))  # one host sync, at build time only
         self.position = torch.empty_like(order)  # pair -> CSR position
         self.position[order] = arange
-        rows = users[order]
-        order_t = torch.argsort(self.col * num_users + rows, stable=True)  # transposed position -> CSR position
-        self.order_t = order_t
-        self.crow_t = _row_pointers(items, num_items)
-        self.col_t = rows[order_t]
+        # The transpose, laid out from the CSR entries: order_t maps a transposed position to a CSR position.
+        self.crow_t, self.col_t, self.order_t = csr_layout(self.col, users[order], num_items, num_users)
 
     def csr(self, values: Tensor) -> Tensor:
         """``(U, I)`` sparse CSR with ``values`` in CSR order."""
-        return _csr(self.crow, self.col, values, self.shape)
+        return csr_tensor(self.crow, self.col, values, self.shape)
 
     def csr_t(self, values: Tensor) -> Tensor:
         """``(I, U)`` sparse CSR of the transpose; ``values`` in (untransposed) CSR order."""
-        return _csr(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
-
-
-def _row_pointers(rows: Tensor, num_rows: int) -> Tensor:
-    crow = torch.zeros(num_rows + 1, dtype=torch.int64, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return crow
-
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():  # torch flags CSR as "beta"; the invariants hold by construction
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+        return csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
 
 
 class _SampledDot(torch.autograd.Function):
