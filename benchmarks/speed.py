@@ -128,34 +128,42 @@ def _instantiate(config: str, data_root: str, cache: Path):
     return cli.model, cli.datamodule
 
 
+def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, edges: tuple, device: torch.device,
+                     repeats: int, warmup: int = 3) -> float:
+    """Median seconds of one full-batch training step (MSE of ``model(users, items)``, backward, optimizer)."""
+    users, items, ratings = (t.to(device) for t in edges)
+    model.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.mse_loss(model(users, items), ratings).backward()
+        optimizer.step()
+
+    return timed(step, device, repeats, warmup=warmup)
+
+
 def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
     model, dm = _instantiate(config, data_root, cache)
     model.attach_graph(dm.graph)
     model.to(device)
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    users, items, ratings = (t.to(device) for t in dm.data.train)
-    model.train()
+    return mse_step_seconds(model, optimizer, tuple(dm.data.train), device, repeats) * 1e3
 
-    def bare_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(model(users, items), ratings).backward()
-        optimizer.step()
 
-    return timed(bare_step, device, repeats) * 1e3
+def _bare_trainer(device: torch.device, max_epochs: int, callback):
+    """A Trainer with nothing but training and ``callback``: no validation, logger, checkpoints or bar."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(accelerator="gpu" if device.type == "cuda" else device.type, devices=1, max_epochs=max_epochs,
+                      limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[callback], num_sanity_val_steps=0)
 
 
 def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
-    import pytorch_lightning as pl
-
     model, dm = _instantiate(config, data_root, cache)
     timer = _StepTimer()
-    trainer = pl.Trainer(
-        accelerator=device.type if device.type != "cuda" else "gpu", devices=1, max_epochs=repeats + 3,
-        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
-    )
-    trainer.fit(model, datamodule=dm)
+    _bare_trainer(device, repeats + 3, timer).fit(model, datamodule=dm)
     gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
     return statistics.median(gaps) * 1e3
 
@@ -204,10 +212,7 @@ def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int
     for config in CONFIGS:
         model, dm = _instantiate(config, data_root, cache)
         counter = Counter()
-        trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=epochs + 3, limit_val_batches=0, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[counter], num_sanity_val_steps=0)
-        trainer.fit(model, datamodule=dm)
+        _bare_trainer(device, epochs + 3, counter).fit(model, datamodule=dm)
         syncs = [w for w in counter.caught if "synchroniz" in str(w.message)]
         places = pd.Series([f"{Path(w.filename).name}:{w.lineno}" for w in syncs]).value_counts().head(5)
         where = ", ".join(f"{place} ({count})" for place, count in places.items()) or "none"
@@ -291,15 +296,9 @@ def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: st
                         pair_route=pair_route)
     model.attach_graph(graph)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    users, items, ratings = users.to(device), items.to(device), ratings.to(device)
-
-    def epoch() -> None:  # full batch: one step is one epoch
-        optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(model(users, items), ratings).backward()
-        optimizer.step()
-
-    seconds = timed(epoch, device, repeats, warmup=1)
+    # Full batch: one step is one epoch.
+    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
+                               repeats, warmup=1)
     return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
             "graph_build_s": build_s, **_peaks(device), "pair_route": route}
 
@@ -348,15 +347,8 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
     users, items, ratings = _edges(size, edges_dir)
     graph = pyg_graph(users, items, num_users, num_items, layout).to(device)
     model = PygGcnDot(num_users, num_items, graph).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    users, items, ratings = users.to(device), items.to(device), ratings.to(device)
-
-    def epoch() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(model(users, items), ratings).backward()
-        optimizer.step()
-
-    seconds = timed(epoch, device, repeats, warmup=1)
+    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
+                               repeats, warmup=1)
     return {"size": size, "layout": layout, "epoch_s": seconds, **_peaks(device)}
 
 
@@ -386,8 +378,13 @@ def pyg_available() -> bool:
 
 def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_route: str, pyg: bool = False,
                     edge_order: str = "pair") -> list[str]:
-    edges_dir = Path(tempfile.mkdtemp(prefix="mlgnn-speed-edges-"))
-    pyg = pyg and pyg_available()
+    with tempfile.TemporaryDirectory(prefix="mlgnn-speed-edges-") as folder:
+        results, pyg_best = _scaling_runs(device, sizes, repeats, pair_route, pyg, edge_order, Path(folder))
+    return _scaling_table(results, pyg_best, device, pyg, edge_order)
+
+
+def _scaling_runs(device: torch.device, sizes: list[str], repeats: int, pair_route: str, pyg: bool, edge_order: str,
+                  edges_dir: Path) -> tuple[list[dict], dict]:
     results, pyg_best = [], {}
     for size in sizes:
         _edges(size, edges_dir, edge_order)  # generated once, in this process, for every worker of this size
@@ -400,6 +397,10 @@ def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_r
             if runs:
                 pyg_best[size] = min(runs, key=lambda r: r["epoch_s"])
         (edges_dir / f"{size}.pt").unlink()
+    return results, pyg_best
+
+
+def _scaling_table(results: list[dict], pyg_best: dict, device: torch.device, pyg: bool, edge_order: str) -> list[str]:
     gpu = device.type == "cuda"
     header = "| size | users | items | ratings | dot-head route | s / epoch | graph build s | peak RSS GiB |"
     if gpu:
@@ -412,10 +413,12 @@ def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_r
                f"{r['epoch_s']:.4f} | {r['graph_build_s']:.1f} | {r['peak_rss_gib']:.1f} |")
         if gpu:
             row += f" {r['gpu_peak_gib']:.1f} |"
-        if pyg:
-            best = pyg_best.get(r["size"])
-            row += (f" {best['epoch_s']:.4f} ({best['layout']}) | {best['epoch_s'] / r['epoch_s']:.1f} |"
-                    + (f" {best['gpu_peak_gib']:.1f} |" if gpu else "")) if best else " failed | – |" + (" – |" if gpu else "")
+        best = pyg_best.get(r["size"])
+        if pyg and best:
+            row += f" {best['epoch_s']:.4f} ({best['layout']}) | {best['epoch_s'] / r['epoch_s']:.1f} |"
+            row += f" {best['gpu_peak_gib']:.1f} |" if gpu else ""
+        elif pyg:
+            row += " failed | – |" + (" – |" if gpu else "")
         rows.append(row)
     lines = [f"Full-batch epochs of a gcn_dot-sized model (64 dims, one GraphConv layer) on synthetic power-law graphs, edges in {edge_order} order.",
              "", *rows]
@@ -424,10 +427,7 @@ def section_scaling(device: torch.device, sizes: list[str], repeats: int, pair_r
         y = [math.log(r["epoch_s"]) for r in results]
         mx, my = statistics.mean(x), statistics.mean(y)
         slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
-        mixed = len({r["pair_route"] for r in results}) > 1
-        lines += ["", f"Fitted exponent of time per epoch against edges: {slope:.2f}"
-                  + (" (the dot-head route differs between sizes; `--pair-route gather` compares like with like)"
-                     if mixed else "")]
+        lines += ["", f"Fitted exponent of time per epoch against edges: {slope:.2f}"]
     if pyg:
         lines += ["", "PyG: `torch_geometric.nn.GCNConv` (cached normalisation, no self-loops) on the same edges, the "
                   "faster of its edge_index and sparse-CSR inputs, each in a fresh process."]
@@ -479,10 +479,11 @@ def main() -> None:
         print("\n".join(section_fit(args.data_root, cache, device)), flush=True)
     if "scaling" in sections:
         print("\n### Scaling\n")
-        if args.pyg and not pyg_available():
+        pyg = args.pyg and pyg_available()
+        if args.pyg and not pyg:
             print("\n(--pyg: torch_geometric cannot be imported here; the PyG columns are left out.)")
         print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5),
-                                        args.pair_route, pyg=args.pyg, edge_order=args.edge_order)), flush=True)
+                                        args.pair_route, pyg=pyg, edge_order=args.edge_order)), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ from movielens_gnn.recommend import load_for_inference
 from movielens_gnn.recommend import main as recommend_main
 from tests.conftest import REPO
 from tests.synthetic import write_ml100k
-
-QUIET = ["--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false"]
+from tests.test_cli import QUIET
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +29,12 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = work / "data"
     write_ml100k(root)
     out = {"root": root}
-    previous = Path.cwd()
-    try:
-        import os
-
-        os.chdir(work)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
         for config, epochs in (("gcn_dot", 5), ("lightgcn_ease", 3)):
             fit = main(["fit", "--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", str(root), *QUIET,
                         "--trainer.max_epochs", str(epochs)])
             out[config] = Path(fit.trainer.checkpoint_callback.best_model_path)
-    finally:
-        os.chdir(previous)
     return out
 
 
