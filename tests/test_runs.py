@@ -27,19 +27,22 @@ class _SeenEpochs(pl.Callback):
 
 
 class _StopAt(pl.Callback):
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
+    """Ask to stop after epoch ``epoch`` (and, with ``onwards``, after every later one)."""
+
+    def __init__(self, epoch: int, onwards: bool = False) -> None:
+        self.epoch, self.onwards = epoch, onwards
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch:
+        if trainer.current_epoch == self.epoch or (self.onwards and trainer.current_epoch > self.epoch):
             trainer.should_stop = True
 
 
-def _fit(tmp_path, max_epochs: int, checkpoint: LastCheckpoint, *callbacks: pl.Callback) -> list:
+def _fit(tmp_path, max_epochs: int, checkpoint: LastCheckpoint, *callbacks: pl.Callback, **trainer_options) -> list:
+    """Fit a BoringModel (2 steps an epoch); the epochs last.ckpt held before each epoch and at the end."""
     seen = _SeenEpochs(tmp_path / "last.ckpt")
     trainer = pl.Trainer(max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=1, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[checkpoint, seen, *callbacks])
+                         callbacks=[checkpoint, seen, *callbacks], **trainer_options)
     trainer.fit(BoringModel())
     return seen.seen
 
@@ -74,26 +77,15 @@ def test_resumed_run_keeps_the_cadence(tmp_path):
 
 def test_a_run_ended_by_max_steps_leaves_its_end_state(tmp_path):
     # 2 steps an epoch: max_steps 7 ends the run inside epoch 3, before the cadence of 5 epochs is due.
-    checkpoint = LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=5)
-    trainer = pl.Trainer(max_epochs=20, max_steps=7, limit_train_batches=2, limit_val_batches=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[checkpoint])
-    trainer.fit(BoringModel())
+    _fit(tmp_path, 20, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=5), max_steps=7)
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 7
 
 
 def test_early_stopping_before_min_epochs_is_not_final(tmp_path):
     # should_stop from epoch 1 on, but min_epochs 4 keeps training: last.ckpt keeps its cadence until then.
-    class StopFrom(pl.Callback):
-        def on_validation_end(self, trainer, pl_module) -> None:
-            trainer.should_stop = trainer.current_epoch >= 1
-
-    seen = _SeenEpochs(tmp_path / "last.ckpt")
-    trainer = pl.Trainer(max_epochs=50, min_epochs=4, limit_train_batches=2, limit_val_batches=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3), seen, StopFrom()])
-    trainer.fit(BoringModel())
-    assert seen.seen == [None, None, None, 2, 3]  # after epoch 2 (cadence), then the final epoch 3
+    seen = _fit(tmp_path, 50, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3), _StopAt(1, onwards=True),
+                min_epochs=4)
+    assert seen == [None, None, None, 2, 3]  # after epoch 2 (cadence), then the final epoch 3
 
 
 def test_rejects_a_cadence_below_one():
