@@ -58,7 +58,7 @@ def dgl_graph(graph: BipartiteGraph):
     cache = graph.__dict__.setdefault("_dgl_cache", {})
     key = ("plain", graph.col.device)
     if key not in cache:
-        cache[key] = dgl.graph((graph.col, _destinations(graph.crow)), num_nodes=graph.num_nodes)
+        cache[key] = dgl.graph((graph.col.long(), _destinations(graph.crow)), num_nodes=graph.num_nodes)
     return cache[key]
 
 
@@ -70,7 +70,7 @@ def dgl_relational_graph(graph: BipartiteGraph):
     key = ("relational", graph.rel_col.device)
     if key not in cache:
         cache[key] = dgl.heterograph(
-            {("source", "rates", "node"): (graph.rel_col, _destinations(graph.rel_crow))},
+            {("source", "rates", "node"): (graph.rel_col.long(), _destinations(graph.rel_crow))},
             num_nodes_dict={"source": graph.num_relations * graph.num_nodes, "node": graph.num_nodes},
         )
     return cache[key]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.graph import BipartiteGraph, csr_layout, index_dtype
 
 
 def _dense_reference(users, items, num_users, num_items):
@@ -27,6 +27,18 @@ def test_normalisation_matches_dense_reference_with_isolated_nodes():
     assert graph.to_dense()[4 + 1, 0].item() == pytest.approx(1 / (2**0.5 * 3**0.5))
     assert graph.to_dense()[3].abs().sum() == 0 and graph.to_dense()[4 + 2].abs().sum() == 0
     assert (graph.num_nodes, graph.num_edges) == (8, 12)
+
+
+def test_csr_layout_is_exact_with_32_bit_indices():
+    rows = torch.tensor([2, 0, 2, 1, 0])
+    cols = torch.tensor([1, 3, 0, 2, 3])  # (0, 3) twice: repeated entries keep their order
+    crow, col, order = csr_layout(rows, cols, 4, 5)
+    assert (crow.dtype, col.dtype, order.dtype) == (torch.int32, torch.int32, torch.int64)
+    assert crow.tolist() == [0, 2, 3, 5, 5] and col.tolist() == [3, 3, 2, 0, 1] and order.tolist() == [1, 4, 3, 2, 0]
+    # The key rows * n_cols + cols is formed in 64 bits: these sizes overflow 32-bit arithmetic.
+    crow, col, order = csr_layout(torch.tensor([70_000, 1]), torch.tensor([5, 60_000]), 70_001, 60_001)
+    assert order.tolist() == [1, 0] and col.tolist() == [60_000, 5]
+    assert index_dtype(10, 2**31 - 2) == torch.int32 and index_dtype(10, 2**31) == torch.int64
 
 
 def test_transpose_is_stored_consistently():
