@@ -8,6 +8,8 @@ Protocols:
     ratio: each user's ratings shuffled with the seed and cut 80/10/10 (``--data.split ratio``, RecBole's
         default for ml-100k); every rating is a positive, so every test item is relevant.
     u1: the canonical u1.base/u1.test, validation a seeded 5% of u1.base; a test rating >= 4 is relevant.
+    With --ratio-remainder test, ratio's rounding remainder goes to test instead of training
+    (``--data.ratio_remainder test``: older RecBole, other splitters); rows say "ratio, remainder to test".
 
 Evaluation, the same for every row: all items are ranked for every test user with their training
 items left out (training + validation at test; training at validation) and scored with
@@ -72,7 +74,7 @@ def run_config(config: Path, protocol: dict, seed: int, root: str, cache: Path, 
                extra: tuple[str, ...] = ()) -> dict:
     """Fit ``config`` (its own checkpoint selection on validation), then test the selected checkpoint once."""
     data = ["--data.root", root, "--data.cache_dir", str(cache), "--data.split", protocol["split"],
-            "--data.seed", str(seed)]
+            "--data.seed", str(seed), *(["--data.ratio_remainder", protocol["remainder"]] if "remainder" in protocol else [])]
     options = ["--config", str(config), *data, "--seed_everything", str(seed),
                "--model.relevance_threshold", str(protocol["threshold"]), *QUIET, *extra]
     with _chdir(workdir):
@@ -105,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", required=True, help="comma-separated: config files and/or popularity, ease")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="ratio")
+    parser.add_argument("--ratio-remainder", choices=("train", "test"), default="train",
+                        help="ratio protocol: the part that keeps the rounding remainder (train: RecBole's rule)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per config (seeds 0 .. N-1)")
     parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
     parser.add_argument("--out", type=Path, help="write the rows here as a JSON list")
@@ -112,7 +116,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="checkpoints and cache (default: a temporary folder)")
     args = parser.parse_args()
     quiet_logs()
-    protocol = PROTOCOLS[args.protocol]
+    protocol, label = PROTOCOLS[args.protocol], args.protocol
+    if args.ratio_remainder != "train":
+        if protocol["split"] != "ratio":
+            parser.error(f"--ratio-remainder applies to --protocol ratio, not {args.protocol}")
+        protocol, label = {**protocol, "remainder": args.ratio_remainder}, f"{args.protocol}, remainder to test"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlgnn-ranking-"))
     cache = workdir / "cache"
     l2_grid = [float(v) for v in args.ease_l2.split(",")]
@@ -122,14 +130,14 @@ def main() -> None:
             start = time.perf_counter()
             if config in BASELINES:
                 datamodule = MovieLensDataModule(root=args.data_root, split=protocol["split"], seed=seed,
-                                                 cache_dir=str(cache))
+                                                 cache_dir=str(cache), ratio_remainder=protocol.get("remainder", "train"))
                 row = run_baseline(config, datamodule, protocol["threshold"], l2_grid)
             else:
                 run_dir = workdir / f"{Path(config).stem}-{args.protocol}-{seed}"
                 run_dir.mkdir(parents=True, exist_ok=True)
                 row = run_config(Path(config).resolve(), protocol, seed, str(Path(args.data_root).resolve()),
                                  cache, run_dir)
-            rows.append({"config": config, "protocol": args.protocol, "seed": seed, **row,
+            rows.append({"config": config, "protocol": label, "seed": seed, **row,
                          "wall_s": round(time.perf_counter() - start, 2)})
             print(json.dumps(rows[-1]), flush=True)
     if args.out:

@@ -53,11 +53,14 @@ def test_ranking_config_row_is_the_tested_best_checkpoint(ml100k_root, tmp_path)
 
     from movielens_gnn.checkpoint import load_checkpoint
 
-    row = ranking.run_config(REPO / "configs" / "lightgcn_bpr.yaml", ranking.PROTOCOLS["ratio"], 0, str(ml100k_root),
+    protocol = {**ranking.PROTOCOLS["ratio"], "remainder": "test"}  # --ratio-remainder test
+    row = ranking.run_config(REPO / "configs" / "lightgcn_bpr.yaml", protocol, 0, str(ml100k_root),
                              tmp_path / "cache", tmp_path / "run", extra=("--trainer.max_epochs", "3"))
     assert set(ranking.ROW_KEYS) <= set(row) and all(0 <= row[k] <= 1 for k in ranking.ROW_KEYS)
     (best,) = (tmp_path / "run" / "checkpoints" / "lightgcn_bpr" / "version_0").glob("epoch=*.ckpt")
-    assert row["best_epoch"] == load_checkpoint(best)["epoch"] < 3
+    checkpoint = load_checkpoint(best)
+    assert row["best_epoch"] == checkpoint["epoch"] < 3
+    assert checkpoint["datamodule_hyper_parameters"]["ratio_remainder"] == "test"
 
 
 def test_ranking_table_means():

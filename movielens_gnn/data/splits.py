@@ -96,15 +96,35 @@ def check_ratios(ratios: Sequence[float]) -> None:
                          f"e.g. [0.8, 0.1, 0.1]; got {values}.")
 
 
-def ratio_counts(counts: np.ndarray, ratios: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per user, how many ratings go to train, validation and test (RecBole's ``split_by_ratio`` rule).
+RATIO_REMAINDERS = ("train", "test")
 
-    Validation and test get ``floor(share * n)``; then, test first, a part whose share of ``n`` is
-    between 0 and 1 gets one rating while training keeps more than one. So every user keeps at least
-    one training rating, and small users still reach validation and test where they can.
+
+def check_ratio_remainder(remainder: str) -> None:
+    """Raise ``ValueError`` unless ``remainder`` names the part that takes the rounding remainder."""
+    if remainder not in RATIO_REMAINDERS:
+        raise ValueError(f"--data.ratio_remainder must be one of {', '.join(RATIO_REMAINDERS)} (the part that keeps "
+                         f"what rounding down leaves over); got {remainder!r}.")
+
+
+def ratio_counts(counts: np.ndarray, ratios: Sequence[float],
+                 remainder: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per user, how many ratings go to train, validation and test.
+
+    ``remainder="train"`` is RecBole's ``split_by_ratio`` rule (1.x): validation and test get
+    ``floor(share * n)``; then, test first, a part whose share of ``n`` is between 0 and 1 gets one
+    rating while training keeps more than one. So every user keeps at least one training rating,
+    and small users still reach validation and test where they can.
+
+    ``remainder="test"``: training and validation get ``floor(share * n)`` (training at least one),
+    test the rest, as RecBole's first releases and splitters that fill the last part with what is
+    left do. Test parts are larger: on ml-100k at 0.8/0.1/0.1, 11.4 test ratings a user against 10.2.
     """
-    _, val_share, test_share = ratios
+    check_ratio_remainder(remainder)
+    train_share, val_share, test_share = ratios
     val = np.floor(val_share * counts).astype(np.int64)
+    if remainder == "test":
+        train = np.minimum(np.maximum(np.floor(train_share * counts).astype(np.int64), 1), counts)
+        return train, val, counts - train - val
     test = np.floor(test_share * counts).astype(np.int64)
     train = counts - val - test
     for share, part in ((test_share, test), (val_share, val)):
@@ -114,11 +134,12 @@ def ratio_counts(counts: np.ndarray, ratios: Sequence[float]) -> tuple[np.ndarra
     return train, val, test
 
 
-def ratio_split(ratings: Ratings, ratios: Sequence[float], seed: int) -> tuple[Ratings, Ratings, Ratings]:
+def ratio_split(ratings: Ratings, ratios: Sequence[float], seed: int,
+                remainder: str = "train") -> tuple[Ratings, Ratings, Ratings]:
     """Shuffle each user's ratings (seeded) and cut them into train/validation/test by ``ratios``.
 
     This is RecBole's default protocol for ml-100k (``RS: [0.8, 0.1, 0.1]``); the counts per user
-    follow :func:`ratio_counts`.
+    follow :func:`ratio_counts` (``remainder``: which part keeps what rounding down leaves over).
 
     Returns:
         ``(train, val, test)``, each in the input's relative order.
@@ -126,7 +147,7 @@ def ratio_split(ratings: Ratings, ratios: Sequence[float], seed: int) -> tuple[R
     check_ratios(ratios)
     _, inverse, counts = np.unique(ratings.user_id, return_inverse=True, return_counts=True)
     rank = _random_rank_within_user(inverse, counts, np.random.default_rng(seed))
-    train, val, _ = ratio_counts(counts, ratios)
+    train, val, _ = ratio_counts(counts, ratios, remainder)
     in_train = rank < train[inverse]
     in_val = ~in_train & (rank < (train + val)[inverse])
     return ratings.take(in_train), ratings.take(in_val), ratings.take(~in_train & ~in_val)

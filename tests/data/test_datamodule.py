@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from movielens_gnn.data.datamodule import EdgeBatch, EdgeLoader, MovieLensDataModule
+from movielens_gnn.data.datamodule import EdgeBatch, EdgeLoader, MovieLensDataModule, split_identity
 from movielens_gnn.data.datasets.ml100k import MovieLens100K
 from movielens_gnn.data.splits import ratio_counts
 
@@ -314,6 +314,15 @@ def test_ratio_split_in_the_data_module(ml100k_root):
     assert _pairs(again.test) == _pairs(data.test)
     with pytest.raises(ValueError, match="--data.ratios must be three shares"):
         MovieLensDataModule(root=str(ml100k_root), split="ratio", ratios=(0.5, 0.5))
+    # The remainder to test: 12 ratings a user -> floor(9.6) = 9 training, 1 validation, 2 test; the
+    # rule is part of the data's identity (its own cache entry), the default rule is not written into it.
+    rest = MovieLensDataModule(root=str(ml100k_root), split="ratio", seed=1, ratio_remainder="test")
+    assert (len(rest.data.train.ratings), len(rest.data.val.ratings), len(rest.data.test.ratings)) == (216, 24, 48)
+    assert rest.fingerprint != dm.fingerprint and _pairs(rest.data.train) <= _pairs(data.train)
+    assert "ratio_remainder" not in split_identity(dict(dm.hparams))
+    assert split_identity(dict(rest.hparams))["ratio_remainder"] == "test"
+    with pytest.raises(ValueError, match="--data.ratio_remainder must be one of train, test"):
+        MovieLensDataModule(root=str(ml100k_root), split="ratio", ratio_remainder="val")
 
 
 def test_implicit_threshold_keeps_only_positives_before_splitting(ml100k_root):

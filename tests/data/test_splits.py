@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from movielens_gnn.data.datasets import Ratings
-from movielens_gnn.data.splits import check_split, random_split, ratio_split, temporal_split, user_holdout
+from movielens_gnn.data.splits import check_split, random_split, ratio_counts, ratio_split, temporal_split, user_holdout
 
 
 def _ratings(n: int, seed: int = 0) -> Ratings:
@@ -117,6 +117,30 @@ def test_ratio_split_is_deterministic_per_seed():
     assert all(np.array_equal(x.item_id, y.item_id) and np.array_equal(x.user_id, y.user_id) for x, y in zip(a, b))
     assert not np.array_equal(a[2].item_id, c[2].item_id)
     assert [len(p) for p in a] == [len(p) for p in c]  # the counts depend on the users only
+
+
+def test_ratio_split_with_the_remainder_to_test():
+    # Users with 1, 2, 3, 10, 19 and 25 ratings at 0.8 / 0.1 / 0.1, worked by hand: training floor(0.8 n)
+    # but at least one, validation floor(0.1 n), test the rest: 1 -> 1/0/0; 2 -> 1/0/1; 3 -> 2/0/1;
+    # 10 -> 8/1/1; 19 -> 15/1/3 (RecBole's rule: 17/1/1); 25 -> 20/2/3 (RecBole's: 21/2/2).
+    sizes = {1: 1, 2: 2, 3: 3, 4: 10, 5: 19, 6: 25}
+    counts = np.array(list(sizes.values()))
+    train, val, test = ratio_counts(counts, (0.8, 0.1, 0.1), remainder="test")
+    assert (train.tolist(), val.tolist(), test.tolist()) == ([1, 1, 2, 8, 15, 20], [0, 0, 0, 1, 1, 2], [0, 1, 1, 1, 3, 3])
+    assert [part.tolist() for part in ratio_counts(counts[4:], (0.8, 0.1, 0.1))] == [[17, 21], [1, 2], [1, 2]]
+    rows = [(u, i) for u, n in sizes.items() for i in range(1, n + 1)]
+    ratings = Ratings(np.array([u for u, _ in rows]), np.array([i for _, i in rows]),
+                      np.full(len(rows), 4.0, dtype=np.float32), np.arange(len(rows)))
+    parts = ratio_split(ratings, (0.8, 0.1, 0.1), seed=0, remainder="test")
+    assert [_per_user(p) for p in parts] == [{1: 1, 2: 1, 3: 2, 4: 8, 5: 15, 6: 20}, {4: 1, 5: 1, 6: 2},
+                                             {2: 1, 3: 1, 4: 1, 5: 3, 6: 3}]
+    # The same shuffle as the default rule: a user's order is drawn once, only the cuts move (user 3,
+    # whom RecBole's rule leaves one training rating, aside).
+    default = ratio_split(ratings, (0.8, 0.1, 0.1), seed=0)
+    first = {(u, i) for u, i in zip(parts[0].user_id.tolist(), parts[0].item_id.tolist()) if u != 3}
+    assert first <= {(u, i) for u, i in zip(default[0].user_id.tolist(), default[0].item_id.tolist())}
+    with pytest.raises(ValueError, match=r"--data\.ratio_remainder must be one of train, test.*got 'val'"):
+        ratio_split(ratings, (0.8, 0.1, 0.1), seed=0, remainder="val")
 
 
 @pytest.mark.parametrize("ratios", [(0.8, 0.1), (0.0, 0.5, 0.5), (0.9, 0.0, 0.1), (0.8, 0.3, 0.1), (0.9, -0.1, 0.2)])
