@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import platform
+import resource
 import shlex
+import subprocess
 import sys
 import time
 import warnings
@@ -106,3 +109,26 @@ def machine() -> str:
 
 def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Peak resident memory of this process (imports included) and, on CUDA, peak GPU allocation, in GiB."""
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB -> GiB
+            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+
+
+def run_worker(script: Path, args: list[str], timeout_s: float) -> dict | None:
+    """Run ``python script *args`` in a fresh process and return the JSON object on its last output line;
+    ``None`` (with the reason on stderr, as an HTML comment that a markdown table ignores) when it fails
+    or runs past ``timeout_s``, e.g. out of memory, so one stuck size cannot eat a whole session."""
+    label = " ".join(args)
+    try:
+        out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        print(f"<!-- worker {label} stopped after {timeout_s:.0f} s -->", file=sys.stderr)
+        return None
+    if out.returncode != 0:
+        print(f"<!-- worker {label} failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]} -->",
+              file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,33 +26,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common import command_line, machine
+import speed
+from common import command_line, machine, peak_memory, run_worker
 
-# (dataset, users, items, ratings) of the real releases.
-SIZES = {
-    "ml-1m": (6_040, 3_706, 1_000_209),
-    "ml-10m": (69_878, 10_677, 10_000_054),
-    "ml-25m": (162_541, 59_047, 25_000_095),
-    "ml-32m": (200_948, 87_585, 32_000_204),
-}
-FOLDERS = {"ml-1m": "ml-1m", "ml-10m": "ml-10M100K", "ml-25m": "ml-25m", "ml-32m": "ml-32m"}
+from movielens_gnn.data.datasets import dataset_class
+
+# (users, items, ratings) of the real releases: speed.py's sizes, and ml-32m.
+SIZES = {**{f"ml-{size}": counts for size, counts in speed.SIZES.items()}, "ml-32m": (200_948, 87_585, 32_000_204)}
+WORKER_TIMEOUT_S = 900  # one step of one size in its own process
 GENRES = ("Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
           "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
 def synthetic_ratings(name: str, seed: int = 0) -> pd.DataFrame:
-    """Distinct (user, movie) pairs with power-law degrees, gapped ids, sorted by user then movie."""
+    """Distinct (user, movie) pairs with power-law degrees (``speed.power_law_edges``), gapped ids, sorted by
+    user then movie."""
     num_users, num_items, num_ratings = SIZES[name]
+    users, items = speed.power_law_edges(num_users, num_items, num_ratings, seed)
+    keys = np.sort((users * num_items + items).numpy())
     rng = np.random.default_rng(seed)
-    user_p = np.arange(1, num_users + 1) ** -0.6
-    item_p = np.arange(1, num_items + 1) ** -0.8
-    user_p, item_p = user_p / user_p.sum(), item_p / item_p.sum()
-    keys = np.empty(0, dtype=np.int64)
-    while len(keys) < num_ratings:
-        draw = int((num_ratings - len(keys)) * 1.3) + 1000
-        new = rng.choice(num_users, draw, p=user_p) * num_items + rng.choice(num_items, draw, p=item_p)
-        keys = np.unique(np.concatenate([keys, new]))
-    keys = np.sort(rng.permutation(keys)[:num_ratings])
     # Gapped ids: users skip about one id in ten, movies are spread over three times their count.
     user_ids = np.sort(rng.choice(int(num_users * 1.1), num_users, replace=False)) + 1
     item_ids = np.sort(rng.choice(num_items * 3, num_items, replace=False)) + 1
@@ -67,7 +56,8 @@ def synthetic_ratings(name: str, seed: int = 0) -> pd.DataFrame:
 
 def write_release(name: str, root: Path) -> Path:
     """Write ``root/<folder>/`` in the release's exact format; return the folder."""
-    folder = root / FOLDERS[name]
+    kind = dataset_class(name)
+    folder = root / (kind.FOLDER or kind.NAME)
     folder.mkdir(parents=True, exist_ok=True)
     frame = synthetic_ratings(name)
     movie_ids = np.unique(frame["item"])
@@ -104,13 +94,12 @@ def worker(name: str, root: str, cache: str, mode: str) -> dict:
            "ratings": sum(len(p.ratings) for p in (data.train, data.val, data.test))}
     if mode == "epoch":
         out.update(_epoch(dm))
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["peak_rss_gib"] = peak_memory(torch.device("cpu"))["peak_rss_gib"]
     return out
 
 
 def _epoch(dm) -> dict:
     import torch.nn.functional as F
-    from speed import timed
 
     from movielens_gnn.models.graph import BipartiteGraph
     from movielens_gnn.tasks.rating import RatingModel
@@ -129,13 +118,15 @@ def _epoch(dm) -> dict:
         F.mse_loss(model(train.users, train.items), train.ratings).backward()
         optimizer.step()
 
-    return {"epoch_s": timed(epoch, torch.device("cpu"), repeats=3, warmup=1), "graph_build_s": build_s,
+    return {"epoch_s": speed.timed(epoch, torch.device("cpu"), repeats=3, warmup=1), "graph_build_s": build_s,
             "train_edges": len(train.ratings)}
 
 
-def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _child(script: Path, args: list[str]) -> dict:
+    out = run_worker(script, args, WORKER_TIMEOUT_S)
+    if out is None:
+        raise RuntimeError(f"the worker {' '.join(args)} failed; see the comment above")
+    return out
 
 
 def main() -> None:
@@ -158,18 +149,17 @@ def main() -> None:
             write_release(name, root)
             written = time.perf_counter() - start
             cache = root / f"cache-{name}"
-            first = _child(["--worker", name, str(root), str(cache), "process"])
-            again = _child(["--worker", name, str(root), str(cache), "reload"])
+            first = _child(Path(__file__), ["--worker", name, str(root), str(cache), "process"])
+            again = _child(Path(__file__), ["--worker", name, str(root), str(cache), "reload"])
             rows.append(f"| {name} | {ratings:,} | {users:,} | {items:,} | {written:.0f} | {first['seconds']:.1f} | "
                         f"{first['peak_rss_gib']:.1f} | {again['seconds']:.1f} | {again['peak_rss_gib']:.1f} |")
             print(rows[-1], flush=True)
         lines = [f"Command: `{command_line()}`", f"Machine: {machine()}", "", *rows]
         if not args.no_epoch and "ml-25m" in args.sizes.split(","):
-            real = _child(["--worker", "ml-25m", str(root), str(root / "cache-ml-25m"), "epoch"])
-            bench = Path(__file__).resolve().parent
-            synthetic = json.loads(subprocess.run(
-                [sys.executable, str(bench / "speed.py"), "--scaling-worker", "25m", "--device", "cpu", "--repeats", "3",
-                 "--pair-route", "gather"], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            real = _child(Path(__file__), ["--worker", "ml-25m", str(root), str(root / "cache-ml-25m"), "epoch"])
+            # The same model, route (the default, as in _epoch) and repeats on speed.py's synthetic 25M graph.
+            synthetic = _child(Path(speed.__file__), ["--scaling-worker", "25m", "--device", "cpu", "--repeats", "3",
+                                                      "--pair-route", "auto"])
             lines += ["", "| graph | training edges | s / epoch | graph build s |", "|---|---|---|---|",
                       f"| ml-25m format, random 90/10 split (train part) | {real['train_edges']:,} | {real['epoch_s']:.2f} | "
                       f"{real['graph_build_s']:.1f} |",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from common import REPO, command_line, machine, quiet_logs
+from common import REPO, command_line, machine, peak_memory, quiet_logs, run_worker
 
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
@@ -280,11 +279,6 @@ def _edges(size: str, edges_dir: Path | None, order: str = "pair") -> tuple[torc
     return users, items, ratings
 
 
-def _peaks(device: torch.device) -> dict:
-    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB -> GiB
-            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
-
-
 def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str, edges_dir: Path | None = None) -> dict:
     num_users, num_items, num_ratings = SIZES[size]
     route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
@@ -300,7 +294,7 @@ def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: st
     seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
                                repeats, warmup=1)
     return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
-            "graph_build_s": build_s, **_peaks(device), "pair_route": route}
+            "graph_build_s": build_s, **peak_memory(device), "pair_route": route}
 
 
 def pyg_graph(users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int, layout: str) -> torch.Tensor:
@@ -349,23 +343,14 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
     model = PygGcnDot(num_users, num_items, graph).to(device)
     seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
                                repeats, warmup=1)
-    return {"size": size, "layout": layout, "epoch_s": seconds, **_peaks(device)}
+    return {"size": size, "layout": layout, "epoch_s": seconds, **peak_memory(device)}
 
 
 def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path) -> dict | None:
     """Run one worker in a fresh process; ``None`` (with its error logged) when it fails, e.g. out of memory."""
-    command = [sys.executable, __file__, f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
-               "--pair-route" if kind == "scaling" else "--pyg-layout", option, "--edges-dir", str(edges_dir)]
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        print(f"<!-- {kind} worker {size} {option} stopped after {WORKER_TIMEOUT_S} s -->", file=sys.stderr)
-        return None
-    if out.returncode != 0:
-        print(f"<!-- {kind} worker {size} {option} failed (exit {out.returncode}): "
-              f"{out.stderr.strip().splitlines()[-1:] } -->", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker(Path(__file__), [f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
+                                       "--pair-route" if kind == "scaling" else "--pyg-layout", option,
+                                       "--edges-dir", str(edges_dir)], WORKER_TIMEOUT_S)
 
 
 def pyg_available() -> bool:
