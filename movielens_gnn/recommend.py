@@ -240,6 +240,13 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
     return frame[list(COLUMNS if model.predicts_ratings else RANKING_COLUMNS)], short
 
 
+def _import_pyarrow():
+    """pandas writes Parquet through pyarrow, an optional dependency (the ``parquet`` extra)."""
+    import pyarrow
+
+    return pyarrow
+
+
 def write_output(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` as CSV or Parquet (by extension), atomically."""
     suffix = path.suffix.lower()
@@ -247,7 +254,7 @@ def write_output(frame: pd.DataFrame, path: Path) -> None:
         raise ValueError(f"--output {path}: the extension says the format; use .csv or .parquet.")
     if suffix == ".parquet":
         try:
-            import pyarrow  # noqa: F401  (pandas writes Parquet through it)
+            _import_pyarrow()
         except ImportError as err:
             raise ImportError(f"--output {path}: Parquet needs pyarrow (pip install pyarrow), or write .csv.") from err
     check_output_file(path, "--output")

@@ -15,6 +15,7 @@ import torch
 
 from movielens_gnn.cli import COMMANDS, main
 from movielens_gnn.export import main as export_main
+from movielens_gnn import recommend as recommend_module
 from movielens_gnn.recommend import load_for_inference
 from movielens_gnn.recommend import main as recommend_main
 from tests.conftest import REPO
@@ -89,6 +90,25 @@ def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
     assert listed.user_id.unique().tolist() == [3, 7]
     with pytest.raises(ValueError, match=r"--output .*r\.txt: the extension says the format; use \.csv or \.parquet"):
         recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "1", "--output", str(tmp_path / "r.txt")])
+
+
+def test_recommend_to_parquet(trained, tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow", reason="Parquet output needs pyarrow (in the dev extra)")
+    args = ["--ckpt_path", str(trained["lightgcn_ease"]), "--user", "all", "--k", "4"]
+    recommend_main([*args, "--output", str(tmp_path / "r.csv")])
+    recommend_main([*args, "--output", str(tmp_path / "r.parquet")])
+    table, parquet = pd.read_csv(tmp_path / "r.csv"), pd.read_parquet(tmp_path / "r.parquet")
+    assert len(parquet) == 24 * 4 and list(parquet.columns) == list(table.columns)
+    pd.testing.assert_frame_equal(parquet[["user_id", "rank", "movie_id"]], table[["user_id", "rank", "movie_id"]])
+    assert parquet.title.tolist() == table.title.tolist()  # commas and non-ASCII titles survive
+    # As if pyarrow were not installed (hiding it from sys.modules would break pandas, which uses it for strings).
+    def missing():
+        raise ModuleNotFoundError("No module named 'pyarrow'")
+
+    monkeypatch.setattr(recommend_module, "_import_pyarrow", missing)
+    with pytest.raises(ImportError, match=r"--output .*s\.parquet: Parquet needs pyarrow \(pip install pyarrow\), or write \.csv"):
+        recommend_main([*args, "--output", str(tmp_path / "s.parquet")])
+    assert not (tmp_path / "s.parquet").exists()
 
 
 def test_new_user_fold_in_fits_the_ratings_and_skips_rated_movies(trained, capsys):
