@@ -9,7 +9,7 @@ Protocols:
         default for ml-100k); every rating is a positive, so every test item is relevant.
     u1: the canonical u1.base/u1.test, validation a seeded 5% of u1.base; a test rating >= 4 is relevant.
     With --ratio-remainder test, ratio's rounding remainder goes to test instead of training
-    (``--data.ratio_remainder test``: older RecBole, other splitters); rows say "ratio, remainder to test".
+    (``--data.ratio_remainder test``: RecBole's early code, other splitters); rows say "ratio, remainder to test".
 
 Evaluation, the same for every row: all items are ranked for every test user with their training
 items left out (training + validation at test; training at validation) and scored with

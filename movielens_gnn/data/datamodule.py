@@ -283,7 +283,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         ratios: ``[train, validation, test]`` shares of each user's ratings for ``split: ratio``.
         ratio_remainder: ``split: ratio`` only: the part that keeps what rounding down leaves over.
             ``train`` is RecBole's rule (validation and test get ``floor(share * n)``); ``test``
-            gives training and validation ``floor(share * n)`` and test the rest (older RecBole,
+            gives training and validation ``floor(share * n)`` and test the rest (RecBole's early code,
             other splitters; about 1.2 more test ratings a user on ml-100k, and higher top-K scores).
         seed: Seed of the random splits, so a given seed always gives the same edges.
         implicit_threshold: Keep only ratings at or above this as interactions (positives), before

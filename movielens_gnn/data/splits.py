@@ -116,7 +116,7 @@ def ratio_counts(counts: np.ndarray, ratios: Sequence[float],
     and small users still reach validation and test where they can.
 
     ``remainder="test"``: training and validation get ``floor(share * n)`` (training at least one),
-    test the rest, as RecBole's first releases and splitters that fill the last part with what is
+    test the rest, as RecBole's early development code and splitters that fill the last part with what is
     left do. Test parts are larger: on ml-100k at 0.8/0.1/0.1, 11.4 test ratings a user against 10.2.
     """
     check_ratio_remainder(remainder)
