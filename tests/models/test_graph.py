@@ -47,6 +47,7 @@ def test_transpose_is_stored_consistently():
     items = torch.randint(0, 50, (200,), generator=g)
     keep = torch.unique(users * 50 + items)
     graph = BipartiteGraph(keep // 50, keep % 50, 30, 50)
+    assert graph.crow.dtype == graph.col.dtype == torch.int32
     adj, adj_t = graph.adjacency()
     torch.testing.assert_close(adj_t.to_dense(), adj.to_dense().T)
 

@@ -84,6 +84,8 @@ def test_sparse_route_with_pairs_in_pattern_order_skips_the_permutations(monkeyp
     users, items = keys // 5, keys % 5
     pattern = heads.PairPattern(users, items, 6, 5)
     assert pattern.in_order is in_order
+    # 32-bit indices in both layouts (the sparse kernels' native type), the gradcheck below runs on them.
+    assert {t.dtype for t in (pattern.crow, pattern.col, pattern.crow_t, pattern.col_t)} == {torch.int32}
     if in_order:  # the permutations must not run at all
         monkeypatch.setattr(heads._SampledDot, "forward", _no_permutation(heads._SampledDot.forward))
     reference = (user_table[users] * item_table[items]).sum(-1)
