@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.graph import BipartiteGraph, row_indices
 from movielens_gnn.models.graphconv import RelGraphConv
 
 INSTALL_HINT = (
@@ -45,10 +45,6 @@ def dgl_graphconv(in_feats: int, out_feats: int, activation: Callable[[Tensor], 
                      allow_zero_in_degree=True)
 
 
-def _destinations(crow: Tensor) -> Tensor:
-    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
-
-
 def dgl_graph(graph: BipartiteGraph):
     """The training graph as a ``DGLGraph`` on the graph's device, built once per device.
 
@@ -58,7 +54,7 @@ def dgl_graph(graph: BipartiteGraph):
     cache = graph.__dict__.setdefault("_dgl_cache", {})
     key = ("plain", graph.col.device)
     if key not in cache:
-        cache[key] = dgl.graph((graph.col.long(), _destinations(graph.crow)), num_nodes=graph.num_nodes)
+        cache[key] = dgl.graph((graph.col.long(), row_indices(graph.crow)), num_nodes=graph.num_nodes)
     return cache[key]
 
 
@@ -70,7 +66,7 @@ def dgl_relational_graph(graph: BipartiteGraph):
     key = ("relational", graph.rel_col.device)
     if key not in cache:
         cache[key] = dgl.heterograph(
-            {("source", "rates", "node"): (graph.rel_col.long(), _destinations(graph.rel_crow))},
+            {("source", "rates", "node"): (graph.rel_col.long(), row_indices(graph.rel_crow))},
             num_nodes_dict={"source": graph.num_relations * graph.num_nodes, "node": graph.num_nodes},
         )
     return cache[key]

@@ -16,6 +16,11 @@ def row_pointers(rows: Tensor, num_rows: int, dtype: torch.dtype = torch.int64) 
     return crow
 
 
+def row_indices(crow: Tensor) -> Tensor:
+    """``(nnz,)`` int64 row of each CSR entry: the inverse of :func:`row_pointers`."""
+    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
+
+
 def index_dtype(*sizes: int) -> torch.dtype:
     """``int32`` when every size (rows, columns, entries) fits it, else ``int64``.
 
@@ -155,7 +160,7 @@ class BipartiteGraph(nn.Module):
     def _build_relational_layouts(self) -> None:
         """Lay out ``A_rel`` ``(N, R*N)`` and its transpose from ``A``'s entries."""
         n = self.num_nodes
-        dst = torch.repeat_interleave(torch.arange(n, device=self.crow.device), self.crow.diff())
+        dst = row_indices(self.crow)
         rel_src = self.edge_level[self.edge].long() * n + self.col
         wide = self.num_relations * n
         for prefix, (rows, cols, n_rows, n_cols) in (("rel_", (dst, rel_src, n, wide)), ("rel_t_", (rel_src, dst, wide, n))):
@@ -238,8 +243,7 @@ class BipartiteGraph(nn.Module):
     def interactions(self) -> tuple[Tensor, Tensor]:
         """``((E,), (E,))`` user and item index of each training edge, read back from the adjacency."""
         user_rows = self.crow[: self.num_users + 1]
-        users = torch.repeat_interleave(torch.arange(self.num_users, device=user_rows.device), user_rows.diff())
-        return users, self.col[: int(user_rows[-1])].long() - self.num_users
+        return row_indices(user_rows), self.col[: int(user_rows[-1])].long() - self.num_users
 
     def extra_repr(self) -> str:
         return f"num_users={self.num_users}, num_items={self.num_items}, num_edges={self.num_edges}"
