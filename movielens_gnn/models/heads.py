@@ -79,8 +79,11 @@ class PairPattern:
         self.crow, self.col, order = csr_layout(users, items, num_users, num_items)  # order: CSR position -> pair
         arange = torch.arange(len(order), device=order.device)
         self.in_order = bool(torch.equal(order, arange))  # one host sync, at build time only
-        self.position = torch.empty_like(order)  # pair -> CSR position
-        self.position[order] = arange
+        # pair -> CSR position; not kept for pairs in CSR order (the identity: 8 bytes a pair for nothing).
+        self.position: Tensor | None = None
+        if not self.in_order:
+            self.position = torch.empty_like(order)
+            self.position[order] = arange
         # The transpose, laid out from the CSR entries: order_t maps a transposed position to a CSR position.
         self.crow_t, self.col_t, self.order_t = csr_layout(self.col, users[order], num_items, num_users)
 
