@@ -117,18 +117,22 @@ def peak_memory(device: torch.device) -> dict:
             "gpu_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
 
 
-def run_worker(script: Path, args: list[str], timeout_s: float) -> dict | None:
-    """Run ``python script *args`` in a fresh process and return the JSON object on its last output line;
-    ``None`` (with the reason on stderr, as an HTML comment that a markdown table ignores) when it fails
-    or runs past ``timeout_s``, e.g. out of memory, so one stuck size cannot eat a whole session."""
+def run_worker(script: Path, args: list[str], timeout_s: float, required: bool = False) -> dict | None:
+    """Run ``python script *args`` in a fresh process and return the JSON object on its last output line.
+
+    When it fails or runs past ``timeout_s`` (out of memory, say: one stuck size must not eat a whole
+    session), the reason goes to stderr as an HTML comment, which a markdown table ignores, and the
+    result is ``None``, or with ``required`` a ``RuntimeError``.
+    """
     label = " ".join(args)
     try:
         out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout_s)
+        failure = None if out.returncode == 0 else f"failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]}"
     except subprocess.TimeoutExpired:
-        print(f"<!-- worker {label} stopped after {timeout_s:.0f} s -->", file=sys.stderr)
-        return None
-    if out.returncode != 0:
-        print(f"<!-- worker {label} failed (exit {out.returncode}): {out.stderr.strip().splitlines()[-1:]} -->",
-              file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        failure = f"stopped after {timeout_s:.0f} s"
+    if failure is None:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"<!-- worker {label} {failure} -->", file=sys.stderr)
+    if required:
+        raise RuntimeError(f"the worker {label} {failure}")
+    return None

@@ -99,34 +99,16 @@ def worker(name: str, root: str, cache: str, mode: str) -> dict:
 
 
 def _epoch(dm) -> dict:
-    import torch.nn.functional as F
-
-    from movielens_gnn.models.graph import BipartiteGraph
-    from movielens_gnn.tasks.rating import RatingModel
-
+    """``speed.py``'s scaling model on the data module's training edges (the same builder and timing)."""
     train = dm.data.train
-    start = time.perf_counter()
-    graph = BipartiteGraph(train.users, train.items, dm.num_users, dm.num_items)  # as speed.py: no rating layouts
-    build_s = time.perf_counter() - start
-    model = RatingModel(dm.num_users, dm.num_items, rating_mean=dm.rating_mean, embedding_dim=64, hidden_dims=[64],
-                        combine="mean")
-    model.attach_graph(graph)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-
-    def epoch() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        F.mse_loss(model(train.users, train.items), train.ratings).backward()
-        optimizer.step()
-
-    return {"epoch_s": speed.timed(epoch, torch.device("cpu"), repeats=3, warmup=1), "graph_build_s": build_s,
-            "train_edges": len(train.ratings)}
+    timing = speed.gcn_dot_epoch(tuple(train), dm.num_users, dm.num_items, torch.device("cpu"), repeats=3,
+                                 rating_mean=dm.rating_mean)
+    return {**timing, "train_edges": len(train.ratings)}
 
 
-def _child(script: Path, args: list[str]) -> dict:
-    out = run_worker(script, args, WORKER_TIMEOUT_S)
-    if out is None:
-        raise RuntimeError(f"the worker {' '.join(args)} failed; see the comment above")
-    return out
+def _worker(*args: str) -> dict:
+    """:func:`worker` in a fresh process (its peak RSS is that step's alone)."""
+    return run_worker(Path(__file__), ["--worker", *args], WORKER_TIMEOUT_S, required=True)
 
 
 def main() -> None:
@@ -149,17 +131,17 @@ def main() -> None:
             write_release(name, root)
             written = time.perf_counter() - start
             cache = root / f"cache-{name}"
-            first = _child(Path(__file__), ["--worker", name, str(root), str(cache), "process"])
-            again = _child(Path(__file__), ["--worker", name, str(root), str(cache), "reload"])
+            first = _worker(name, str(root), str(cache), "process")
+            again = _worker(name, str(root), str(cache), "reload")
             rows.append(f"| {name} | {ratings:,} | {users:,} | {items:,} | {written:.0f} | {first['seconds']:.1f} | "
                         f"{first['peak_rss_gib']:.1f} | {again['seconds']:.1f} | {again['peak_rss_gib']:.1f} |")
             print(rows[-1], flush=True)
         lines = [f"Command: `{command_line()}`", f"Machine: {machine()}", "", *rows]
         if not args.no_epoch and "ml-25m" in args.sizes.split(","):
-            real = _child(Path(__file__), ["--worker", "ml-25m", str(root), str(root / "cache-ml-25m"), "epoch"])
+            real = _worker("ml-25m", str(root), str(root / "cache-ml-25m"), "epoch")
             # The same model, route (the default, as in _epoch) and repeats on speed.py's synthetic 25M graph.
-            synthetic = _child(Path(speed.__file__), ["--scaling-worker", "25m", "--device", "cpu", "--repeats", "3",
-                                                      "--pair-route", "auto"])
+            synthetic = run_worker(Path(speed.__file__), ["--scaling-worker", "25m", "--device", "cpu", "--repeats", "3",
+                                                          "--pair-route", "auto"], WORKER_TIMEOUT_S, required=True)
             lines += ["", "| graph | training edges | s / epoch | graph build s |", "|---|---|---|---|",
                       f"| ml-25m format, random 90/10 split (train part) | {real['train_edges']:,} | {real['epoch_s']:.2f} | "
                       f"{real['graph_build_s']:.1f} |",

@@ -279,22 +279,28 @@ def _edges(size: str, edges_dir: Path | None, order: str = "pair") -> tuple[torc
     return users, items, ratings
 
 
-def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str, edges_dir: Path | None = None) -> dict:
-    num_users, num_items, num_ratings = SIZES[size]
-    route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
-    users, items, ratings = _edges(size, edges_dir)
+def gcn_dot_epoch(edges: tuple, num_users: int, num_items: int, device: torch.device, repeats: int,
+                  rating_mean: float = 3.0, pair_route: str = "auto") -> dict:
+    """Build the graph of ``edges`` (no rating layouts) and time full-batch epochs of the gcn_dot-sized
+    model on it (64 dims, one GraphConv layer, mean combine, dot head; MSE, Adam): one step is one epoch."""
+    users, items, _ = edges
     start = time.perf_counter()
     graph = BipartiteGraph(users, items, num_users, num_items)
     build_s = time.perf_counter() - start
-    model = RatingModel(num_users, num_items, rating_mean=3.0, embedding_dim=64, hidden_dims=[64], combine="mean",
-                        pair_route=pair_route)
+    model = RatingModel(num_users, num_items, rating_mean=rating_mean, embedding_dim=64, hidden_dims=[64],
+                        combine="mean", pair_route=pair_route)
     model.attach_graph(graph)
     model.to(device)
-    # Full batch: one step is one epoch.
-    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
-                               repeats, warmup=1)
-    return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, "epoch_s": seconds,
-            "graph_build_s": build_s, **peak_memory(device), "pair_route": route}
+    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), edges, device, repeats, warmup=1)
+    return {"epoch_s": seconds, "graph_build_s": build_s}
+
+
+def scaling_worker(size: str, device: torch.device, repeats: int, pair_route: str, edges_dir: Path | None = None) -> dict:
+    num_users, num_items, num_ratings = SIZES[size]
+    route = pair_route if pair_route != "auto" else "sparse (auto)"  # full batch: the pattern from the 2nd epoch on
+    timing = gcn_dot_epoch(_edges(size, edges_dir), num_users, num_items, device, repeats, pair_route=pair_route)
+    return {"size": size, "users": num_users, "items": num_items, "ratings": num_ratings, **timing,
+            **peak_memory(device), "pair_route": route}
 
 
 def pyg_graph(users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int, layout: str) -> torch.Tensor:
@@ -346,11 +352,12 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
     return {"size": size, "layout": layout, "epoch_s": seconds, **peak_memory(device)}
 
 
-def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path) -> dict | None:
-    """Run one worker in a fresh process; ``None`` (with its error logged) when it fails, e.g. out of memory."""
+def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path,
+            required: bool = False) -> dict | None:
+    """Run one worker in a fresh process (see :func:`common.run_worker`)."""
     return run_worker(Path(__file__), [f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
                                        "--pair-route" if kind == "scaling" else "--pyg-layout", option,
-                                       "--edges-dir", str(edges_dir)], WORKER_TIMEOUT_S)
+                                       "--edges-dir", str(edges_dir)], WORKER_TIMEOUT_S, required)
 
 
 def pyg_available() -> bool:
@@ -373,10 +380,7 @@ def _scaling_runs(device: torch.device, sizes: list[str], repeats: int, pair_rou
     results, pyg_best = [], {}
     for size in sizes:
         _edges(size, edges_dir, edge_order)  # generated once, in this process, for every worker of this size
-        ours = _worker("scaling", size, device, repeats, pair_route, edges_dir)
-        if ours is None:
-            raise RuntimeError(f"the scaling worker for {size} failed; see the comment above")
-        results.append(ours)
+        results.append(_worker("scaling", size, device, repeats, pair_route, edges_dir, required=True))
         if pyg:
             runs = [r for layout in ("edge_index", "csr") if (r := _worker("pyg", size, device, repeats, layout, edges_dir))]
             if runs:
