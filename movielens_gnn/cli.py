@@ -76,7 +76,6 @@ USER_ERRORS = (ValueError, OSError, ImportError, ArgumentError, Misconfiguration
 EXIT_USER_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 
-
 def _gather_shards(columns: tuple[Tensor, ...], world_size: int) -> tuple[Tensor, ...]:
     """Every rank's strided shard of a part (rank ``r`` holds edges ``r, r + W, ...``, see ``EdgeLoader``)
     put back in the part's order, on every rank, through the process group the Trainer ran in."""
@@ -95,6 +94,7 @@ def _gather_shards(columns: tuple[Tensor, ...], world_size: int) -> tuple[Tensor
             out[rank::world_size] = shard[index]
         merged.append(out)
     return tuple(merged)
+
 
 class Terminated(BaseException):
     """SIGTERM outside a Trainer run (reading data, say): unwinds so temporary files are removed."""
