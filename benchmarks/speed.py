@@ -220,27 +220,37 @@ def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int
 
 
 # --------------------------------------------------------------------------------------- fit
+def fit_once(config: str, data_root: str, cache: Path, device: torch.device) -> dict:
+    """``python -m movielens_gnn fit`` of ``config`` in a fresh process and folder, timed from process start
+    to exit, then ``test`` of its best checkpoint (not timed).
+
+    Returns:
+        ``{"wall_s", "best_epoch", "epochs", "test_rmse"}``.
+    """
+    accelerator = ["--trainer.accelerator", "gpu"] if device.type == "cuda" else ["--trainer.accelerator", "cpu"]
+    workdir = Path(tempfile.mkdtemp(prefix="mlgnn-fit-"))
+    common = ["--config", str(REPO / config), "--data.root", str(Path(data_root).resolve()),
+              "--data.cache_dir", str(cache), *accelerator]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
+                   capture_output=True)
+    wall = time.perf_counter() - start
+    (best,) = (workdir / "checkpoints" / Path(config).stem).glob("version_*/epoch=*.ckpt")  # the run's folder
+    state = load_checkpoint(best)
+    fitted = pd.read_csv(workdir / "logs" / Path(config).stem / "version_0" / "metrics.csv")
+    # The test run logs into the next version; its metrics.csv, not the printed table (rich draws boxes).
+    subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best)],
+                   cwd=workdir, check=True, capture_output=True)
+    tested = pd.read_csv(workdir / "logs" / Path(config).stem / "version_1" / "metrics.csv")
+    return {"wall_s": wall, "best_epoch": state["epoch"], "epochs": int(fitted["val_rmse"].notna().sum()),
+            "test_rmse": float(tested["test_rmse"].dropna().iloc[-1])}
+
+
 def section_fit(data_root: str, cache: Path, device: torch.device) -> list[str]:
     rows = ["| config | fit wall s (process start to exit) | best epoch | epochs | test RMSE |", "|---|---|---|---|---|"]
-    accelerator = ["--trainer.accelerator", "gpu"] if device.type == "cuda" else ["--trainer.accelerator", "cpu"]
     for config in CONFIGS:
-        workdir = Path(tempfile.mkdtemp(prefix="mlgnn-fit-"))
-        common = ["--config", str(REPO / config), "--data.root", str(Path(data_root).resolve()),
-                  "--data.cache_dir", str(cache), *accelerator]
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
-                       capture_output=True)
-        wall = time.perf_counter() - start
-        (best,) = (workdir / "checkpoints" / Path(config).stem).glob("version_*/epoch=*.ckpt")  # the run's folder
-        state = load_checkpoint(best)
-        fitted = pd.read_csv(workdir / "logs" / Path(config).stem / "version_0" / "metrics.csv")
-        epochs = int(fitted["val_rmse"].notna().sum())
-        # The test run logs into the next version; its metrics.csv, not the printed table (rich draws boxes).
-        subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best)],
-                       cwd=workdir, check=True, capture_output=True)
-        tested = pd.read_csv(workdir / "logs" / Path(config).stem / "version_1" / "metrics.csv")
-        rmse = float(tested["test_rmse"].dropna().iloc[-1])
-        rows.append(f"| {config} | {wall:.1f} | {state['epoch']} | {epochs} | {rmse:.4f} |")
+        run = fit_once(config, data_root, cache, device)
+        rows.append(f"| {config} | {run['wall_s']:.1f} | {run['best_epoch']} | {run['epochs']} | {run['test_rmse']:.4f} |")
     return ["`fit` as a user runs it (CSV logger and checkpoints on), then `test` of the best checkpoint.", "", *rows]
 
 

@@ -102,3 +102,42 @@ def test_pyg_side_by_side_model_is_the_same_function(layout):
     ours.eval()
     pairs = (torch.tensor([0, 3, 8, 2]), torch.tensor([1, 6, 0, 2]))
     torch.testing.assert_close(theirs(*pairs), ours(*pairs), rtol=1e-5, atol=1e-5)
+
+
+def test_gcmc_runner_rebuilds_the_archive_and_replaces_only_the_download(tmp_path):
+    import zipfile
+
+    import gcmc_dgl
+
+    data_root = tmp_path / "data"
+    (data_root / "ml-100k").mkdir(parents=True)
+    for name, text in (("u1.base", "1\t2\t3\t4\n"), ("u.item", "2|Film|x\n")):
+        (data_root / "ml-100k" / name).write_text(text)
+    download = tmp_path / "download"
+    download.mkdir()
+    gcmc_dgl.archive(data_root, download)
+    with zipfile.ZipFile(download / "ml-100k.zip") as zf:
+        assert sorted(zf.namelist()) == ["ml-100k/u.item", "ml-100k/u1.base"]
+        assert zf.read("ml-100k/u1.base") == b"1\t2\t3\t4\n"
+
+    # A stand-in for DGL's example: data.py's download would reach the network; train.py reports as
+    # the real one does and checks what it was given.
+    example = tmp_path / "gcmc"
+    example.mkdir()
+    (example / "data.py").write_text("def download(url, path=None):\n    raise OSError('network')\n")
+    (example / "model.py").write_text("")
+    (example / "utils.py").write_text("")
+    (example / "train.py").write_text(
+        "import os, sys\nfrom data import download\n"
+        "path = download('https://files.grouplens.org/datasets/movielens/ml-100k.zip',\n"
+        "                path=os.environ['DGL_DOWNLOAD_DIR'] + '/ml-100k.zip')\n"
+        "assert os.path.getsize(path) > 0 and sys.argv[1:] == %r\n"
+        "print('Iter=   1, loss=1.0')\n"
+        "print('Best Iter Idx=647, Best Valid RMSE=0.8866, Best Test RMSE=0.9098')\n" % gcmc_dgl.GCMC_ARGS)
+    assert len(gcmc_dgl.example_digest(example)) == 12
+    run = gcmc_dgl.gcmc_once(example, sys.executable, download)
+    assert (run["best_iter"], run["val_rmse"], run["test_rmse"]) == (647, 0.8866, 0.9098) and run["wall_s"] > 0
+
+    (example / "model.py").unlink()
+    with pytest.raises(SystemExit, match="lacks model.py"):
+        gcmc_dgl.example_digest(example)
