@@ -222,11 +222,18 @@ def run_config(trainer: pl.Trainer) -> Path | None:
 
 
 def latest_checkpoint(trainer: pl.Trainer) -> Path | None:
-    """The most recently written checkpoint of this run's ``ModelCheckpoint`` callbacks."""
-    found: list[Path] = []
+    """The most recently written checkpoint of this run that can resume it.
+
+    That is one of a ``ModelCheckpoint`` callback that saves the whole training state (model,
+    optimizer, loops, callbacks): the configs' best checkpoints keep the weights only
+    (``save_weights_only``), for evaluation, so the answer is ``last.ckpt`` there.
+    """
+    found: set[Path] = set()
     for cb in trainer.checkpoint_callbacks:
-        if cb.dirpath and Path(cb.dirpath).is_dir():
-            found += [p for p in Path(cb.dirpath).glob("*.ckpt") if p.is_file()]
+        if cb.save_weights_only:
+            continue
+        written = [cb.best_model_path, cb.last_model_path, *cb.best_k_models]  # its current files, restored on resume
+        found |= {Path(p) for p in written if p and Path(p).is_file()}
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
@@ -253,7 +260,8 @@ class ResumeHint(Callback):
         signal_name = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
         checkpoint = latest_checkpoint(trainer)
         if checkpoint is None:
-            self.message = f"Training was stopped by {signal_name} before any checkpoint was written; start it again."
+            self.message = (f"Training was stopped by {signal_name} before a checkpoint to resume from was written; "
+                            "start it again.")
         else:
             config = run_config(trainer)
             options = f"--config {shlex.quote(str(config))}" if config else "<the same options>"

@@ -255,6 +255,7 @@ def test_evaluation_in_a_fresh_folder_leaves_only_its_logs(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1"))
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    assert "optimizer_states" not in torch.load(best, weights_only=True)  # the config's weights-only best
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

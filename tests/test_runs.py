@@ -1,4 +1,4 @@
-"""LastCheckpoint: how often last.ckpt is written, and that the final epoch always is."""
+"""LastCheckpoint: how often last.ckpt is written, and that the final epoch always is; which checkpoint resumes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from movielens_gnn.runs import LastCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from movielens_gnn.runs import LastCheckpoint, latest_checkpoint
 
 
 class _SeenEpochs(pl.Callback):
@@ -91,3 +93,29 @@ def test_early_stopping_before_min_epochs_is_not_final(tmp_path):
 def test_rejects_a_cadence_below_one():
     with pytest.raises(ValueError, match="every_n_epochs must be a positive number of epochs"):
         LastCheckpoint(every_n_epochs=0)
+
+
+class _Latest(pl.Callback):
+    """At the start of epoch ``epoch``: what latest_checkpoint names, and again were weights-only files whole."""
+
+    def __init__(self, epoch: int, weights: ModelCheckpoint) -> None:
+        self.epoch, self.weights, self.named = epoch, weights, []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            self.named.append(latest_checkpoint(trainer).name)
+            self.weights.save_weights_only = False
+            self.named.append(latest_checkpoint(trainer).name)
+            self.weights.save_weights_only = True
+
+
+def test_resume_uses_the_newest_whole_checkpoint_not_a_newer_weights_only_one(tmp_path):
+    weights = ModelCheckpoint(dirpath=str(tmp_path), filename="{epoch}", every_n_epochs=1, save_weights_only=True)
+    probe = _Latest(4, weights)
+    _fit(tmp_path, 5, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3), weights, probe)
+    # Before epoch 4: last.ckpt holds epoch 2, epoch=3.ckpt is newer but cannot resume a run.
+    assert probe.named == ["last.ckpt", "epoch=3.ckpt"]
+    best = torch.load(tmp_path / "epoch=4.ckpt", weights_only=True)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert "optimizer_states" not in best and "optimizer_states" in last
+    assert best["state_dict"].keys() == last["state_dict"].keys()
