@@ -76,12 +76,12 @@ def archive(data_root: Path, download_dir: Path) -> None:
 
 def gcmc_once(example_dir: Path, dgl_python: str, download_dir: Path) -> dict:
     """One run of the example in a fresh process and folder: ``{"wall_s", "best_iter", "val_rmse", "test_rmse"}``."""
-    workdir = Path(tempfile.mkdtemp(prefix="gcmc-run-"))  # the example writes its log/ folder into the cwd
     env = {**os.environ, "DGL_DOWNLOAD_DIR": str(download_dir)}
-    start = time.perf_counter()
-    out = subprocess.run([dgl_python, "-c", RUNNER, str(example_dir.resolve()), *GCMC_ARGS], cwd=workdir, env=env,
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="gcmc-run-") as workdir:  # the example writes its log/ folder here
+        start = time.perf_counter()
+        out = subprocess.run([dgl_python, "-c", RUNNER, str(example_dir.resolve()), *GCMC_ARGS], cwd=workdir,
+                             env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
     found = RESULT.findall(out.stdout)
     if out.returncode != 0 or not found:
         tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
@@ -101,9 +101,14 @@ def main() -> None:
     if not (args.data_root / "ml-100k" / "u1.base").is_file():
         raise SystemExit(f"--data-root {args.data_root} has no ml-100k/u1.base: give the folder holding MovieLens-100K.")
     digest = example_digest(args.example_dir)
-    download_dir = Path(tempfile.mkdtemp(prefix="gcmc-download-"))
-    archive(args.data_root, download_dir)
-    cache = Path(tempfile.mkdtemp(prefix="mlgnn-cache-"))
+    with tempfile.TemporaryDirectory(prefix="gcmc-download-") as download_dir, \
+            tempfile.TemporaryDirectory(prefix="mlgnn-cache-") as cache:
+        archive(args.data_root, Path(download_dir))
+        compare(args, digest, Path(download_dir), Path(cache))
+
+
+def compare(args: argparse.Namespace, digest: str, download_dir: Path, cache: Path) -> None:
+    """The cache-building fit, then ``args.rounds`` alternating rounds, printed as a markdown table."""
     device = torch.device("cpu")
 
     print(f"`{command_line()}`  ")

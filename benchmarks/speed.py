@@ -228,20 +228,21 @@ def fit_once(config: str, data_root: str, cache: Path, device: torch.device) -> 
         ``{"wall_s", "best_epoch", "epochs", "test_rmse"}``.
     """
     accelerator = ["--trainer.accelerator", "gpu"] if device.type == "cuda" else ["--trainer.accelerator", "cpu"]
-    workdir = Path(tempfile.mkdtemp(prefix="mlgnn-fit-"))
     common = ["--config", str(REPO / config), "--data.root", str(Path(data_root).resolve()),
               "--data.cache_dir", str(cache), *accelerator]
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
-                   capture_output=True)
-    wall = time.perf_counter() - start
-    (best,) = (workdir / "checkpoints" / Path(config).stem).glob("version_*/epoch=*.ckpt")  # the run's folder
-    state = load_checkpoint(best)
-    fitted = pd.read_csv(workdir / "logs" / Path(config).stem / "version_0" / "metrics.csv")
-    # The test run logs into the next version; its metrics.csv, not the printed table (rich draws boxes).
-    subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best)],
-                   cwd=workdir, check=True, capture_output=True)
-    tested = pd.read_csv(workdir / "logs" / Path(config).stem / "version_1" / "metrics.csv")
+    with tempfile.TemporaryDirectory(prefix="mlgnn-fit-") as folder:  # its logs/ and checkpoints/
+        workdir = Path(folder)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", *common], cwd=workdir, check=True,
+                       capture_output=True)
+        wall = time.perf_counter() - start
+        (best,) = (workdir / "checkpoints" / Path(config).stem).glob("version_*/epoch=*.ckpt")  # the run's folder
+        state = load_checkpoint(best)
+        fitted = pd.read_csv(workdir / "logs" / Path(config).stem / "version_0" / "metrics.csv")
+        # The test run logs into the next version; its metrics.csv, not the printed table (rich draws boxes).
+        subprocess.run([sys.executable, "-m", "movielens_gnn", "test", *common, "--ckpt_path", str(best)],
+                       cwd=workdir, check=True, capture_output=True)
+        tested = pd.read_csv(workdir / "logs" / Path(config).stem / "version_1" / "metrics.csv")
     return {"wall_s": wall, "best_epoch": state["epoch"], "epochs": int(fitted["val_rmse"].notna().sum()),
             "test_rmse": float(tested["test_rmse"].dropna().iloc[-1])}
 
