@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
 
 # Records the collections that start while torch and the rest load for movielens_gnn.cli (torch imported,
@@ -42,3 +44,15 @@ def test_entry_point_loads_without_collections_and_freezes_what_it_loaded():
     # The control: a plain import runs full collections (generation 2) while those objects load.
     plain = _probe("import movielens_gnn.cli")
     assert 2 in plain["early"] and plain["frozen"] == 0
+
+
+def test_installed_script_exits_zero_and_prints_once(ml100k_root):
+    # pip's `movielens-gnn` wrapper calls sys.exit(run()): a command's return value (the CLI object, a
+    # report's text) must not reach sys.exit, which would print it again and exit with status 1.
+    script = os.path.join(os.path.dirname(sys.executable), "movielens-gnn")
+    if not os.path.isfile(script):
+        pytest.skip("the movielens-gnn script is not installed in this environment")
+    result = subprocess.run([script, "describe", "--data.root", str(ml100k_root)], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ratings: 288" in result.stdout and "ratings: 288" not in result.stderr
