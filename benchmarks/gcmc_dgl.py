@@ -99,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     quiet_logs()
     if not (args.data_root / "ml-100k" / "u1.base").is_file():
-        raise SystemExit(f"--data-root {args.data_root} has no ml-100k/u1.base: give the folder holding MovieLens-100K.")
+        raise SystemExit(f"--data-root {args.data_root} has no ml-100k/u1.base: give the folder that holds "
+                         "MovieLens-100K's ml-100k/.")
     digest = example_digest(args.example_dir)
     with tempfile.TemporaryDirectory(prefix="gcmc-download-") as download_dir, \
             tempfile.TemporaryDirectory(prefix="mlgnn-cache-") as cache:

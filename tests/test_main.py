@@ -36,8 +36,9 @@ def _probe(start: str) -> dict:
 
 
 def test_entry_point_loads_without_collections_and_freezes_what_it_loaded():
-    run = "from movielens_gnn.__main__ import run\nsys.argv = ['movielens-gnn', '--help']\ntry:\n    run()\nexcept SystemExit:\n    pass"
-    entry = _probe(textwrap.indent(run, "    ").strip().replace("\n    ", "\n"))
+    entry = _probe("from movielens_gnn.__main__ import run\n"
+                   "sys.argv = ['movielens-gnn', '--help']\n"
+                   "try:\n    run()\nexcept SystemExit:\n    pass")
     assert entry["early"] == []
     assert entry["enabled"] is True  # back on for what the command itself creates
     assert entry["frozen"] > 100_000  # torch, Lightning and their imports: about 400,000 objects here

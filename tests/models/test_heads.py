@@ -132,3 +132,43 @@ def test_dot_head_auto_route_switches_to_sparse_for_a_returning_edge_set(monkeyp
     torch.testing.assert_close(first, second)
     with pytest.raises(ValueError, match="Unknown pair route 'fast'; valid values: auto, dense, gather, sparse"):
         DotHead(3, 4, 3.0, pair_route="fast")
+
+
+@pytest.mark.parametrize("bias_columns", [True, False])
+def test_dot_head_routes_agree_on_values_and_gradients_of_tables_and_biases(monkeypatch, bias_columns):
+    # From BIAS_COLUMNS_MIN_PAIRS pairs on, the sparse route carries the biases as two extra table columns;
+    # below it, and on the other routes, they are gathered.
+    monkeypatch.setattr(heads, "BIAS_COLUMNS_MIN_PAIRS", 0 if bias_columns else 9)
+    widths = []
+    apply = heads._SampledDot.apply
+    monkeypatch.setattr(heads._SampledDot, "apply", lambda u, i, p: widths.append(u.shape[1]) or apply(u, i, p))
+    g = torch.Generator().manual_seed(3)
+    user_table = torch.randn(6, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    item_table = torch.randn(7, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    users = torch.tensor([0, 5, 5, 2, 1, 0, 3, 4])
+    items = torch.tensor([6, 0, 1, 1, 2, 6, 3, 0])  # repeats on both sides
+    weights = torch.randn(8, dtype=torch.float64, generator=g)
+    results = {}
+    for route in ("gather", "dense", "sparse"):
+        head = DotHead(6, 7, rating_mean=3.5, pair_route=route).double()
+        with torch.no_grad():
+            head.user_bias.weight.copy_(torch.arange(6, dtype=torch.float64)[:, None] / 10)
+            head.item_bias.weight.copy_(-torch.arange(7, dtype=torch.float64)[:, None] / 20)
+        out = head(user_table, item_table, users, items)
+        grads = torch.autograd.grad((out * weights).sum(),
+                                    (user_table, item_table, head.user_bias.weight, head.item_bias.weight))
+        results[route] = (out, grads)
+        if route == "sparse":
+            assert torch.autograd.gradcheck(
+                lambda u, i, bu, bi: torch.func.functional_call(head, {"user_bias.weight": bu, "item_bias.weight": bi},
+                                                                (u, i, users, items)),
+                (user_table, item_table, head.user_bias.weight, head.item_bias.weight))
+    by_hand = (user_table[users] * item_table[items]).sum(-1) + 3.5 + users / 10 - items / 20
+    for route, (out, grads) in results.items():
+        torch.testing.assert_close(out, by_hand, msg=route)
+        for got, expected in zip(grads, results["gather"][1]):
+            torch.testing.assert_close(got, expected, msg=route)
+    assert set(widths) == {6 if bias_columns else 4}
+    # The bias gradients by hand: the weights summed per user and per item.
+    torch.testing.assert_close(results["sparse"][1][2].squeeze(1),
+                               torch.zeros(6, dtype=torch.float64).index_add_(0, users, weights))
