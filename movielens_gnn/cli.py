@@ -145,6 +145,8 @@ class MovieLensCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
             self.checkpoint = load_checkpoint(ckpt_path)
+            if subcommand == "fit" and "optimizer_states" not in self.checkpoint:
+                raise CheckpointError(weights_only_resume_message(Path(ckpt_path)))
             self._apply_checkpoint(subcommand, explicit)
 
     def _parse_ckpt_path(self) -> None:
@@ -309,6 +311,16 @@ class MovieLensCLI(LightningCLI):
         model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+def weights_only_resume_message(path: Path) -> str:
+    """Why ``fit --ckpt_path`` cannot resume from a weights-only checkpoint, and which file can."""
+    last = path.with_name("last.ckpt")
+    where = (f"the same run's {last}" if last.is_file() and last != path
+             else "the run's last.ckpt (beside its best checkpoint)")
+    return (f"The checkpoint {path} holds the model's weights only (the configs save best checkpoints so, for "
+            f"test, predict and recommend); fit --ckpt_path resumes a run and needs its whole state, optimizer "
+            f"included. Resume from {where}.")
 
 
 def _subcommand_index(args: list) -> int | None:

@@ -295,3 +295,19 @@ def test_validation_cadence_is_a_trainer_setting(workdir, ml100k_root):
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
     assert best.name.split("-")[0] in ("epoch=1", "epoch=3")
     assert torch.load(best.parent / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml100k_root, capsys):
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "2"))
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    last = best.with_name("last.ckpt")
+    assert "optimizer_states" not in torch.load(best, weights_only=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4", "--ckpt_path", str(best)))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"The checkpoint {best} holds the model's weights only" in err and f"Resume from the same run's {last}." in err
+    assert "Traceback" not in err
+    # The named file resumes: the run goes on to epoch 4.
+    resumed = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4", "--ckpt_path", str(last)))
+    assert resumed.trainer.current_epoch == 4
