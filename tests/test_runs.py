@@ -96,25 +96,26 @@ def test_rejects_a_cadence_below_one():
 
 
 class _Latest(pl.Callback):
-    """At the start of epoch ``epoch``: what latest_checkpoint names, and again were weights-only files whole."""
+    """At the start of epoch ``epoch``: the file latest_checkpoint names, and every checkpoint file on disk
+    from newest to oldest."""
 
-    def __init__(self, epoch: int, weights: ModelCheckpoint) -> None:
-        self.epoch, self.weights, self.named = epoch, weights, []
+    def __init__(self, epoch: int, folder) -> None:
+        self.epoch, self.folder, self.named, self.newest_first = epoch, folder, None, []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
-            self.named.append(latest_checkpoint(trainer).name)
-            self.weights.save_weights_only = False
-            self.named.append(latest_checkpoint(trainer).name)
-            self.weights.save_weights_only = True
+            self.named = latest_checkpoint(trainer).name
+            files = sorted(self.folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            self.newest_first = [p.name for p in files]
 
 
 def test_resume_uses_the_newest_whole_checkpoint_not_a_newer_weights_only_one(tmp_path):
     weights = ModelCheckpoint(dirpath=str(tmp_path), filename="{epoch}", every_n_epochs=1, save_weights_only=True)
-    probe = _Latest(4, weights)
+    probe = _Latest(4, tmp_path)
     _fit(tmp_path, 5, LastCheckpoint(dirpath=str(tmp_path), every_n_epochs=3), weights, probe)
     # Before epoch 4: last.ckpt holds epoch 2, epoch=3.ckpt is newer but cannot resume a run.
-    assert probe.named == ["last.ckpt", "epoch=3.ckpt"]
+    assert probe.newest_first == ["epoch=3.ckpt", "last.ckpt"]
+    assert probe.named == "last.ckpt"
     best = torch.load(tmp_path / "epoch=4.ckpt", weights_only=True)
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert "optimizer_states" not in best and "optimizer_states" in last
