@@ -121,9 +121,24 @@ class _SampledDot(torch.autograd.Function):
         return grad_user, grad_item, None
 
 
+SPARSE_DTYPES = (torch.float32, torch.float64)  # sampled_addmm's kernels (no half precision on CPU)
+
+
 def dense_route(num_users: int, num_items: int, batch: int) -> bool:
     """Whether :func:`pair_dot` scores all ``num_users * num_items`` pairs for a batch of ``batch`` pairs."""
     return num_users * num_items <= min(DENSE_PAIR_MAX, DENSE_PAIR_RATIO * batch)
+
+
+def resolve_route(route: PairRoute, pattern: PairPattern | None, dtype: torch.dtype, num_users: int, num_items: int,
+                  batch: int) -> str:
+    """The route :func:`pair_dot` takes: ``route`` itself, or for ``auto`` the rule its docstring gives."""
+    if route not in PAIR_ROUTES:
+        raise ValueError(f"Unknown pair route {route!r}; valid values: {', '.join(PAIR_ROUTES)}.")
+    if route != "auto":
+        return route
+    if pattern is not None and dtype in SPARSE_DTYPES:
+        return "sparse"
+    return "dense" if dense_route(num_users, num_items, batch) else "gather"
 
 
 def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor, route: PairRoute = "auto",
@@ -150,13 +165,9 @@ def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tenso
     Returns:
         ``(B,)`` dot products.
     """
-    if route not in PAIR_ROUTES:
-        raise ValueError(f"Unknown pair route {route!r}; valid values: {', '.join(PAIR_ROUTES)}.")
     dtype = torch.promote_types(user_table.dtype, item_table.dtype)
     user_table, item_table = user_table.to(dtype), item_table.to(dtype)
-    if route == "auto":
-        route = ("sparse" if pattern is not None and dtype in SPARSE_DTYPES
-                 else "dense" if dense_route(user_table.shape[0], item_table.shape[0], users.shape[0]) else "gather")
+    route = resolve_route(route, pattern, dtype, user_table.shape[0], item_table.shape[0], users.shape[0])
     if route == "dense":
         return (user_table @ item_table.T).flatten().index_select(0, users * item_table.shape[0] + items)
     if route == "sparse":
@@ -166,7 +177,6 @@ def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tenso
     return _PairDot.apply(user_table, item_table, users, items)
 
 
-SPARSE_DTYPES = (torch.float32, torch.float64)  # sampled_addmm's kernels (no half precision on CPU)
 # The dot head's biases go into the sparse route's tables from this many pairs on (CPU). Alternating
 # epochs on 2 cores: 1M ratings 0.071 -> 0.066 s, 10M 1.48 -> 1.34 s, 25M 5.93 -> 5.33 s; at u1's 76,000
 # the gathers are cache-resident and it changed nothing (gcn_dot step 6.68 vs 6.72 ms), while the new
@@ -236,15 +246,15 @@ class DotHead(nn.Module):
         if self.pair_route in ("auto", "sparse"):
             pattern = self.patterns.get(users, items, len(user_table), len(item_table))
         dtype = torch.promote_types(user_table.dtype, item_table.dtype)
-        sparse = self.pair_route == "sparse" or (pattern is not None and dtype in SPARSE_DTYPES)
-        if sparse and user_table.device.type == "cpu" and len(users) >= BIAS_COLUMNS_MIN_PAIRS:
+        route = resolve_route(self.pair_route, pattern, dtype, len(user_table), len(item_table), len(users))
+        if route == "sparse" and user_table.device.type == "cpu" and len(users) >= BIAS_COLUMNS_MIN_PAIRS:
             # The biases ride in two extra columns, <[u, b_u, 1], [i, 1, b_i]> = <u, i> + b_u + b_i: the
             # SDDMM adds them and the backward SpMMs sum their gradients, in place of two (B,) gathers,
             # their scatter-adds and two (B,) additions (0.2 s of a 1.9 s epoch at 10M ratings on 2 cores).
             # Not on GPUs, where those are cheap and 64-wide rows keep cuSPARSE's operands aligned.
             return pair_dot(*self._with_bias_columns(user_table, item_table, dtype), users, items, "sparse",
                             pattern) + self.rating_mean
-        dot = pair_dot(user_table, item_table, users, items, self.pair_route, pattern)
+        dot = pair_dot(user_table, item_table, users, items, route, pattern)
         # index_select's backward is a scatter-add; nn.Embedding's sorts the indices first (4x slower here).
         user_bias = self.user_bias.weight.squeeze(1).index_select(0, users)
         item_bias = self.item_bias.weight.squeeze(1).index_select(0, items)
