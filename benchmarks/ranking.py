@@ -35,6 +35,7 @@ from common import QUIET, _chdir, command_line, machine, quiet_logs
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.data.splits import RATIO_REMAINDERS
 from movielens_gnn.metrics import RankingMetrics
 from movielens_gnn.models.baselines import EASE, Popularity, interaction_matrix
 
@@ -107,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", required=True, help="comma-separated: config files and/or popularity, ease")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="ratio")
-    parser.add_argument("--ratio-remainder", choices=("train", "test"), default="train",
+    parser.add_argument("--ratio-remainder", choices=RATIO_REMAINDERS, default="train",
                         help="ratio protocol: the part that keeps the rounding remainder (train: RecBole's rule)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per config (seeds 0 .. N-1)")
     parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
