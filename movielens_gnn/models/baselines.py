@@ -7,12 +7,10 @@ over all items, training items excluded).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor, nn
 
-from movielens_gnn.models.graph import row_pointers
+from movielens_gnn.models.graph import quiet_sparse_notices, row_pointers
 
 
 def interaction_matrix(users: Tensor, items: Tensor, num_users: int, num_items: int, sparse: bool = False) -> Tensor:
@@ -74,8 +72,7 @@ class EASE(nn.Module):
         the inverse; the ``I × I`` system is dense whatever the input)."""
         if matrix.is_sparse:
             matrix = matrix.coalesce()
-            with warnings.catch_warnings():  # torch flags the CSR it uses inside as "beta" on every call
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            with quiet_sparse_notices():  # torch flags the CSR it uses inside on every call
                 gram = torch.sparse.mm(matrix.t().double(), matrix.double()).to_dense()
             rows, cols = matrix.indices()  # coalesced: sorted by row, then column
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Sequence
 
@@ -46,11 +47,19 @@ def csr_layout(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> tuple[Te
     return row_pointers(rows, n_rows, dtype), cols[order].to(dtype), order
 
 
-def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    """A sparse CSR tensor over a layout built here, without invariant checks and torch's "beta" notices."""
+@contextlib.contextmanager
+def quiet_sparse_notices():
+    """Silence torch's notices on every CSR tensor ("beta" support, invariant checks skipped): the
+    project's layouts are valid by construction, and the notices say nothing to a user."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        yield
+
+
+def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A sparse CSR tensor over a layout built here, without invariant checks and torch's notices."""
+    with quiet_sparse_notices():
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
