@@ -3,11 +3,12 @@
     python benchmarks/speed.py --data-root ../shared/datasets                 # everything, CPU
     python benchmarks/speed.py --data-root DIR --sections layer,step --device cuda
 
-Every figure is the median of several repeats in this one run. Sections:
+Every figure is the median of several repeats in this one run (the step section: means). Sections:
   layer    GraphConv forward+backward on the u1 training graph at 32/64/128 dims: the native engine,
            and dgl.nn.GraphConv beside it when DGL can be imported.
   step     one full training step (forward, loss, backward, optimizer) of each config, in Lightning
-           (time between successive training batches, validation off) and as a bare loop.
+           (time between successive training batches, validation off, the config's training-metrics
+           cadence) and as a bare loop; means over the steps, so epochs that log count.
   syncs    CUDA only: host synchronisations per training step of each config inside Lightning
            (torch.cuda.set_sync_debug_mode("warn") over 20 epochs after 3 of warm-up, validation
            off), with the code lines that cause them.
@@ -57,8 +58,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def timed(fn, device: torch.device, repeats: int, warmup: int = 3, average=statistics.median) -> float:
+    """Seconds of ``fn()``: the ``average`` (median unless told) over ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -68,7 +69,7 @@ def timed(fn, device: torch.device, repeats: int, warmup: int = 3) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return average(times)
 
 
 def u1_datamodule(data_root: str, cache: Path) -> MovieLensDataModule:
@@ -128,8 +129,9 @@ def _instantiate(config: str, data_root: str, cache: Path):
 
 
 def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, edges: tuple, device: torch.device,
-                     repeats: int, warmup: int = 3) -> float:
-    """Median seconds of one full-batch training step (MSE of ``model(users, items)``, backward, optimizer)."""
+                     repeats: int, warmup: int = 3, average=statistics.median) -> float:
+    """Seconds of one full-batch training step (MSE of ``model(users, items)``, backward, optimizer),
+    the ``average`` over ``repeats``."""
     users, items, ratings = (t.to(device) for t in edges)
     model.train()
 
@@ -138,7 +140,7 @@ def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, e
         F.mse_loss(model(users, items), ratings).backward()
         optimizer.step()
 
-    return timed(step, device, repeats, warmup=warmup)
+    return timed(step, device, repeats, warmup=warmup, average=average)
 
 
 def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
@@ -147,7 +149,7 @@ def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device
     model.to(device)
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    return mse_step_seconds(model, optimizer, tuple(dm.data.train), device, repeats) * 1e3
+    return mse_step_seconds(model, optimizer, tuple(dm.data.train), device, repeats, average=statistics.fmean) * 1e3
 
 
 def _bare_trainer(device: torch.device, max_epochs: int, callback):
@@ -164,7 +166,9 @@ def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.d
     timer = _StepTimer()
     _bare_trainer(device, repeats + 3, timer).fit(model, datamodule=dm)
     gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
-    return statistics.median(gaps) * 1e3
+    # The mean, not the median: epochs that log training metrics (every train_metrics_every_n_epochs-th)
+    # are slower, and a median would leave them out.
+    return statistics.fmean(gaps) * 1e3
 
 
 def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:

@@ -1,8 +1,9 @@
-"""Top-K ranking metrics over all items at once: Precision, Recall, NDCG, HitRate and MRR at K.
+"""Top-K ranking metrics over all items at once: Precision, Recall, NDCG, HitRate and MRR at K; an epoch's mean loss.
 
 :func:`ranking_metrics` is the pure, batched computation (sums over a batch of users);
 :class:`RankingMetrics` wraps it as a torchmetrics ``Metric`` with sum states, so that batches of
 users, and data-parallel ranks that each take a share of the users, add up exactly once.
+:class:`MeanLoss` does the same for the training loss of an epoch.
 """
 
 from __future__ import annotations
@@ -103,6 +104,34 @@ class RankingMetrics(Metric):
         """``{"ndcg@10": mean, ...}``; zeros when no user had a relevant item."""
         users = self.users_sum.clamp(min=1)
         return {name: (getattr(self, _state(name)) / users).float() for name in self.names}
+
+
+class MeanLoss(Metric):
+    """The mean loss per example over an epoch, from each batch's mean loss weighted by its size.
+
+    Why not ``self.log(loss, on_epoch=True)`` at every step: each such call runs about 0.25 ms of
+    Lightning's bookkeeping in Python (2-3% of a 10 ms step, more of a small minibatch's); an
+    update here is two in-place additions on the loss's device, with no host synchronisation.
+    The states are sums reduced by summation across processes, so under DDP ``compute`` is the mean
+    over every rank's examples, not a mean of per-rank means.
+    """
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, loss: Tensor, batch_size: int) -> None:
+        """Add a batch: ``loss`` is its scalar mean loss over ``batch_size`` examples (gradients are not kept)."""
+        self.total += loss.detach().to(self.total.dtype) * batch_size
+        self.count += batch_size
+
+    def compute(self) -> Tensor:
+        """The scalar mean loss per example (float32)."""
+        return (self.total / self.count).float()
 
 
 def _state(name: str) -> str:

@@ -5,7 +5,9 @@ followed by lines like::
 
     epoch 40/500  train_loss 0.8412  val_rmse 0.9391  best 0.9377 at epoch=36  0.21 s/epoch
 
-("epoch 40/500" counts epochs; ``epoch=36`` is Lightning's 0-based index, as in the checkpoint's file name).
+("epoch 40/500" counts epochs; ``epoch=36`` is Lightning's 0-based index, as in the checkpoint's file name;
+a training loss measured on an earlier epoch, see ``train_metrics_every_n_epochs``, reads
+``train_loss 0.8412 at epoch=35``).
 
 which also read well in a log file. It is the CLI's default progress bar (a Lightning ``ProgressBar``),
 so ``--trainer.enable_progress_bar false`` silences it like any other.
@@ -80,7 +82,10 @@ class EpochLines(ProgressBar):
         parts = [f"epoch {trainer.current_epoch + 1}{total}"]
         loss = _scalar(trainer.callback_metrics.get("train_loss"))
         if loss is not None:
-            parts.append(f"train_loss {loss:.4f}")
+            # Measured every train_metrics_every_n_epochs epochs: name the epoch of an older value.
+            every = getattr(trainer.lightning_module, "hparams", {}).get("train_metrics_every_n_epochs", 1)
+            measured = trainer.current_epoch - trainer.current_epoch % every
+            parts.append(f"train_loss {loss:.4f}" + (f" at epoch={measured}" if measured != trainer.current_epoch else ""))
         if value is not None:
             parts.append(f"{monitor} {value:.4f}")
         if self._best is not None:

@@ -198,6 +198,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),
     ("ranking_cutoff_zero", None, _fit("--model.ranking_ks", "[0]"), r"--model\.ranking_ks must be a list of positive"),
+    ("train_metrics_every_zero", None, _fit("--model.train_metrics_every_n_epochs", "0"),
+     r"--model\.train_metrics_every_n_epochs must be a positive integer, got 0"),
     ("negative_autoencoder", None, _fit("--model.autoencoder_dim", "-1"), r"--model\.autoencoder_dim must be an integer >= 0"),
     ("val_fraction_above_one", None, _fit("--data.val_fraction", "1.5"),
      r"--data\.val_fraction must be strictly between 0 and 1, got 1\.5"),

@@ -288,13 +288,66 @@ def test_validation_cadence_is_a_trainer_setting(workdir, ml100k_root):
     """--trainer.check_val_every_n_epoch 2: validation (and so the best checkpoint) only after epochs 1 and 3,
     while last.ckpt still ends at the final epoch."""
     fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4",
-                     "--trainer.check_val_every_n_epoch", "2"))
+                     "--trainer.check_val_every_n_epoch", "2", "--model.train_metrics_every_n_epochs", "1"))
     metrics = pd.read_csv(workdir / "logs" / "gcn_dot" / "version_0" / "metrics.csv")
     assert sorted(metrics.loc[metrics["val_rmse"].notna(), "epoch"]) == [1, 3]
     assert sorted(metrics.loc[metrics["train_loss"].notna(), "epoch"]) == [0, 1, 2, 3]
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
     assert best.name.split("-")[0] in ("epoch=1", "epoch=3")
     assert torch.load(best.parent / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_training_metrics_cadence_logs_the_same_values_on_fewer_epochs(workdir, ml100k_root):
+    """--model.train_metrics_every_n_epochs 3: train_loss/rmse/mae only after epochs 0, 3 and 6, equal to an
+    every-epoch run's there (measuring changes no draw of the training); validation stays every epoch."""
+    logs = {}
+    for every in (1, 3):
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "7",
+                   "--model.train_metrics_every_n_epochs", str(every), "--trainer.logger.init_args.name", f"e{every}"))
+        (csv,) = (workdir / "logs" / f"e{every}").glob("version_*/metrics.csv")
+        logs[every] = pd.read_csv(csv)
+    sparse, dense = logs[3], logs[1]
+    for name in ("train_loss", "train_rmse", "train_mae"):
+        assert sorted(sparse.loc[sparse[name].notna(), "epoch"]) == [0, 3, 6]
+        assert sorted(dense.loc[dense[name].notna(), "epoch"]) == list(range(7))
+        rows = dense[dense[name].notna() & dense["epoch"].isin([0, 3, 6])].sort_values("epoch")
+        assert sparse[sparse[name].notna()].sort_values("epoch")[name].tolist() == pytest.approx(rows[name].tolist())
+    assert sorted(sparse.loc[sparse["val_rmse"].notna(), "epoch"]) == list(range(7))
+    # Full batch, one tower: the loss is the step's MSE, so its root is the (unclamped) train RMSE.
+    first = dense[dense["train_loss"].notna()].sort_values("epoch").iloc[0]
+    assert math.sqrt(first["train_loss"]) == pytest.approx(first["train_rmse"], rel=0.02)
+
+
+def test_minibatch_train_loss_is_the_size_weighted_mean_of_the_steps(workdir, ml100k_root):
+    """With --data.batch_size the epoch's train_loss weighs each step's loss by its batch size (the
+    last batch is smaller)."""
+    import pytorch_lightning as pl
+
+    class Steps(pl.Callback):
+        def __init__(self) -> None:
+            self.losses, self.sizes, self.logged = [], [], []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.losses.append(float(outputs["loss"]))
+            self.sizes.append(len(batch[2]))
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.logged.append(float(trainer.callback_metrics["train_loss"]))
+
+    cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1", "--data.batch_size", "37",
+                     "--trainer.log_every_n_steps", "50")[1:], run=False)  # built, not run: the callback joins before fit
+    steps = Steps()
+    cli.trainer.callbacks.append(steps)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert len(set(steps.sizes)) == 2 and steps.sizes[0] == 37  # a short last batch
+    expected = sum(l * n for l, n in zip(steps.losses, steps.sizes)) / sum(steps.sizes)
+    assert steps.logged == [pytest.approx(expected, rel=1e-6)]
+    # An epoch value in the logger too, though fewer steps ran than log_every_n_steps.
+    (csv,) = (workdir / "logs").glob("*/version_*/metrics.csv")
+    metrics = pd.read_csv(csv)
+    for name in ("train_loss", "train_rmse"):
+        assert metrics[name].notna().sum() == 1
+    assert metrics["train_loss"].dropna().item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml100k_root, capsys):

@@ -10,12 +10,12 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from movielens_gnn.metrics import RankingMetrics
+from movielens_gnn.metrics import MeanLoss, RankingMetrics
 from movielens_gnn.models.graph import BipartiteGraph
 
-# Arguments a checkpoint can be evaluated with other values of; every other hyperparameter is the
-# architecture or training recipe the weights belong to.
-EVALUATION_ARGUMENTS = ("engine", "pair_route", "ranking_ks", "relevance_threshold")
+# Arguments a checkpoint can be evaluated (or its training resumed) with other values of; every other
+# hyperparameter is the architecture or training recipe the weights belong to.
+EVALUATION_ARGUMENTS = ("engine", "pair_route", "ranking_ks", "relevance_threshold", "train_metrics_every_n_epochs")
 
 
 class GraphTask(pl.LightningModule):
@@ -24,6 +24,8 @@ class GraphTask(pl.LightningModule):
     The graph is data, not a parameter: ``setup`` takes it from the data module (or call
     :meth:`attach_graph`), and it is never saved in checkpoints. Subclasses implement
     :meth:`score_all_items`; :meth:`log_ranking` turns it into the top-K metrics of a part.
+    Subclasses pass each training batch's loss to :meth:`record_train_loss`; ``train_loss`` is logged
+    at the end of every ``train_metrics_every_n_epochs``-th epoch (a hyperparameter of theirs).
     """
 
     #: Whether :meth:`score_all_items` predicts stars (on the rating scale) or only orders items.
@@ -34,6 +36,7 @@ class GraphTask(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.graph: BipartiteGraph | None = None
+        self.train_loss = MeanLoss()
 
     # ------------------------------------------------------------------------------ graph
     def attach_graph(self, graph: BipartiteGraph) -> None:
@@ -75,6 +78,36 @@ class GraphTask(pl.LightningModule):
     def score_all_items(self, users: Tensor) -> Tensor:
         """``(B, I)`` scores of ``(B,)`` users for every item (higher is better)."""
         raise NotImplementedError
+
+    # --------------------------------------------------------------------------- training
+    @property
+    def logs_train_metrics(self) -> bool:
+        """Whether this epoch measures and logs the training metrics: the first epoch, then every
+        ``train_metrics_every_n_epochs``-th (each logged key costs about 0.2 ms of Lightning's bookkeeping
+        per epoch, a few percent of a full-batch epoch on a small graph)."""
+        return self.current_epoch % self.hparams.get("train_metrics_every_n_epochs", 1) == 0
+
+    def record_train_loss(self, loss: Tensor, batch_size: int, batch_idx: int) -> bool:
+        """Add a training batch's scalar mean loss to the epoch's ``train_loss`` on epochs that measure
+        it, and log that after the epoch's last batch.
+
+        Logged from the last training step rather than ``on_train_epoch_end``: Lightning runs the
+        callbacks' epoch-end hooks (the progress line) before the module's, and they should see it.
+
+        Returns:
+            Whether it logged: the caller then logs its other training metrics.
+        """
+        if not self.logs_train_metrics:
+            return False
+        self.train_loss.update(loss, batch_size)
+        trainer = self._trainer  # None when a step is called by hand: then nothing is logged
+        if trainer is None or batch_idx + 1 < trainer.num_training_batches:
+            return False
+        # An epoch value, though logged from a step (batch_size 1: one value, nothing to average).
+        self.log("train_loss", self.train_loss.compute(), on_step=False, on_epoch=True, prog_bar=True, batch_size=1,
+                 sync_dist=True)  # already over all ranks: the mean changes nothing
+        self.train_loss.reset()
+        return True
 
     # ------------------------------------------------------------------------- evaluation
     @torch.no_grad()
