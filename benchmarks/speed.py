@@ -122,9 +122,9 @@ class _StepTimer:
         return StepTimer()
 
 
-def _instantiate(config: str, data_root: str, cache: Path):
+def _instantiate(config: str, data_root: str, cache: Path, *options: str):
     cli = cli_main(["--config", str(REPO / config), "--data.root", data_root, "--data.cache_dir", str(cache),
-                    "--trainer.logger", "false"], run=False)
+                    "--trainer.logger", "false", *options], run=False)
     return cli.model, cli.datamodule
 
 
@@ -161,8 +161,9 @@ def _bare_trainer(device: torch.device, max_epochs: int, callback):
                       enable_model_summary=False, callbacks=[callback], num_sanity_val_steps=0)
 
 
-def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
-    model, dm = _instantiate(config, data_root, cache)
+def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int,
+                       *options: str) -> float:
+    model, dm = _instantiate(config, data_root, cache, *options)
     timer = _StepTimer()
     _bare_trainer(device, repeats + 3, timer).fit(model, datamodule=dm)
     gaps = [b - a for a, b in zip(timer.starts, timer.starts[1:])][3:]
@@ -171,17 +172,27 @@ def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.d
     return statistics.fmean(gaps) * 1e3
 
 
+# The configs' training-metrics cadence, and every epoch beside it: what the cadence saves.
+EVERY_EPOCH = ("--model.train_metrics_every_n_epochs", "1")
+
+
 def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:
     """Bare and Lightning steps measured alternately ``rounds`` times (this machine's speed drifts by
-    tens of percent between minutes); each cell is the median over rounds of per-round medians."""
+    tens of percent between minutes); the step cells are medians over rounds of per-round means, the
+    ratio the median of the per-round ratios (each round's runs measured seconds apart). Lightning runs
+    twice a round: with the config's ``train_metrics_every_n_epochs`` and with training metrics every epoch."""
     rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare | per round (Lightning / bare ms) |",
             "|---|---|---|---|---|"]
     for config in CONFIGS:
-        pairs = [(_lightning_step_ms(config, data_root, cache, device, repeats),
-                  _bare_step_ms(config, data_root, cache, device, repeats)) for _ in range(rounds)]
-        lightning, bare = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-        each = ", ".join(f"{a:.1f} / {b:.1f}" for a, b in pairs)
-        rows.append(f"| {config} | {lightning:.1f} | {bare:.1f} | {lightning / bare:.2f} | {each} |")
+        rounds_ms = [(_lightning_step_ms(config, data_root, cache, device, repeats),
+                      _lightning_step_ms(config, data_root, cache, device, repeats, *EVERY_EPOCH),
+                      _bare_step_ms(config, data_root, cache, device, repeats)) for _ in range(rounds)]
+        bare = statistics.median(r[2] for r in rounds_ms)
+        for column, label in ((0, config), (1, f"{config}, training metrics every epoch")):
+            lightning = statistics.median(r[column] for r in rounds_ms)
+            ratio = statistics.median(r[column] / r[2] for r in rounds_ms)
+            each = ", ".join(f"{r[column]:.1f} / {r[2]:.1f}" for r in rounds_ms)
+            rows.append(f"| {label} | {lightning:.1f} | {bare:.1f} | {ratio:.2f} | {each} |")
     return [f"Full-batch training step on u1 (76,000 training ratings); {rounds} alternating rounds.", "", *rows]
 
 
@@ -444,6 +455,7 @@ def main() -> None:
     parser.add_argument("--sections", default="layer,step,fit,scaling")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="step: alternating Lightning / bare rounds per config")
     parser.add_argument("--scaling-sizes", default="1m,10m,25m")
     parser.add_argument("--pair-route", choices=("auto", "dense", "gather", "sparse"), default="auto",
                         help="scaling: the dot head's route; auto: dense on small graphs, else sparse (SDDMM) from the 2nd epoch")
@@ -474,7 +486,7 @@ def main() -> None:
         print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
     if "step" in sections:
         print("\n### Training step\n")
-        print("\n".join(section_step(args.data_root, cache, device, args.repeats)), flush=True)
+        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds)), flush=True)
     if "syncs" in sections:
         print("\n### Host synchronisations per step\n")
         print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
