@@ -121,8 +121,9 @@ class MeanLoss(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        # float32, as every model's parameters: it lives on the model's device whatever that is (MPS has no float64).
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, loss: Tensor, batch_size: int) -> None:
         """Add a batch: ``loss`` is its scalar mean loss over ``batch_size`` examples (gradients are not kept)."""
@@ -130,8 +131,8 @@ class MeanLoss(Metric):
         self.count += batch_size
 
     def compute(self) -> Tensor:
-        """The scalar mean loss per example (float32)."""
-        return (self.total / self.count).float()
+        """The scalar mean loss per example."""
+        return self.total / self.count
 
 
 def _state(name: str) -> str:

@@ -83,9 +83,9 @@ class EpochLines(ProgressBar):
         loss = _scalar(trainer.callback_metrics.get("train_loss"))
         if loss is not None:
             # Measured every train_metrics_every_n_epochs epochs: name the epoch of an older value.
-            every = getattr(trainer.lightning_module, "hparams", {}).get("train_metrics_every_n_epochs", 1)
-            measured = trainer.current_epoch - trainer.current_epoch % every
-            parts.append(f"train_loss {loss:.4f}" + (f" at epoch={measured}" if measured != trainer.current_epoch else ""))
+            measured = getattr(trainer.lightning_module, "train_metrics_epoch", None)
+            stale = measured is not None and measured != trainer.current_epoch
+            parts.append(f"train_loss {loss:.4f}" + (f" at epoch={measured}" if stale else ""))
         if value is not None:
             parts.append(f"{monitor} {value:.4f}")
         if self._best is not None:

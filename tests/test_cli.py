@@ -319,35 +319,38 @@ def test_training_metrics_cadence_logs_the_same_values_on_fewer_epochs(workdir, 
 
 
 def test_minibatch_train_loss_is_the_size_weighted_mean_of_the_steps(workdir, ml100k_root):
-    """With --data.batch_size the epoch's train_loss weighs each step's loss by its batch size (the
-    last batch is smaller)."""
+    """With --data.batch_size each epoch's train_loss weighs each step's loss by its batch size (the
+    last batch is smaller), also for an epoch that max_steps cuts short; nothing is left pending."""
     import pytorch_lightning as pl
 
     class Steps(pl.Callback):
         def __init__(self) -> None:
-            self.losses, self.sizes, self.logged = [], [], []
+            self.steps: dict[int, list[tuple[float, int]]] = {}
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.losses.append(float(outputs["loss"]))
-            self.sizes.append(len(batch[2]))
+            self.steps.setdefault(trainer.current_epoch, []).append((float(outputs["loss"]), len(batch[2])))
 
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            self.logged.append(float(trainer.callback_metrics["train_loss"]))
-
-    cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1", "--data.batch_size", "37",
-                     "--trainer.log_every_n_steps", "50")[1:], run=False)  # built, not run: the callback joins before fit
+    args = _args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", "--data.batch_size", "37",
+                 "--trainer.log_every_n_steps", "50", "--model.train_metrics_every_n_epochs", "1")[1:]
+    datamodule = main(args, run=False).datamodule
+    datamodule.setup("fit")
+    batches = len(datamodule.train_dataloader())
+    # Built, not run, so that the callback joins; the second epoch stops after three of its steps.
+    cli = main([*args, "--trainer.max_steps", str(batches + 3)], run=False)
     steps = Steps()
     cli.trainer.callbacks.append(steps)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert len(set(steps.sizes)) == 2 and steps.sizes[0] == 37  # a short last batch
-    expected = sum(l * n for l, n in zip(steps.losses, steps.sizes)) / sum(steps.sizes)
-    assert steps.logged == [pytest.approx(expected, rel=1e-6)]
-    # An epoch value in the logger too, though fewer steps ran than log_every_n_steps.
+    assert [len(s) for s in steps.steps.values()] == [batches, 3]
+    first_sizes = [n for _, n in steps.steps[0]]
+    assert len(set(first_sizes)) == 2 and first_sizes[0] == 37  # a short last batch
+    expected = [sum(loss * n for loss, n in s) / sum(n for _, n in s) for s in steps.steps.values()]
+    # Epoch values in the logger, though fewer steps ran than log_every_n_steps.
     (csv,) = (workdir / "logs").glob("*/version_*/metrics.csv")
     metrics = pd.read_csv(csv)
-    for name in ("train_loss", "train_rmse"):
-        assert metrics[name].notna().sum() == 1
-    assert metrics["train_loss"].dropna().item() == pytest.approx(expected, rel=1e-6)
+    logged = metrics[metrics["train_loss"].notna()].sort_values("epoch")
+    assert logged["epoch"].tolist() == [0, 1] and metrics["train_rmse"].notna().sum() == 2
+    assert logged["train_loss"].tolist() == pytest.approx(expected, rel=1e-6)
+    assert cli.model.train_loss.count.item() == 0 and cli.model.train_metrics_epoch == 1
 
 
 def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml100k_root, capsys):

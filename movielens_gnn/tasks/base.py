@@ -37,6 +37,9 @@ class GraphTask(pl.LightningModule):
         super().__init__()
         self.graph: BipartiteGraph | None = None
         self.train_loss = MeanLoss()
+        self._train_metrics_pending = False
+        #: The epoch whose training metrics were logged last (``None`` before any): the progress line names it.
+        self.train_metrics_epoch: int | None = None
 
     # ------------------------------------------------------------------------------ graph
     def attach_graph(self, graph: BipartiteGraph) -> None:
@@ -87,27 +90,35 @@ class GraphTask(pl.LightningModule):
         per epoch, a few percent of a full-batch epoch on a small graph)."""
         return self.current_epoch % self.hparams.get("train_metrics_every_n_epochs", 1) == 0
 
-    def record_train_loss(self, loss: Tensor, batch_size: int, batch_idx: int) -> bool:
+    def record_train_loss(self, loss: Tensor, batch_size: int, batch_idx: int) -> None:
         """Add a training batch's scalar mean loss to the epoch's ``train_loss`` on epochs that measure
-        it, and log that after the epoch's last batch.
+        it; after the epoch's last batch, log the epoch's training metrics (:meth:`log_train_metrics`).
 
         Logged from the last training step rather than ``on_train_epoch_end``: Lightning runs the
         callbacks' epoch-end hooks (the progress line) before the module's, and they should see it.
-
-        Returns:
-            Whether it logged: the caller then logs its other training metrics.
         """
         if not self.logs_train_metrics:
-            return False
+            return
         self.train_loss.update(loss, batch_size)
+        self._train_metrics_pending = True
         trainer = self._trainer  # None when a step is called by hand: then nothing is logged
-        if trainer is None or batch_idx + 1 < trainer.num_training_batches:
-            return False
+        if trainer is not None and batch_idx + 1 >= trainer.num_training_batches:
+            self.log_train_metrics()
+
+    def log_train_metrics(self) -> None:
+        """Log the epoch's training metrics and reset them: ``train_loss`` here, subclasses add theirs."""
         # An epoch value, though logged from a step (batch_size 1: one value, nothing to average).
         self.log("train_loss", self.train_loss.compute(), on_step=False, on_epoch=True, prog_bar=True, batch_size=1,
                  sync_dist=True)  # already over all ranks: the mean changes nothing
         self.train_loss.reset()
-        return True
+        self._train_metrics_pending = False
+        self.train_metrics_epoch = self.current_epoch
+
+    def on_train_epoch_end(self) -> None:
+        # An epoch cut short (max_steps, max_time, a stop after a validation inside the epoch) never
+        # reached its last batch: log what it measured, and start the next fit afresh.
+        if self._train_metrics_pending:
+            self.log_train_metrics()
 
     # ------------------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -313,9 +313,13 @@ class RatingModel(GraphTask):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, self.train_metrics if self.logs_train_metrics else None)
-        if self.record_train_loss(loss, len(batch[2]), batch_idx):
-            self._log_epoch_metrics(self.train_metrics)
+        self.record_train_loss(loss, len(batch[2]), batch_idx)
         return loss
+
+    def log_train_metrics(self) -> None:
+        """``train_loss``, ``train_rmse`` and ``train_mae``."""
+        super().log_train_metrics()
+        self._log_epoch_metrics(self.train_metrics)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._shared_step(batch, self.val_metrics)
