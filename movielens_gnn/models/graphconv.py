@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from movielens_gnn.models.graph import BipartiteGraph
+from movielens_gnn.models.graph import BipartiteGraph, SlicedMatrix
 
 
 class _SpMM(torch.autograd.Function):
@@ -39,15 +39,16 @@ def spmm(graph: BipartiteGraph, x: Tensor, edge_scale: Tensor | None = None) -> 
     Returns:
         ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``.
     """
-    return sparse_matmul(*graph.adjacency(edge_scale), x)
+    adjacency = graph.adjacency_operand(x, edge_scale)
+    return sparse_matmul(adjacency, adjacency, x)  # symmetric: its own transpose
 
 
-def sparse_matmul(adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
+def sparse_matmul(adj: Tensor | SlicedMatrix, adj_t: Tensor | SlicedMatrix, x: Tensor) -> Tensor:
     """``adj @ x`` for a CSR ``adj`` of shape ``(M, K)`` with its transpose ``adj_t`` given.
 
     Args:
-        adj: ``(M, K)`` sparse CSR.
-        adj_t: ``(K, M)`` sparse CSR, equal to ``adj.T``; used by the backward pass.
+        adj: ``(M, K)`` sparse CSR, or a :class:`~movielens_gnn.models.graph.SlicedMatrix`.
+        adj_t: ``(K, M)`` likewise, equal to ``adj.T``; used by the backward pass.
         x: ``(K, F)`` dense.
 
     Returns:

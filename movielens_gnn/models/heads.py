@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from movielens_gnn.models.graph import csr_layout, csr_tensor
+from movielens_gnn.models.graph import ColumnSlices, csr_layout, csr_tensor, slice_width
 
 HEADS = ("dot", "mlp")
 PAIR_ROUTES = ("auto", "dense", "gather", "sparse")
@@ -86,6 +86,8 @@ class PairPattern:
             self.position[order] = arange
         # The transpose, laid out from the CSR entries: order_t maps a transposed position to a CSR position.
         self.crow_t, self.col_t, self.order_t = csr_layout(self.col, users[order], num_items, num_users)
+        # (transposed?, slice width) -> (ColumnSlices, CSR position of each sliced position): matmul's.
+        self._slices: dict[tuple[bool, int], tuple[ColumnSlices, Tensor]] = {}
 
     def csr(self, values: Tensor) -> Tensor:
         """``(U, I)`` sparse CSR with ``values`` in CSR order."""
@@ -94,6 +96,21 @@ class PairPattern:
     def csr_t(self, values: Tensor) -> Tensor:
         """``(I, U)`` sparse CSR of the transpose; ``values`` in (untransposed) CSR order."""
         return csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
+
+    def matmul(self, values: Tensor, x: Tensor, transpose: bool = False) -> Tensor:
+        """``G @ x`` (``(U, D)`` from ``x`` ``(I, D)``), or ``Gᵀ @ x`` with ``transpose``, for ``G`` the
+        pattern with ``values`` in CSR order; in column slices on CPU when ``x``'s rows overflow the
+        caches (:func:`~movielens_gnn.models.graph.slice_width`: ``Gᵀ @ U`` at 25M ratings, 64 dims,
+        0.65 s in one piece against 0.14 s in slices of 16,384 users, measured on 2 cores)."""
+        crow, col, n_cols = (self.crow_t, self.col_t, self.shape[0]) if transpose else (self.crow, self.col, self.shape[1])
+        width = slice_width(n_cols, x.shape[1], x.element_size(), x.device)
+        if width is None:
+            return (self.csr_t(values) if transpose else self.csr(values)) @ x
+        if (transpose, width) not in self._slices:
+            slices, order = ColumnSlices.from_layout(crow, col, n_cols, width)
+            self._slices[transpose, width] = (slices, self.order_t[order].to(order.dtype) if transpose else order)
+        slices, order = self._slices[transpose, width]
+        return slices.matmul(values.index_select(0, order), x)
 
 
 class _SampledDot(torch.autograd.Function):
@@ -116,8 +133,8 @@ class _SampledDot(torch.autograd.Function):
         else:
             grad = torch.empty_like(grad_out)
             grad[pattern.position] = grad_out  # into CSR order
-        grad_user = pattern.csr(grad) @ item_table if ctx.needs_input_grad[0] else None
-        grad_item = pattern.csr_t(grad) @ user_table if ctx.needs_input_grad[1] else None
+        grad_user = pattern.matmul(grad, item_table) if ctx.needs_input_grad[0] else None
+        grad_item = pattern.matmul(grad, user_table, transpose=True) if ctx.needs_input_grad[1] else None
         return grad_user, grad_item, None
 
 

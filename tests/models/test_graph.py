@@ -176,3 +176,54 @@ def test_layouts_first_built_in_inference_mode_are_normal_tensors():
     weights = torch.ones(3, requires_grad=True)
     (graph.rel_val * weights[graph.rel_edge]).sum().backward()  # usable in autograd (DGL saves it)
     assert set(BipartiteGraph.LAZY_BUFFERS) <= set(graph._non_persistent_buffers_set)
+
+
+def test_column_slices_multiply_like_the_whole_matrix_with_empty_and_ragged_slices():
+    from movielens_gnn.models.graph import ColumnSlices, csr_tensor
+
+    g = torch.Generator().manual_seed(3)
+    dense = torch.rand(7, 11, generator=g, dtype=torch.float64) * (torch.rand(7, 11, generator=g) < 0.4)
+    dense[:, 4:8] = 0  # a slice without entries
+    dense[2] = 0  # a row without entries
+    sparse = dense.to_sparse_csr()
+    crow, col, values = sparse.crow_indices(), sparse.col_indices(), sparse.values()
+    x = torch.randn(11, 3, generator=g, dtype=torch.float64)
+    for width in (1, 4, 5, 11, 16):  # 11 columns: ragged last slices, one slice, wider than the matrix
+        slices, order = ColumnSlices.from_layout(crow, col, 11, width)
+        assert [b - a for a, b in slices.bounds][:-1] == [width] * (len(slices.bounds) - 1)
+        assert sorted(order.tolist()) == list(range(len(values)))
+        torch.testing.assert_close(slices.matmul(values[order.long()], x), dense @ x)
+        # Each slice is the matrix's own columns [start, end).
+        for crow_s, col_s, part, (start, end) in zip(slices.crows, slices.cols, values[order.long()].split(slices.sizes),
+                                                     slices.bounds):
+            torch.testing.assert_close(csr_tensor(crow_s, col_s, part, (7, end - start)).to_dense(), dense[:, start:end])
+
+
+def test_slice_width_only_for_operands_that_overflow_two_slices_on_cpu():
+    from movielens_gnn.models.graph import SLICE_BYTES, slice_width
+
+    cpu = torch.device("cpu")
+    assert slice_width(2625, 64, 4, cpu) is None  # u1: 0.7 MB
+    assert slice_width(2 * SLICE_BYTES // 256, 64, 4, cpu) is None  # exactly two slices' worth
+    assert slice_width(221_588, 64, 4, cpu) == 16_384  # the 25M graph's features, 4 MB per slice
+    assert slice_width(162_541, 66, 4, cpu) == 8_192  # 66 wide: the power of two below 4 MB / 264 B
+    assert slice_width(221_588, 64, 4, torch.device("cuda")) is None
+    assert slice_width(1000, 64, 4, cpu, slice_bytes=1024) == 4
+
+
+def test_sliced_adjacency_equals_the_csr_one_with_and_without_edge_scale():
+    from movielens_gnn.models.graph import SlicedMatrix
+
+    g = torch.Generator().manual_seed(4)
+    keys = torch.randperm(40 * 30, generator=g)[:300]
+    graph = BipartiteGraph(keys // 30, keys % 30, 40, 30)
+    x = torch.randn(graph.num_nodes, 8)
+    assert not isinstance(graph.adjacency_operand(x), SlicedMatrix)  # small: the CSR tensor itself
+    scale = torch.rand(300, generator=g)
+    for edge_scale in (None, scale):
+        sliced = graph.adjacency_operand(x, edge_scale, slice_bytes=8 * 4 * 8)  # 8 columns a slice
+        assert isinstance(sliced, SlicedMatrix) and len(sliced.slices.bounds) == 9
+        torch.testing.assert_close(sliced @ x, graph.adjacency(edge_scale)[0] @ x)
+    assert list(graph._slices) == [8]  # laid out once, for both
+    graph.to(torch.float64)
+    assert graph._slices == {}  # caches of the buffers: dropped when they move
