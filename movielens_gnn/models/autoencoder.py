@@ -54,5 +54,6 @@ class ItemAutoencoder(nn.Module):
         """
         if graph.num_items != self.num_items:
             raise ValueError(f"The graph has {graph.num_items} items; this autoencoder was built for {self.num_items}.")
-        codes = torch.sigmoid(sparse_matmul(*graph.rating_matrix(), self.user_input) + self.code_bias)
+        codes = torch.sigmoid(sparse_matmul(*graph.rating_matrix_operands(self.user_input), self.user_input)
+                              + self.code_bias)
         return self.user_output, codes

@@ -238,7 +238,7 @@ class BipartiteGraph(nn.Module):
             self.register_buffer("edge_rating", ratings.to(dtype).cpu(), persistent=False)
         self.register_buffer("user_features", user_features, persistent=False)
         self.register_buffer("item_features", item_features, persistent=False)
-        # slice width -> (ColumnSlices, values, rating of each entry): adjacency_operand's sliced layouts.
+        # (layout prefix, slice width) -> (ColumnSlices, values, rating of each entry): _operand's sliced layouts.
         self._slices: dict = {}
 
     #: Buffers laid out on first use (see the class docstring), named here so that DDP can be told to
@@ -309,6 +309,25 @@ class BipartiteGraph(nn.Module):
         adjacency = self._sparse("", (self.num_nodes, self.num_nodes), edge_scale)
         return adjacency, adjacency  # symmetric: A.T is A, entry for entry (edge_scale hits both directions)
 
+    def _operand(self, prefix: str, shape: tuple[int, int], x: Tensor, edge_scale: Tensor | None,
+                 slice_bytes: int) -> Tensor | SlicedMatrix:
+        """The layout ``prefix`` of ``shape`` as its product with a dense ``x`` ``(shape[1], F)`` runs
+        fastest: a :class:`SlicedMatrix` when :func:`slice_width` gives a width, else a CSR tensor."""
+        width = slice_width(shape[1], x.shape[1], self.val.element_size(), x.device, slice_bytes)
+        if width is None:
+            return self._sparse(prefix, shape, edge_scale)
+        if (prefix, width) not in self._slices:
+            with torch.no_grad():
+                slices, order = ColumnSlices.from_layout(getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"),
+                                                         shape[1], width)
+                # The values and each entry's rating (for edge_scale) in sliced order, once.
+                self._slices[prefix, width] = (slices, getattr(self, f"{prefix}val")[order],
+                                               getattr(self, f"{prefix}edge")[order].to(order.dtype))
+        slices, values, edge = self._slices[prefix, width]
+        if edge_scale is not None:
+            values = values * edge_scale[edge].to(values.dtype)
+        return SlicedMatrix(slices, values)
+
     def adjacency_operand(self, x: Tensor, edge_scale: Tensor | None = None,
                           slice_bytes: int = SLICE_BYTES) -> Tensor | SlicedMatrix:
         """The normalised adjacency as the product ``A @ x`` runs fastest: a :class:`SlicedMatrix` on
@@ -320,18 +339,28 @@ class BipartiteGraph(nn.Module):
             edge_scale: As in :meth:`adjacency`.
             slice_bytes: Operand bytes per slice (:data:`SLICE_BYTES`).
         """
-        width = slice_width(self.num_nodes, x.shape[1], self.val.element_size(), x.device, slice_bytes)
-        if width is None:
-            return self.adjacency(edge_scale)[0]
-        if width not in self._slices:
-            with torch.no_grad():
-                slices, order = ColumnSlices.from_layout(self.crow, self.col, self.num_nodes, width)
-                # The values (fixed) and each entry's rating (for edge_scale) in sliced order, once.
-                self._slices[width] = (slices, self.val[order], self.edge[order].to(order.dtype))
-        slices, values, edge = self._slices[width]
-        if edge_scale is not None:
-            values = values * edge_scale[edge].to(values.dtype)
-        return SlicedMatrix(slices, values)
+        return self._operand("", (self.num_nodes, self.num_nodes), x, edge_scale, slice_bytes)
+
+    def relational_operands(self, x: Tensor, edge_scale: Tensor | None = None,
+                            slice_bytes: int = SLICE_BYTES) -> tuple[Tensor | SlicedMatrix, Tensor | SlicedMatrix]:
+        """:meth:`relational_adjacency` for the product ``A_rel @ x`` with ``x`` ``(R * N, F)`` and its
+        backward (``A_relᵀ`` times an ``(N, F)`` gradient), each sliced as :meth:`adjacency_operand`."""
+        self.relational_adjacency()  # lays the layouts out, or raises without ratings
+        n, wide = self.num_nodes, self.num_relations * self.num_nodes
+        grad = x.new_empty((0, x.shape[1]))  # the backward's operand: as wide as x, N rows
+        return (self._operand("rel_", (n, wide), x, edge_scale, slice_bytes),
+                self._operand("rel_t_", (wide, n), grad, edge_scale, slice_bytes))
+
+    def rating_matrix_operands(self, x: Tensor, edge_scale: Tensor | None = None,
+                               slice_bytes: int = SLICE_BYTES) -> tuple[Tensor | SlicedMatrix, Tensor | SlicedMatrix]:
+        """:meth:`rating_matrix` for the product ``R @ x`` with ``x`` ``(U, F)`` and its backward
+        (``Rᵀ`` times an ``(I, F)`` gradient), each sliced as :meth:`adjacency_operand` (the item
+        autoencoder's 500-wide product at 10M ratings: 2.98 s in one piece, 0.37 s in 35 slices)."""
+        self.rating_matrix()  # lays the layouts out, or raises without ratings
+        size = (self.num_items, self.num_users)
+        grad = x.new_empty((0, x.shape[1]))
+        return (self._operand("rating_", size, x, edge_scale, slice_bytes),
+                self._operand("rating_t_", size[::-1], grad, edge_scale, slice_bytes))
 
     def _apply(self, fn, recurse=True):
         # The sliced layouts are caches of the buffers, rebuilt on their new device or dtype if needed.

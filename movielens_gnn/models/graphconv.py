@@ -166,7 +166,7 @@ class RelGraphConv(_Conv):
 
     def _aggregate(self, graph: BipartiteGraph, messages: Tensor, edge_scale: Tensor | None) -> Tensor:
         """``A_rel @ messages``: ``(R * N, F_out)`` per-(relation, source) messages to ``(N, F_out)``."""
-        return sparse_matmul(*graph.relational_adjacency(edge_scale), messages)
+        return sparse_matmul(*graph.relational_operands(messages, edge_scale), messages)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_relations={self.num_relations}"

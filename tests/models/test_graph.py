@@ -224,6 +224,31 @@ def test_sliced_adjacency_equals_the_csr_one_with_and_without_edge_scale():
         sliced = graph.adjacency_operand(x, edge_scale, slice_bytes=8 * 4 * 8)  # 8 columns a slice
         assert isinstance(sliced, SlicedMatrix) and len(sliced.slices.bounds) == 9
         torch.testing.assert_close(sliced @ x, graph.adjacency(edge_scale)[0] @ x)
-    assert list(graph._slices) == [8]  # laid out once, for both
+    assert list(graph._slices) == [("", 8)]  # laid out once, for both
     graph.to(torch.float64)
     assert graph._slices == {}  # caches of the buffers: dropped when they move
+
+
+def test_sliced_relational_and_rating_matrix_products_equal_the_csr_ones_in_value_and_gradient():
+    from movielens_gnn.models.graph import SlicedMatrix
+    from movielens_gnn.models.graphconv import sparse_matmul
+
+    g = torch.Generator().manual_seed(7)
+    keys = torch.randperm(40 * 30, generator=g)[:300]
+    ratings = torch.randint(1, 6, (300,), generator=g).double()
+    graph = BipartiteGraph(keys // 30, keys % 30, 40, 30, ratings=ratings, dtype=torch.float64)
+    scale = torch.rand(300, generator=g, dtype=torch.float64)
+    cases = (
+        (graph.relational_operands, graph.relational_adjacency, 5 * graph.num_nodes),
+        (graph.rating_matrix_operands, graph.rating_matrix, 40),
+    )
+    for operands, csr, rows in cases:
+        for edge_scale in (None, scale):
+            x = torch.randn(rows, 3, generator=g, dtype=torch.float64, requires_grad=True)
+            sliced = operands(x, edge_scale, slice_bytes=4 * 3 * 4)  # 4 columns a slice (float32 sizing)
+            assert all(isinstance(m, SlicedMatrix) for m in sliced)
+            matrix, transpose = csr(edge_scale)
+            torch.testing.assert_close(sliced[0] @ x.detach(), matrix @ x.detach())
+            grad = torch.randn(matrix.shape[0], 3, generator=g, dtype=torch.float64)
+            torch.testing.assert_close(sliced[1] @ grad, transpose @ grad)
+            assert torch.autograd.gradcheck(lambda t: sparse_matmul(*sliced, t), (x,), fast_mode=True)
