@@ -72,16 +72,23 @@ def csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]
 SLICE_BYTES = 4 << 20
 
 
-def slice_width(n_cols: int, features: int, element_size: int, device: torch.device,
+def slice_width(n_rows: int, n_cols: int, entries: int, features: int, element_size: int, device: torch.device,
                 slice_bytes: int = SLICE_BYTES) -> int | None:
-    """Columns per slice for a product with an ``(n_cols, features)`` dense operand, or ``None`` to
-    multiply in one piece: on GPUs (not measured there), and when the operand fits in two slices.
+    """Columns per slice for the product of an ``(n_rows, n_cols)`` sparse matrix of ``entries``
+    entries with an ``(n_cols, features)`` dense operand, or ``None`` to multiply in one piece: on
+    GPUs (not measured there), when the operand fits in two slices, and when the slices' row
+    pointers (one set per slice) would outnumber a quarter of the entries and a million (a very wide,
+    sparse matrix: they would cost more memory and time than the cache saves).
 
     The width is a power of two, so that operands of nearby widths share one sliced layout.
     """
-    if device.type != "cpu" or n_cols * features * element_size <= 2 * slice_bytes:
+    row_bytes = features * element_size
+    if device.type != "cpu" or n_cols * row_bytes <= 2 * slice_bytes:
         return None
-    return 1 << max(0, (slice_bytes // (features * element_size)).bit_length() - 1)
+    width = 1 << max(0, (slice_bytes // row_bytes).bit_length() - 1)
+    if -(-n_cols // width) * (n_rows + 1) > max(entries // 4, 1 << 20):
+        return None
+    return width
 
 
 class ColumnSlices:
@@ -113,17 +120,22 @@ class ColumnSlices:
         n_rows, dtype = crow.numel() - 1, index_dtype(col.numel())
         rows = torch.repeat_interleave(torch.arange(n_rows, dtype=dtype, device=crow.device), crow.diff())
         slice_of = torch.div(col, width, rounding_mode="floor")
-        orders, crows, cols, bounds = [], [], [], []
-        for start in range(0, n_cols, width):
-            order = torch.nonzero(slice_of == start // width).squeeze(1).to(dtype)
-            crows.append(row_pointers(rows[order].long(), n_rows, crow.dtype))
-            cols.append(col[order] - start)
-            bounds.append((start, min(start + width, n_cols)))
-            orders.append(order)
-        return cls(crows, cols, bounds, n_rows), torch.cat(orders)
+        # One stable sort by slice keeps each slice's entries in layout order (0.8 s for 50M entries on 2
+        # cores, whatever the number of slices).
+        order = torch.sort(slice_of, stable=True).indices.to(dtype)
+        starts = range(0, n_cols, width)
+        sizes = torch.bincount(slice_of.long(), minlength=len(starts)).tolist()
+        crows, cols = [], []
+        for start, part in zip(starts, order.split(sizes)):
+            crows.append(row_pointers(rows[part].long(), n_rows, crow.dtype))
+            cols.append(col[part] - start)
+        return cls(crows, cols, [(start, min(start + width, n_cols)) for start in starts], n_rows), order
 
     def matmul(self, values: Tensor, x: Tensor) -> Tensor:
         """``(M, F)``: the sliced matrix with ``values`` (in sliced order) times ``x`` ``(K, F)``."""
+        if x.dim() != 2 or x.shape[0] != self.n_cols:
+            raise ValueError(f"Expected a dense ({self.n_cols}, F) operand for this ({self.n_rows}, {self.n_cols}) "
+                             f"sparse matrix, got shape {tuple(x.shape)}.")
         out = torch.zeros(self.n_rows, x.shape[1], dtype=x.dtype, device=x.device)
         for crow, col, part, (start, end) in zip(self.crows, self.cols, values.split(self.sizes), self.bounds):
             out.addmm_(csr_tensor(crow, col, part, (self.n_rows, end - start)), x[start:end])
@@ -313,13 +325,16 @@ class BipartiteGraph(nn.Module):
                  slice_bytes: int) -> Tensor | SlicedMatrix:
         """The layout ``prefix`` of ``shape`` as its product with a dense ``x`` ``(shape[1], F)`` runs
         fastest: a :class:`SlicedMatrix` when :func:`slice_width` gives a width, else a CSR tensor."""
-        width = slice_width(shape[1], x.shape[1], self.val.element_size(), x.device, slice_bytes)
+        crow, col = getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col")
+        # The product runs in x's dtype, half precision in float32 (sparse_matmul).
+        width = slice_width(*shape, col.numel(), x.shape[1], max(x.element_size(), 4), x.device, slice_bytes)
         if width is None:
             return self._sparse(prefix, shape, edge_scale)
         if (prefix, width) not in self._slices:
-            with torch.no_grad():
-                slices, order = ColumnSlices.from_layout(getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"),
-                                                         shape[1], width)
+            # Normal tensors even when first built in inference mode (validation can come first): training
+            # steps use them too. No gradient flows to edge_scale, on this path as on the CSR one.
+            with torch.inference_mode(False), torch.no_grad():
+                slices, order = ColumnSlices.from_layout(crow, col, shape[1], width)
                 # The values and each entry's rating (for edge_scale) in sliced order, once.
                 self._slices[prefix, width] = (slices, getattr(self, f"{prefix}val")[order],
                                                getattr(self, f"{prefix}edge")[order].to(order.dtype))

@@ -34,10 +34,12 @@ def spmm(graph: BipartiteGraph, x: Tensor, edge_scale: Tensor | None = None) -> 
     Args:
         graph: The message-passing graph (on ``x``'s device).
         x: ``(N, F)`` node features.
-        edge_scale: ``(E,)`` optional factor per training rating (edge dropout).
+        edge_scale: ``(E,)`` optional factor per training rating (edge dropout); no gradient
+            flows to it.
 
     Returns:
-        ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``.
+        ``(N, F)``: row ``d`` is ``sum_s A[d, s] * x[s]``. On CPU, with features that overflow the
+        caches, computed in column slices (:meth:`BipartiteGraph.adjacency_operand`).
     """
     adjacency = graph.adjacency_operand(x, edge_scale)
     return sparse_matmul(adjacency, adjacency, x)  # symmetric: its own transpose

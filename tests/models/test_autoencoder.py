@@ -43,3 +43,24 @@ def test_autoencoder_needs_edge_ratings_and_a_positive_width():
         ItemAutoencoder(3, 4, 0)
     with pytest.raises(ValueError, match="graph has 4 items; this autoencoder was built for 5"):
         ItemAutoencoder(3, 5, 2)(_graph())
+
+
+def test_codes_of_many_users_come_from_the_sliced_product_with_equal_values_and_gradients():
+    """5,000 users x 500 float dims (10 MB) are multiplied in slices of 2,048 users on CPU."""
+    from movielens_gnn.models.graph import SlicedMatrix
+
+    g = torch.Generator().manual_seed(9)
+    keys = torch.unique(torch.randint(0, 5000 * 60, (20_000,), generator=g))
+    graph = BipartiteGraph(keys // 60, keys % 60, 5000, 60, ratings=torch.randint(1, 6, (len(keys),), generator=g).float())
+    autoencoder = ItemAutoencoder(num_users=5000, num_items=60, dim=500)
+    forward, backward = graph.rating_matrix_operands(autoencoder.user_input)
+    assert isinstance(forward, SlicedMatrix) and [b for _, b in forward.slices.bounds] == [2048, 4096, 5000]
+    assert not isinstance(backward, SlicedMatrix)  # 60 items x 500: one piece
+    _, codes = autoencoder(graph)
+    weights = torch.randn(60, 500, generator=g)
+    (codes * weights).sum().backward()
+    user_input = autoencoder.user_input.detach().clone().requires_grad_()
+    reference = torch.sigmoid(graph.rating_matrix()[0] @ user_input + autoencoder.code_bias.detach())
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(codes, reference)
+    torch.testing.assert_close(autoencoder.user_input.grad, user_input.grad)

@@ -203,12 +203,17 @@ def test_slice_width_only_for_operands_that_overflow_two_slices_on_cpu():
     from movielens_gnn.models.graph import SLICE_BYTES, slice_width
 
     cpu = torch.device("cpu")
-    assert slice_width(2625, 64, 4, cpu) is None  # u1: 0.7 MB
-    assert slice_width(2 * SLICE_BYTES // 256, 64, 4, cpu) is None  # exactly two slices' worth
-    assert slice_width(221_588, 64, 4, cpu) == 16_384  # the 25M graph's features, 4 MB per slice
-    assert slice_width(162_541, 66, 4, cpu) == 8_192  # 66 wide: the power of two below 4 MB / 264 B
-    assert slice_width(221_588, 64, 4, torch.device("cuda")) is None
-    assert slice_width(1000, 64, 4, cpu, slice_bytes=1024) == 4
+    graph_25m = (221_588, 221_588, 50_000_190)  # the 25M graph's adjacency: rows, columns, entries
+    assert slice_width(2625, 2625, 152_000, 64, 4, cpu) is None  # u1: 0.7 MB of features
+    n = 2 * SLICE_BYTES // 256
+    assert slice_width(n, n, 10**7, 64, 4, cpu) is None  # exactly two slices' worth
+    assert slice_width(*graph_25m, 64, 4, cpu) == 16_384  # 4 MB per slice
+    assert slice_width(59_047, 162_541, 25_000_095, 66, 4, cpu) == 8_192  # 66 wide: the power of two below 4 MB / 264 B
+    assert slice_width(*graph_25m, 64, 4, torch.device("cuda")) is None
+    assert slice_width(10, 1000, 100, 64, 4, cpu, slice_bytes=1024) == 4
+    # 500 wide over 2.2M columns (a rating-aware layer at 25M, half stars): 1,083 slices of 221,589 row
+    # pointers each would outnumber the entries; one piece instead.
+    assert slice_width(221_588, 10 * 221_588, 50_000_190, 500, 4, cpu) is None
 
 
 def test_sliced_adjacency_equals_the_csr_one_with_and_without_edge_scale():
@@ -225,8 +230,27 @@ def test_sliced_adjacency_equals_the_csr_one_with_and_without_edge_scale():
         assert isinstance(sliced, SlicedMatrix) and len(sliced.slices.bounds) == 9
         torch.testing.assert_close(sliced @ x, graph.adjacency(edge_scale)[0] @ x)
     assert list(graph._slices) == [("", 8)]  # laid out once, for both
+    with pytest.raises(ValueError, match=r"Expected a dense \(70, F\) operand .* got shape \(75, 8\)"):
+        sliced @ torch.randn(75, 8)
     graph.to(torch.float64)
     assert graph._slices == {}  # caches of the buffers: dropped when they move
+
+
+def test_sliced_layout_first_built_in_inference_mode_serves_training():
+    """Lightning validates (in inference mode) before the first training step: the cached layout must be
+    made of normal tensors, usable with an edge_scale that autograd tracks."""
+    g = torch.Generator().manual_seed(8)
+    keys = torch.randperm(40 * 30, generator=g)[:300]
+    graph = BipartiteGraph(keys // 30, keys % 30, 40, 30)
+    x = torch.randn(graph.num_nodes, 8)
+    with torch.inference_mode():
+        graph.adjacency_operand(x, slice_bytes=256) @ x
+    (_, values, edge), = graph._slices.values()
+    assert not values.is_inference() and not edge.is_inference()
+    scale = torch.rand(300, generator=g).requires_grad_()
+    out = graph.adjacency_operand(x, scale, slice_bytes=256) @ x
+    torch.testing.assert_close(out, graph.adjacency(scale.detach())[0] @ x)
+
 
 
 def test_sliced_relational_and_rating_matrix_products_equal_the_csr_ones_in_value_and_gradient():
@@ -245,8 +269,9 @@ def test_sliced_relational_and_rating_matrix_products_equal_the_csr_ones_in_valu
     for operands, csr, rows in cases:
         for edge_scale in (None, scale):
             x = torch.randn(rows, 3, generator=g, dtype=torch.float64, requires_grad=True)
-            sliced = operands(x, edge_scale, slice_bytes=4 * 3 * 4)  # 4 columns a slice (float32 sizing)
+            sliced = operands(x, edge_scale, slice_bytes=4 * 3 * 8)  # 4 float64 columns of width 3 a slice
             assert all(isinstance(m, SlicedMatrix) for m in sliced)
+            assert [m.slices.bounds[0] for m in sliced] == [(0, 4), (0, 4)]
             matrix, transpose = csr(edge_scale)
             torch.testing.assert_close(sliced[0] @ x.detach(), matrix @ x.detach())
             grad = torch.randn(matrix.shape[0], 3, generator=g, dtype=torch.float64)
