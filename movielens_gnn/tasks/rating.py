@@ -211,8 +211,16 @@ class RatingModel(GraphTask):
 
     def tower_scores(self, tables: list[tuple[Tensor, Tensor]], users: Tensor, items: Tensor) -> Tensor:
         """``(T, B)`` raw scores of the pairs by each of the ``T`` towers, from :meth:`encode`'s tables."""
-        return torch.stack([head(user_table, item_table, users, items)
-                            for head, (user_table, item_table) in zip(self.tower_heads, tables)])
+        scores = [head(user_table, item_table, users, items)
+                  for head, (user_table, item_table) in zip(self.tower_heads, tables)]
+        # One tower (most configs): a view, not a copy of every pair's score (100 MB at 25M ratings).
+        return scores[0].unsqueeze(0) if len(scores) == 1 else torch.stack(scores)
+
+    @staticmethod
+    def mean_of_towers(scores: Tensor) -> Tensor:
+        """``(B,)`` the mean over the towers of ``(T, B)`` scores; with one tower its row itself (the
+        same values, without a pass over every pair)."""
+        return scores[0] if len(scores) == 1 else scores.mean(0)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """Args:
@@ -222,7 +230,7 @@ class RatingModel(GraphTask):
         Returns:
             ``(B,)`` raw (unclamped) predicted ratings: the mean of the towers' scores.
         """
-        return self.tower_scores(self.encode(), users, items).mean(0)
+        return self.mean_of_towers(self.tower_scores(self.encode(), users, items))
 
     @torch.no_grad()
     def score_all_items(self, users: Tensor, tables: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
@@ -237,7 +245,7 @@ class RatingModel(GraphTask):
         device = tables[0][1].device
         pair_users = users.to(device).repeat_interleave(num_items)
         pair_items = torch.arange(num_items, device=device).repeat(len(users))
-        return self.tower_scores(tables, pair_users, pair_items).mean(0).view(len(users), num_items)
+        return self.mean_of_towers(self.tower_scores(tables, pair_users, pair_items)).view(len(users), num_items)
 
     @torch.enable_grad()
     def score_new_user(self, items: Tensor, ratings: Tensor, steps: int = 200, l2: float = 1e-2,
@@ -292,10 +300,13 @@ class RatingModel(GraphTask):
     def _shared_step(self, batch, metrics: MetricCollection | None) -> Tensor:
         users, items, ratings = batch
         scores = self.tower_scores(self.encode(), users, items)
-        prediction = scores.mean(0)
-        # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
-        # tower lean on the other and was worse on validation.
-        loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
+        prediction = self.mean_of_towers(scores)
+        if len(scores) == 1:
+            loss = F.mse_loss(scores[0], ratings)  # the same value, without a (1, B) tensor of squared errors
+        else:
+            # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
+            # tower lean on the other and was worse on validation.
+            loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
         if metrics is not None:
             metrics.update(prediction.detach().clamp(*self.rating_range), ratings)
         return loss
