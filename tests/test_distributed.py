@@ -58,8 +58,17 @@ def test_ddp_test_equals_single_process(checkpoint, ml100k_root, tmp_path):
         assert _logged(logs, key) == pytest.approx(value, abs=1e-6)
 
 
-def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path):
-    _run(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", *CPU_DDP), tmp_path)
+def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path, monkeypatch):
+    """...and logs the first epoch's train_loss as the mean over both ranks' edges: without dropout, the
+    loss of the same initial weights on all training edges, as in one process."""
+    no_dropout = ["--model.dropout", "0"]
+    single_dir = tmp_path / "single"
+    single_dir.mkdir()
+    monkeypatch.chdir(single_dir)
+    single = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1", *no_dropout))
+    expected = single.trainer.callback_metrics["train_loss"].item()
+    monkeypatch.chdir(tmp_path)
+    _run(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3", *no_dropout, *CPU_DDP), tmp_path)
     assert [p.name for p in (tmp_path / "checkpoints" / "gcn_dot").iterdir()] == ["version_0"]  # one run folder
     files = sorted(p.name for p in (tmp_path / "checkpoints" / "gcn_dot" / "version_0").iterdir())
     assert len(files) == 2 and "last.ckpt" in files, files
@@ -67,7 +76,10 @@ def test_ddp_fit_writes_checkpoints_once(ml100k_root, tmp_path):
     assert state["epoch"] == 2 and not any(k.startswith("graph.") for k in state["state_dict"])
     (metrics,) = (tmp_path / "logs").glob("**/metrics.csv")  # one logger, on rank 0
     with open(metrics) as handle:
-        assert len([row for row in csv.DictReader(handle) if row["val_rmse"]]) == 3
+        rows = list(csv.DictReader(handle))
+    assert len([row for row in rows if row["val_rmse"]]) == 3
+    (first,) = [float(row["train_loss"]) for row in rows if row["train_loss"] and row["epoch"] == "0"]
+    assert first == pytest.approx(expected, rel=1e-5)
 
 
 def test_ddp_ranking_fit_and_test_equal_single_process(ml100k_root, tmp_path, monkeypatch):
