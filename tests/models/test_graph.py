@@ -277,3 +277,19 @@ def test_sliced_relational_and_rating_matrix_products_equal_the_csr_ones_in_valu
             grad = torch.randn(matrix.shape[0], 3, generator=g, dtype=torch.float64)
             torch.testing.assert_close(sliced[1] @ grad, transpose @ grad)
             assert torch.autograd.gradcheck(lambda t: sparse_matmul(*sliced, t), (x,), fast_mode=True)
+
+
+def test_a_sliced_layout_serves_operands_up_to_four_times_wider_slices():
+    from movielens_gnn.models.graph import reuse_width
+
+    assert reuse_width([], 16_384) == 16_384
+    assert reuse_width([8_192], 16_384) == 8_192 and reuse_width([4_096], 16_384) == 4_096
+    assert reuse_width([2_048], 16_384) == 16_384  # eight times narrower: a layout of its own
+    assert reuse_width([32_768], 16_384) == 16_384  # wider slices would overflow the budget
+    g = torch.Generator().manual_seed(10)
+    keys = torch.randperm(40 * 30, generator=g)[:300]
+    graph = BipartiteGraph(keys // 30, keys % 30, 40, 30)
+    wide, narrow = torch.randn(graph.num_nodes, 8), torch.randn(graph.num_nodes, 4)
+    for x in (wide, narrow):  # 8 columns a slice for the 8-wide operand; the 4-wide one would take 16
+        torch.testing.assert_close(graph.adjacency_operand(x, slice_bytes=256) @ x, graph.adjacency()[0] @ x)
+    assert list(graph._slices) == [("", 8)]
