@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,9 +17,9 @@ def row_pointers(rows: Tensor, num_rows: int, dtype: torch.dtype = torch.int64) 
     return crow
 
 
-def row_indices(crow: Tensor) -> Tensor:
-    """``(nnz,)`` int64 row of each CSR entry: the inverse of :func:`row_pointers`."""
-    return torch.repeat_interleave(torch.arange(crow.numel() - 1, device=crow.device), crow.diff())
+def row_indices(crow: Tensor, dtype: torch.dtype = torch.int64) -> Tensor:
+    """``(nnz,)`` row of each CSR entry (``dtype``, int64 unless told): the inverse of :func:`row_pointers`."""
+    return torch.repeat_interleave(torch.arange(crow.numel() - 1, dtype=dtype, device=crow.device), crow.diff())
 
 
 def index_dtype(*sizes: int) -> torch.dtype:
@@ -125,7 +125,7 @@ class ColumnSlices:
             The slices, and ``(nnz,)`` the layout position of each sliced position (int32 when it fits).
         """
         n_rows, dtype = crow.numel() - 1, index_dtype(col.numel())
-        rows = torch.repeat_interleave(torch.arange(n_rows, dtype=dtype, device=crow.device), crow.diff())
+        rows = row_indices(crow, dtype)
         slice_of = torch.div(col, width, rounding_mode="floor")
         # One stable sort by slice keeps each slice's entries in layout order (0.8 s for 50M entries on 2
         # cores, whatever the number of slices).
@@ -147,6 +147,27 @@ class ColumnSlices:
         for crow, col, part, (start, end) in zip(self.crows, self.cols, values.split(self.sizes), self.bounds):
             out.addmm_(csr_tensor(crow, col, part, (self.n_rows, end - start)), x[start:end])
         return out
+
+
+def cached_slices(cache: dict, key: Hashable, crow: Tensor, col: Tensor, n_cols: int, width: int,
+                  derive: Callable[[Tensor], tuple]) -> tuple:
+    """``(slices, *derive(order))`` for a CSR layout sliced ``width`` columns at a time, from ``cache``
+    or built into it under ``(key, width)``; a layout cached under ``key`` at a narrower width that
+    :func:`reuse_width` accepts serves instead.
+
+    Built outside inference mode, without autograd: validation (in inference mode) can come first, and
+    training steps reuse what it built.
+
+    Args:
+        derive: Maps :meth:`ColumnSlices.from_layout`'s ``order`` to what the caller keeps with the
+            slices (values in sliced order, say), computed once.
+    """
+    width = reuse_width((w for k, w in cache if k == key), width)
+    if (key, width) not in cache:
+        with torch.inference_mode(False), torch.no_grad():
+            slices, order = ColumnSlices.from_layout(crow, col, n_cols, width)
+            cache[key, width] = (slices, *derive(order))
+    return cache[key, width]
 
 
 class SlicedMatrix:
@@ -311,10 +332,13 @@ class BipartiteGraph(nn.Module):
         """Directed edges: twice the number of training ratings."""
         return self.col.numel()
 
+    @staticmethod
+    def _scaled(values: Tensor, edge: Tensor, edge_scale: Tensor | None) -> Tensor:
+        """``values`` times the ``edge_scale`` of each entry's rating ``edge``, or ``values`` without one."""
+        return values if edge_scale is None else values * edge_scale[edge].to(values.dtype)
+
     def _sparse(self, prefix: str, shape: tuple[int, int], edge_scale: Tensor | None) -> Tensor:
-        values = getattr(self, f"{prefix}val")
-        if edge_scale is not None:
-            values = values * edge_scale[getattr(self, f"{prefix}edge")].to(values.dtype)
+        values = self._scaled(getattr(self, f"{prefix}val"), getattr(self, f"{prefix}edge"), edge_scale)
         return csr_tensor(getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col"), values, shape)
 
     def adjacency(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -330,26 +354,20 @@ class BipartiteGraph(nn.Module):
 
     def _operand(self, prefix: str, shape: tuple[int, int], x: Tensor, edge_scale: Tensor | None,
                  slice_bytes: int) -> Tensor | SlicedMatrix:
-        """The layout ``prefix`` of ``shape`` as its product with a dense ``x`` ``(shape[1], F)`` runs
-        fastest: a :class:`SlicedMatrix` when :func:`slice_width` gives a width, else a CSR tensor."""
+        """The layout ``prefix`` of ``shape`` as its product with a dense ``(shape[1], F)`` operand runs
+        fastest: a :class:`SlicedMatrix` when :func:`slice_width` gives a width, else a CSR tensor.
+        Only ``x``'s width, dtype and device are read (a backward pass's gradient shares them)."""
         crow, col = getattr(self, f"{prefix}crow"), getattr(self, f"{prefix}col")
         # The product runs in x's dtype, half precision in float32 (sparse_matmul).
         width = slice_width(*shape, col.numel(), x.shape[1], max(x.element_size(), 4), x.device, slice_bytes)
         if width is None:
             return self._sparse(prefix, shape, edge_scale)
-        width = reuse_width((w for p, w in self._slices if p == prefix), width)
-        if (prefix, width) not in self._slices:
-            # Normal tensors even when first built in inference mode (validation can come first): training
-            # steps use them too. No gradient flows to edge_scale, on this path as on the CSR one.
-            with torch.inference_mode(False), torch.no_grad():
-                slices, order = ColumnSlices.from_layout(crow, col, shape[1], width)
-                # The values and each entry's rating (for edge_scale) in sliced order, once.
-                self._slices[prefix, width] = (slices, getattr(self, f"{prefix}val")[order],
-                                               getattr(self, f"{prefix}edge")[order].to(order.dtype))
-        slices, values, edge = self._slices[prefix, width]
-        if edge_scale is not None:
-            values = values * edge_scale[edge].to(values.dtype)
-        return SlicedMatrix(slices, values)
+        # The values and each entry's rating (for edge_scale) in sliced order, once. No gradient flows to
+        # edge_scale, on this path as on the CSR one.
+        slices, values, edge = cached_slices(
+            self._slices, prefix, crow, col, shape[1], width,
+            lambda order: (getattr(self, f"{prefix}val")[order], getattr(self, f"{prefix}edge")[order].to(order.dtype)))
+        return SlicedMatrix(slices, self._scaled(values, edge, edge_scale))
 
     def adjacency_operand(self, x: Tensor, edge_scale: Tensor | None = None,
                           slice_bytes: int = SLICE_BYTES) -> Tensor | SlicedMatrix:
@@ -368,22 +386,18 @@ class BipartiteGraph(nn.Module):
                             slice_bytes: int = SLICE_BYTES) -> tuple[Tensor | SlicedMatrix, Tensor | SlicedMatrix]:
         """:meth:`relational_adjacency` for the product ``A_rel @ x`` with ``x`` ``(R * N, F)`` and its
         backward (``A_relᵀ`` times an ``(N, F)`` gradient), each sliced as :meth:`adjacency_operand`."""
-        self.relational_adjacency()  # lays the layouts out, or raises without ratings
-        n, wide = self.num_nodes, self.num_relations * self.num_nodes
-        grad = x.new_empty((0, x.shape[1]))  # the backward's operand: as wide as x, N rows
-        return (self._operand("rel_", (n, wide), x, edge_scale, slice_bytes),
-                self._operand("rel_t_", (wide, n), grad, edge_scale, slice_bytes))
+        shape, shape_t = self._relational_layouts()
+        return (self._operand("rel_", shape, x, edge_scale, slice_bytes),
+                self._operand("rel_t_", shape_t, x, edge_scale, slice_bytes))
 
     def rating_matrix_operands(self, x: Tensor, edge_scale: Tensor | None = None,
                                slice_bytes: int = SLICE_BYTES) -> tuple[Tensor | SlicedMatrix, Tensor | SlicedMatrix]:
         """:meth:`rating_matrix` for the product ``R @ x`` with ``x`` ``(U, F)`` and its backward
         (``Rᵀ`` times an ``(I, F)`` gradient), each sliced as :meth:`adjacency_operand` (the item
         autoencoder's 500-wide product at 10M ratings: 2.98 s in one piece, 0.37 s in 35 slices)."""
-        self.rating_matrix()  # lays the layouts out, or raises without ratings
-        size = (self.num_items, self.num_users)
-        grad = x.new_empty((0, x.shape[1]))
-        return (self._operand("rating_", size, x, edge_scale, slice_bytes),
-                self._operand("rating_t_", size[::-1], grad, edge_scale, slice_bytes))
+        shape, shape_t = self._rating_layouts()
+        return (self._operand("rating_", shape, x, edge_scale, slice_bytes),
+                self._operand("rating_t_", shape_t, x, edge_scale, slice_bytes))
 
     def _apply(self, fn, recurse=True):
         # The sliced layouts are caches of the buffers, rebuilt on their new device or dtype if needed.
@@ -396,11 +410,16 @@ class BipartiteGraph(nn.Module):
         Args:
             edge_scale: As in :meth:`adjacency`.
         """
+        shape, shape_t = self._relational_layouts()
+        return self._sparse("rel_", shape, edge_scale), self._sparse("rel_t_", shape_t, edge_scale)
+
+    def _relational_layouts(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Lay out ``A_rel`` and its transpose unless done; their shapes. Raises without ratings."""
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; rating-aware layers need them.")
         self._lay_out_once("rel_", self._build_relational_layouts)
         n, wide = self.num_nodes, self.num_relations * self.num_nodes
-        return self._sparse("rel_", (n, wide), edge_scale), self._sparse("rel_t_", (wide, n), edge_scale)
+        return (n, wide), (wide, n)
 
     def rating_matrix(self, edge_scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The raw training ratings as an ``(I, U)`` sparse CSR matrix (items by users) and its transpose.
@@ -410,11 +429,15 @@ class BipartiteGraph(nn.Module):
         Args:
             edge_scale: As in :meth:`adjacency`.
         """
+        shape, shape_t = self._rating_layouts()
+        return self._sparse("rating_", shape, edge_scale), self._sparse("rating_t_", shape_t, edge_scale)
+
+    def _rating_layouts(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Lay out the rating matrix and its transpose unless done; their shapes. Raises without ratings."""
         if not self.num_relations:
             raise ValueError("This graph was built without edge ratings; the rating matrix needs them.")
         self._lay_out_once("rating_", self._build_rating_layouts)
-        size = (self.num_items, self.num_users)
-        return self._sparse("rating_", size, edge_scale), self._sparse("rating_t_", size[::-1], edge_scale)
+        return (self.num_items, self.num_users), (self.num_users, self.num_items)
 
     @property
     def num_ratings(self) -> int:

@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
-from movielens_gnn.models.graph import ColumnSlices, csr_layout, csr_tensor, reuse_width, slice_width
+from movielens_gnn.models.graph import ColumnSlices, cached_slices, csr_layout, csr_tensor, slice_width
 
 HEADS = ("dot", "mlp")
 PAIR_ROUTES = ("auto", "dense", "gather", "sparse")
@@ -106,11 +106,8 @@ class PairPattern:
         width = slice_width(len(crow) - 1, n_cols, len(col), x.shape[1], x.element_size(), x.device)
         if width is None:
             return (self.csr_t(values) if transpose else self.csr(values)) @ x
-        width = reuse_width((w for t, w in self._slices if t == transpose), width)
-        if (transpose, width) not in self._slices:
-            slices, order = ColumnSlices.from_layout(crow, col, n_cols, width)
-            self._slices[transpose, width] = (slices, self.order_t[order].to(order.dtype) if transpose else order)
-        slices, order = self._slices[transpose, width]
+        slices, order = cached_slices(self._slices, transpose, crow, col, n_cols, width,
+                                      lambda order: (self.order_t[order].to(order.dtype) if transpose else order,))
         return slices.matmul(values.index_select(0, order), x)
 
 
