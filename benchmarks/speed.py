@@ -20,6 +20,8 @@ Every figure is the median of several repeats in this one run (the step section:
            normalisation; its edge_index and its sparse-CSR input, the faster one reported) runs on
            the same edges in fresh processes beside it; the column is skipped when torch_geometric
            cannot be imported.
+CLI options after `--` go to every run of the step and fit sections
+(`-- --model.optimizer.init_args.fused false`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +48,7 @@ from movielens_gnn.cli import main as cli_main
 from movielens_gnn.data.datamodule import EdgeBatch, MovieLensDataModule, pair_order
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv
+from movielens_gnn.tasks.base import fused_if_available
 from movielens_gnn.tasks.rating import RatingModel
 
 CONFIGS = ("configs/gcn_dot.yaml", "configs/ml100k_best.yaml")
@@ -143,8 +147,9 @@ def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, e
     return timed(step, device, repeats, warmup=warmup, average=average)
 
 
-def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int) -> float:
-    model, dm = _instantiate(config, data_root, cache)
+def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int,
+                  *options: str) -> float:
+    model, dm = _instantiate(config, data_root, cache, *options)
     model.attach_graph(dm.graph)
     model.to(device)
     optimizer = model.configure_optimizers()
@@ -176,24 +181,28 @@ def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.d
 EVERY_EPOCH = ("--model.train_metrics_every_n_epochs", "1")
 
 
-def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:
+def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3,
+                 overrides: Sequence[str] = ()) -> list[str]:
     """Bare and Lightning steps measured alternately ``rounds`` times (this machine's speed drifts by
     tens of percent between minutes); the step cells are medians over rounds of per-round means, the
     ratio the median of the per-round ratios (each round's runs measured seconds apart). Lightning runs
-    twice a round: with the config's ``train_metrics_every_n_epochs`` and with training metrics every epoch."""
+    twice a round: with the config's ``train_metrics_every_n_epochs`` and with training metrics every epoch.
+    ``overrides`` (CLI options) apply to every run."""
     rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare | per round (Lightning / bare ms) |",
             "|---|---|---|---|---|"]
     for config in CONFIGS:
-        rounds_ms = [(_lightning_step_ms(config, data_root, cache, device, repeats),
-                      _lightning_step_ms(config, data_root, cache, device, repeats, *EVERY_EPOCH),
-                      _bare_step_ms(config, data_root, cache, device, repeats)) for _ in range(rounds)]
+        rounds_ms = [(_lightning_step_ms(config, data_root, cache, device, repeats, *overrides),
+                      _lightning_step_ms(config, data_root, cache, device, repeats, *overrides, *EVERY_EPOCH),
+                      _bare_step_ms(config, data_root, cache, device, repeats, *overrides)) for _ in range(rounds)]
         bare = statistics.median(r[2] for r in rounds_ms)
         for column, label in ((0, config), (1, f"{config}, training metrics every epoch")):
             lightning = statistics.median(r[column] for r in rounds_ms)
             ratio = statistics.median(r[column] / r[2] for r in rounds_ms)
             each = ", ".join(f"{r[column]:.1f} / {r[2]:.1f}" for r in rounds_ms)
             rows.append(f"| {label} | {lightning:.1f} | {bare:.1f} | {ratio:.2f} | {each} |")
-    return [f"Full-batch training step on u1 (76,000 training ratings); {rounds} alternating rounds.", "", *rows]
+    given = f", with `{' '.join(overrides)}`" if overrides else ""
+    return [f"Full-batch training step on u1 (76,000 training ratings){given}; {rounds} alternating rounds.", "",
+            *rows]
 
 
 def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int = 20) -> list[str]:
@@ -235,16 +244,16 @@ def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int
 
 
 # --------------------------------------------------------------------------------------- fit
-def fit_once(config: str, data_root: str, cache: Path, device: torch.device) -> dict:
-    """``python -m movielens_gnn fit`` of ``config`` in a fresh process and folder, timed from process start
-    to exit, then ``test`` of its best checkpoint (not timed).
+def fit_once(config: str, data_root: str, cache: Path, device: torch.device, overrides: Sequence[str] = ()) -> dict:
+    """``python -m movielens_gnn fit`` of ``config`` (and ``overrides``, CLI options) in a fresh process and
+    folder, timed from process start to exit, then ``test`` of its best checkpoint (not timed).
 
     Returns:
         ``{"wall_s", "best_epoch", "epochs", "test_rmse"}``.
     """
     accelerator = ["--trainer.accelerator", "gpu"] if device.type == "cuda" else ["--trainer.accelerator", "cpu"]
     common = ["--config", str(REPO / config), "--data.root", str(Path(data_root).resolve()),
-              "--data.cache_dir", str(cache), *accelerator]
+              "--data.cache_dir", str(cache), *accelerator, *overrides]
     with tempfile.TemporaryDirectory(prefix="mlgnn-fit-") as folder:  # its logs/ and checkpoints/
         workdir = Path(folder)
         start = time.perf_counter()
@@ -262,12 +271,14 @@ def fit_once(config: str, data_root: str, cache: Path, device: torch.device) -> 
             "test_rmse": float(tested["test_rmse"].dropna().iloc[-1])}
 
 
-def section_fit(data_root: str, cache: Path, device: torch.device) -> list[str]:
+def section_fit(data_root: str, cache: Path, device: torch.device, overrides: Sequence[str] = ()) -> list[str]:
     rows = ["| config | fit wall s (process start to exit) | best epoch | epochs | test RMSE |", "|---|---|---|---|---|"]
     for config in CONFIGS:
-        run = fit_once(config, data_root, cache, device)
+        run = fit_once(config, data_root, cache, device, overrides)
         rows.append(f"| {config} | {run['wall_s']:.1f} | {run['best_epoch']} | {run['epochs']} | {run['test_rmse']:.4f} |")
-    return ["`fit` as a user runs it (CSV logger and checkpoints on), then `test` of the best checkpoint.", "", *rows]
+    given = f" with `{' '.join(overrides)}`" if overrides else ""
+    return [f"`fit` as a user runs it{given} (CSV logger and checkpoints on), then `test` of the best checkpoint.", "",
+            *rows]
 
 
 # ----------------------------------------------------------------------------------- scaling
@@ -308,7 +319,8 @@ def _edges(size: str, edges_dir: Path | None, order: str = "pair") -> tuple[torc
 def gcn_dot_epoch(edges: tuple, num_users: int, num_items: int, device: torch.device, repeats: int,
                   rating_mean: float = 3.0, pair_route: str = "auto") -> dict:
     """Build the graph of ``edges`` (no rating layouts) and time full-batch epochs of the gcn_dot-sized
-    model on it (64 dims, one GraphConv layer, mean combine, dot head; MSE, Adam): one step is one epoch."""
+    model on it (64 dims, one GraphConv layer, mean combine, dot head; MSE, Adam as fit runs it): one step
+    is one epoch."""
     users, items, _ = edges
     start = time.perf_counter()
     graph = BipartiteGraph(users, items, num_users, num_items)
@@ -317,7 +329,8 @@ def gcn_dot_epoch(edges: tuple, num_users: int, num_items: int, device: torch.de
                         combine="mean", pair_route=pair_route)
     model.attach_graph(graph)
     model.to(device)
-    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), edges, device, repeats, warmup=1)
+    optimizer = fused_if_available(torch.optim.Adam(model.parameters(), lr=0.01))  # as fit builds it
+    seconds = mse_step_seconds(model, optimizer, edges, device, repeats, warmup=1)
     return {"epoch_s": seconds, "graph_build_s": build_s}
 
 
@@ -373,7 +386,8 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
     users, items, ratings = _edges(size, edges_dir)
     graph = pyg_graph(users, items, num_users, num_items, layout).to(device)
     model = PygGcnDot(num_users, num_items, graph).to(device)
-    seconds = mse_step_seconds(model, torch.optim.Adam(model.parameters(), lr=0.01), (users, items, ratings), device,
+    optimizer = fused_if_available(torch.optim.Adam(model.parameters(), lr=0.01))  # the same optimizer as ours
+    seconds = mse_step_seconds(model, optimizer, (users, items, ratings), device,
                                repeats, warmup=1)
     return {"size": size, "layout": layout, "epoch_s": seconds, **peak_memory(device)}
 
@@ -467,6 +481,7 @@ def main() -> None:
     parser.add_argument("--pyg-worker", help=argparse.SUPPRESS)
     parser.add_argument("--pyg-layout", choices=("edge_index", "csr"), default="csr", help=argparse.SUPPRESS)
     parser.add_argument("--edges-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help="step, fit: extra CLI options for every config's runs, after --")
     args = parser.parse_args()
     quiet_logs()
     device = torch.device(args.device)
@@ -486,13 +501,13 @@ def main() -> None:
         print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
     if "step" in sections:
         print("\n### Training step\n")
-        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds)), flush=True)
+        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides)), flush=True)
     if "syncs" in sections:
         print("\n### Host synchronisations per step\n")
         print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
     if "fit" in sections:
         print("\n### fit, start to finish\n")
-        print("\n".join(section_fit(args.data_root, cache, device)), flush=True)
+        print("\n".join(section_fit(args.data_root, cache, device, args.overrides)), flush=True)
     if "scaling" in sections:
         print("\n### Scaling\n")
         pyg = args.pyg and pyg_available()

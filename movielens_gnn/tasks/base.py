@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import logging
 import random
 from typing import ClassVar
 
@@ -13,9 +15,49 @@ from torch import Tensor
 from movielens_gnn.metrics import MeanLoss, RankingMetrics
 from movielens_gnn.models.graph import BipartiteGraph
 
+log = logging.getLogger(__name__)
+
 # Arguments a checkpoint can be evaluated (or its training resumed) with other values of; every other
 # hyperparameter is the architecture or training recipe the weights belong to.
 EVALUATION_ARGUMENTS = ("engine", "pair_route", "ranking_ks", "relevance_threshold", "train_metrics_every_n_epochs")
+
+
+def fused_if_available(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """``optimizer`` rebuilt with ``fused=True`` when it is one of torch's own with a fused kernel for
+    its parameters' device and the config left the implementation to torch (``fused`` and ``foreach``
+    unset); otherwise ``optimizer`` itself.
+
+    Why: with neither set, torch runs Adam on CPU as a Python loop over the parameters, several
+    kernels each (2.5 ms a step for ``ml100k_best``'s 1.1M parameters on 2 cores, 0.35 ms fused), and
+    on CUDA as ``foreach`` kernels over every tensor, where fused is one pass. Fused is the same update
+    up to float rounding. Torch before 2.4 has no fused kernels on CPU, and some optimizers none at
+    all: then the optimizer stays as configured. Set ``fused: false`` (or ``foreach``) in the config
+    to keep torch's own choice.
+
+    Args:
+        optimizer: Freshly built, before any step (its state is not carried over).
+    """
+    defaults = optimizer.defaults
+    if (
+        not type(optimizer).__module__.startswith("torch.optim")
+        or "fused" not in defaults
+        or defaults["fused"] is not None
+        or defaults.get("foreach") is not None
+        or defaults.get("differentiable")
+        # Where torch has fused kernels for sure; recent torch checks this only at the first step.
+        or not all(p.device.type in ("cpu", "cuda") and torch.is_floating_point(p)
+                   for group in optimizer.param_groups for p in group["params"])
+    ):
+        return optimizer
+    groups = [{**group, "fused": True} for group in optimizer.param_groups]
+    # Its defaults, as far as its constructor takes them (AdamW's hold a flag it sets itself).
+    accepted = inspect.signature(type(optimizer)).parameters
+    options = {key: value for key, value in defaults.items() if key in accepted}
+    try:
+        return type(optimizer)(groups, **{**options, "fused": True})
+    except RuntimeError as error:  # no fused kernel here (CPU before torch 2.4, or these dtypes)
+        log.debug("Keeping %s unfused: %s", type(optimizer).__name__, error)
+        return optimizer
 
 
 class GraphTask(pl.LightningModule):
@@ -145,9 +187,10 @@ class GraphTask(pl.LightningModule):
         return [{"params": list(self.parameters())}]
 
     def configure_optimizers(self):
-        """The configured optimizer (``optimizer_factory``) and, if any, LR scheduler, which a
-        ``ReduceLROnPlateau`` runs on :attr:`monitor`."""
-        optimizer = self.optimizer_factory(self._parameter_groups())
+        """The configured optimizer (``optimizer_factory``; fused where torch can, see
+        :func:`fused_if_available`) and, if any, LR scheduler, which a ``ReduceLROnPlateau`` runs on
+        :attr:`monitor`."""
+        optimizer = fused_if_available(self.optimizer_factory(self._parameter_groups()))
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)

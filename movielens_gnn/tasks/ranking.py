@@ -120,7 +120,8 @@ class RankingModel(GraphTask):
         item_item_l2: EASE's ridge ``λ`` for the hybrid; 0 (the default) leaves it out.
         item_item_weight: Share ``w`` of the EASE part in the hybrid's standardised scores.
         engine: ``graphconv``: ``native`` or ``dgl``.
-        optimizer: Builds the optimizer from the parameters.
+        optimizer: Builds the optimizer from the parameters; torch's Adam, AdamW, SGD and Adagrad run
+            fused (where this torch can) unless ``fused`` or ``foreach`` is set.
         lr_scheduler: Builds an LR scheduler, or ``None``; a ``ReduceLROnPlateau`` watches
             ``val_ndcg@10`` (give it ``mode: max``).
         ranking_ks: Cut-offs K of the logged metrics; the first, with 10 in it, is the one

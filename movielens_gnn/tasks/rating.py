@@ -103,7 +103,9 @@ class RatingModel(GraphTask):
             to float rounding; only speed differs.
         mlp_hidden_dims: Hidden widths of the ``mlp`` head.
         mlp_dropout: Dropout inside the ``mlp`` head.
-        optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML).
+        optimizer: Builds the optimizer from the parameters (``class_path`` + ``init_args`` in YAML);
+            torch's Adam, AdamW, SGD and Adagrad run fused (where this torch can) unless ``fused``
+            or ``foreach`` is set.
         lr_scheduler: Builds an LR scheduler from the optimizer, or ``None``. A
             ``ReduceLROnPlateau`` watches ``val_rmse``.
         ranking_ks: Cut-offs K of the top-K metrics logged by ``test`` (``test_ndcg@10`` …):

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+from movielens_gnn.tasks.base import fused_if_available
+
+from tests.tasks.test_rating import _hybrid
+
+# Fused kernels on CPU arrived in torch 2.4 (the DGL environment's torch 2.2.1 has none).
+CPU_FUSED = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 4)
+needs_cpu_fused = pytest.mark.skipif(not CPU_FUSED, reason=f"torch {torch.__version__} has no fused optimizers on CPU")
+
+
+def _parameters(dtype=torch.float32) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(shape, generator=generator, dtype=dtype)) for shape in ((50, 8), (8,))]
+
+
+def _train(optimizer: torch.optim.Optimizer, steps: int = 50) -> list[torch.Tensor]:
+    """Steps with the same sequence of gradients; the parameters after them."""
+    generator = torch.Generator().manual_seed(1)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+        optimizer.step()
+    return [p.detach().clone() for p in params]
+
+
+@needs_cpu_fused
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD])
+def test_fused_rebuild_keeps_groups_and_options_and_makes_the_same_updates(cls):
+    options = {"lr": 0.01, "weight_decay": 1e-3} | ({"momentum": 0.9} if cls is torch.optim.SGD else {})
+    plain_params, fused_params = _parameters(), _parameters()
+    plain = cls([{"params": plain_params[:1]}, {"params": plain_params[1:], "weight_decay": 0.5}], **options)
+    fused = fused_if_available(cls([{"params": fused_params[:1]}, {"params": fused_params[1:], "weight_decay": 0.5}],
+                                   **options))
+    assert type(fused) is cls and fused.defaults["fused"] is True and plain.defaults["fused"] is None
+    assert [g["params"] for g in fused.param_groups] == [fused_params[:1], fused_params[1:]]
+    for plain_group, fused_group in zip(plain.param_groups, fused.param_groups):
+        assert {k: v for k, v in fused_group.items() if k not in ("params", "fused")} == \
+               {k: v for k, v in plain_group.items() if k not in ("params", "fused")}
+    assert fused_group["weight_decay"] == 0.5 and fused_group["fused"] is True
+    # The same update up to float rounding: 50 steps, parameters of order 1.
+    for start, a, b in zip(_parameters(), _train(plain), _train(fused)):
+        assert (a - start).abs().max() > 0.1  # the steps moved the parameters
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_an_explicit_implementation_or_an_optimizer_without_fused_kernel_is_kept():
+    for optimizer in (
+        torch.optim.Adam(_parameters(), fused=False),
+        torch.optim.Adam(_parameters(), foreach=True),
+        torch.optim.Adam(_parameters(), differentiable=True),
+        torch.optim.RMSprop(_parameters()),  # no fused implementation in torch
+    ):
+        assert fused_if_available(optimizer) is optimizer
+
+
+def test_an_optimizer_outside_torch_is_kept_even_if_it_has_the_option():
+    class Custom(torch.optim.Adam):
+        pass
+
+    optimizer = Custom(_parameters())
+    assert fused_if_available(optimizer) is optimizer
+
+
+def test_parameters_without_a_fused_kernel_keep_the_configured_optimizer():
+    # Fused Adam takes real floating-point parameters only (recent torch says so only at the first step).
+    optimizer = torch.optim.Adam(_parameters(torch.complex64))
+    assert fused_if_available(optimizer) is optimizer and optimizer.defaults["fused"] is None
+
+
+def test_a_torch_without_the_fused_kernel_keeps_the_configured_optimizer():
+    class OldTorchAdam(torch.optim.Adam):
+        """Adam as torch < 2.4 builds it on CPU: ``fused=True`` refused by the constructor."""
+
+        __module__ = "torch.optim.adam"
+
+        def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0, fused=None) -> None:
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                                   "supported devices: ['cuda', 'xpu', 'privateuseone'].")
+            super().__init__(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+    optimizer = OldTorchAdam(_parameters(), lr=0.1)
+    assert fused_if_available(optimizer) is optimizer and optimizer.defaults["fused"] is None
+
+
+@needs_cpu_fused
+def test_configure_optimizers_runs_the_configured_adam_fused_with_its_groups():
+    model = _hybrid(autoencoder_weight_decay=0.01, optimizer=partial(torch.optim.Adam, lr=0.1, weight_decay=1e-4))
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"] is True
+    assert [(g["lr"], g["weight_decay"], g["fused"]) for g in optimizer.param_groups] == [(0.1, 1e-4, True),
+                                                                                        (0.1, 0.01, True)]
+    # Opting out in the config keeps torch's own choice.
+    kept = _hybrid(optimizer=partial(torch.optim.Adam, lr=0.1, fused=False)).configure_optimizers()
+    assert kept.defaults["fused"] is False
