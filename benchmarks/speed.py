@@ -1,6 +1,6 @@
 """Speed: the GraphConv layer, one training step (Lightning vs a bare loop), `fit` wall time, scaling.
 
-    python benchmarks/speed.py --data-root ../shared/datasets                 # everything, CPU
+    python benchmarks/speed.py --data-root ../shared/datasets                 # layer, step, fit, scaling on CPU
     python benchmarks/speed.py --data-root DIR --sections layer,step --device cuda
 
 Every figure is the median of several repeats in this one run (the step section: means). Sections:
@@ -9,6 +9,8 @@ Every figure is the median of several repeats in this one run (the step section:
   step     one full training step (forward, loss, backward, optimizer) of each config, in Lightning
            (time between successive training batches, validation off, the config's training-metrics
            cadence) and as a bare loop; means over the steps, so epochs that log count.
+  optimizer  bare-loop steps of each config with its optimizer as fit builds it (fused where torch
+           can) and with `fused: false`, alternating (not in the default sections).
   syncs    CUDA only: host synchronisations per training step of each config inside Lightning
            (torch.cuda.set_sync_debug_mode("warn") over 20 epochs after 3 of warm-up, validation
            off), with the code lines that cause them.
@@ -203,6 +205,25 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
     given = f", with `{' '.join(overrides)}`" if overrides else ""
     return [f"Full-batch training step on u1 (76,000 training ratings){given}; {rounds} alternating rounds.", "",
             *rows]
+
+
+# The optimizer as torch builds it when the config leaves the implementation open, beside fit's fused one.
+UNFUSED = ("--model.optimizer.init_args.fused", "false")
+
+
+def section_optimizer(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:
+    """Bare-loop steps with the config's optimizer as ``fit`` builds it (fused where torch can) and with
+    ``fused: false``, alternately ``rounds`` times; medians of the per-round means and of their ratios."""
+    rows = ["| config | fused step ms | unfused step ms | fused / unfused | per round (fused / unfused ms) |",
+            "|---|---|---|---|---|"]
+    for config in CONFIGS:
+        rounds_ms = [(_bare_step_ms(config, data_root, cache, device, repeats),
+                      _bare_step_ms(config, data_root, cache, device, repeats, *UNFUSED)) for _ in range(rounds)]
+        fused, unfused = (statistics.median(r[k] for r in rounds_ms) for k in (0, 1))
+        ratio = statistics.median(r[0] / r[1] for r in rounds_ms)
+        each = ", ".join(f"{a:.1f} / {b:.1f}" for a, b in rounds_ms)
+        rows.append(f"| {config} | {fused:.1f} | {unfused:.1f} | {ratio:.2f} | {each} |")
+    return [f"Bare full-batch training step on u1, optimizer fused and not; {rounds} alternating rounds.", "", *rows]
 
 
 def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int = 20) -> list[str]:
@@ -469,7 +490,7 @@ def main() -> None:
     parser.add_argument("--sections", default="layer,step,fit,scaling")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3, help="step: alternating Lightning / bare rounds per config")
+    parser.add_argument("--rounds", type=int, default=3, help="step, optimizer: alternating rounds per config")
     parser.add_argument("--scaling-sizes", default="1m,10m,25m")
     parser.add_argument("--pair-route", choices=("auto", "dense", "gather", "sparse"), default="auto",
                         help="scaling: the dot head's route; auto: dense on small graphs, else sparse (SDDMM) from the 2nd epoch")
@@ -502,6 +523,9 @@ def main() -> None:
     if "step" in sections:
         print("\n### Training step\n")
         print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides)), flush=True)
+    if "optimizer" in sections:
+        print("\n### Fused optimizer\n")
+        print("\n".join(section_optimizer(args.data_root, cache, device, args.repeats, args.rounds)), flush=True)
     if "syncs" in sections:
         print("\n### Host synchronisations per step\n")
         print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
