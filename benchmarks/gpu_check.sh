@@ -4,9 +4,9 @@
 # from the checkout root:
 #   bash benchmarks/gpu_check.sh            # OUT=dir keeps the logs; DATA_ROOT=dir holding ml-100k/
 # It runs the GPU-marked tests, a `fit` + `test` of each model config on one GPU (wall time from process
-# start), and benchmarks/speed.py on the GPU: layer, step, host syncs per step, then scaling at the
-# 1M/10M/25M sizes with PyG's GCNConv beside it (--pyg; its columns are left out where torch_geometric is
-# missing). Issue 15's GPU figures come from these: the 25M epoch, PyG / ours at 10M and 25M, u1 gcn_dot
+# start), and benchmarks/speed.py on the GPU: layer, step, optimizer (fused Adam against torch's foreach
+# default), host syncs per step, then scaling at the 1M/10M/25M sizes with PyG's GCNConv beside it (--pyg;
+# its columns are left out where torch_geometric is missing). Issue 15's GPU figures come from these: the 25M epoch, PyG / ours at 10M and 25M, u1 gcn_dot
 # fit wall. Estimated 6-8 minutes on an H200 (not yet run there): give the device call timeout_s 600.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +54,7 @@ for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
 done
 
 if [ -f benchmarks/speed.py ]; then
-  "$PY" benchmarks/speed.py --device "${SPEED_DEVICE:-cuda}" --data-root "$DATA_ROOT" --sections layer,step,syncs,scaling \
+  "$PY" benchmarks/speed.py --device "${SPEED_DEVICE:-cuda}" --data-root "$DATA_ROOT" --sections layer,step,optimizer,syncs,scaling \
     --scaling-sizes "${SCALING_SIZES:-1m,10m,25m}" --pyg --repeats 50 > "$OUT/speed.md" 2>&1
   summary+=("| benchmarks/speed.py --device cuda | exit $?, table in $OUT/speed.md |")
   cat "$OUT/speed.md"
