@@ -14,10 +14,12 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads where files are parsed: 0.3 s of start-up a run from the cache never needs
+    import pandas as pd
 
 _QUOTE_NONE = csv.QUOTE_NONE
 # Pandas splits lines on \n, \r\n and \r only (str.splitlines would also split on \x0c, \x85 ...).
@@ -65,6 +67,7 @@ def read_text_table(path: Path, columns: Sequence[str], sep: str = "|", encoding
     read shifted. ``sep`` may have several characters (``::``). The frame's ``attrs["lines"]`` maps each
     row to its line in the file.
     """
+    import pandas as pd
     text = decode(path, encodings)
     lines = _LINE_BREAK.split(text)
     numbers = [number for number, line in enumerate(lines, start=1) if line]
@@ -99,6 +102,7 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
     The header must name ``columns`` in order. Values are strings; a row with a missing field is reported
     by line.
     """
+    import pandas as pd
     text = decode(path, encodings)
     first = next((line for line in _LINE_BREAK.split(text) if line), "")
     found = next(csv.reader([first]), [])
@@ -135,6 +139,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
         ValueError: A field is missing or not a number, or a line has extra fields; the message names the
             file, the line and the value.
     """
+    import pandas as pd
     colon = sep == "::"
     used = [2 * p for p in positions] if colon else list(positions)
     gaps = [2 * p + 1 for p in range(max(positions))] if colon else []  # the empty fields between '::'
@@ -175,6 +180,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
 
 def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, header: bool, sep: str) -> None:
     """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number."""
+    import pandas as pd
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
     except UnicodeDecodeError as err:
@@ -251,6 +257,7 @@ def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
 def check_int_column(frame: pd.DataFrame, column: str, path: Path, low: int | None = None,
                      high: int | None = None) -> None:
     """Convert text column ``frame[column]`` to int64 in place, raising on the first bad line."""
+    import pandas as pd
     values = pd.to_numeric(frame[column].str.strip(), errors="coerce")
     bad = values.isna() | (values != values.round())
     if low is not None:
