@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from movielens_gnn.models.dropout import Dropout
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.graphconv import GraphConv, RelGraphConv
 
@@ -94,7 +95,7 @@ class GraphEncoder(nn.Module):
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.user_projection = nn.Linear(user_feature_dim, embedding_dim, bias=False) if user_feature_dim else None
         self.item_projection = nn.Linear(item_feature_dim, embedding_dim, bias=False) if item_feature_dim else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         last = len(dims) - 2
 
         def layer(k: int, d_in: int, d_out: int) -> nn.Module:

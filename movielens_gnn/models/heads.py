@@ -8,6 +8,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor, nn
 
+from movielens_gnn.models.dropout import Dropout
 from movielens_gnn.models.graph import ColumnSlices, cached_slices, csr_layout, csr_tensor, slice_width
 
 HEADS = ("dot", "mlp")
@@ -298,7 +299,7 @@ class MLPHead(nn.Module):
         layers: list[nn.Module] = []
         width = 3 * in_dim
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden), nn.ReLU(), Dropout(dropout)]
             width = hidden
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
