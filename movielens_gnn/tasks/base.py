@@ -60,6 +60,31 @@ def fused_if_available(optimizer: torch.optim.Optimizer) -> torch.optim.Optimize
         return optimizer
 
 
+def keep_implementation(optimizer: torch.optim.Optimizer) -> None:
+    """Give ``optimizer``'s parameter groups its own ``fused`` and ``foreach`` choice again.
+
+    Why: loading a state dict copies the saved groups' options, implementation flags included, so a
+    run resumed from a checkpoint written with another choice (an older version, ``fused: false``, or
+    another torch: torch 2.2.1 has no fused kernels on CPU and fails at the first step) would run
+    that one. The flags only pick how the same update is computed; this process's choice wins. With
+    fused kernels a step counter must sit on its parameter's device, as torch's own loading puts it.
+
+    Args:
+        optimizer: After its state was loaded, before its next step.
+    """
+    fused = optimizer.defaults.get("fused")
+    for group in optimizer.param_groups:
+        for key in ("fused", "foreach"):
+            if key in optimizer.defaults:
+                group[key] = optimizer.defaults[key]
+        if not fused:
+            continue
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device=param.device, dtype=torch.float32)
+
+
 class GraphTask(pl.LightningModule):
     """A LightningModule over the training graph of a :class:`~movielens_gnn.data.datamodule.MovieLensDataModule`.
 
@@ -203,6 +228,11 @@ class GraphTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the random number generators' states, so a resumed run draws what an uninterrupted one would."""
         checkpoint["rng_states"] = rng_states()
+
+    def on_train_start(self) -> None:
+        """A resumed run's optimizers compute as this process built them (:func:`keep_implementation`)."""
+        for optimizer in self.trainer.optimizers:
+            keep_implementation(optimizer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """On resuming ``fit``, continue the saved random streams (dropout, negatives)."""

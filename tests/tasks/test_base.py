@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import copy
 from functools import partial
 
 import pytest
 import torch
 
-from movielens_gnn.tasks.base import fused_if_available
+from movielens_gnn.cli import main
+from movielens_gnn.tasks.base import fused_if_available, keep_implementation
 
+from tests.conftest import REPO
 from tests.tasks.test_rating import _hybrid
 
 # Fused kernels on CPU arrived in torch 2.4 (the DGL environment's torch 2.2.1 has none).
@@ -100,3 +103,35 @@ def test_configure_optimizers_runs_the_configured_adam_fused_with_its_groups():
     # Opting out in the config keeps torch's own choice.
     kept = _hybrid(optimizer=partial(torch.optim.Adam, lr=0.1, fused=False)).configure_optimizers()
     assert kept.defaults["fused"] is False
+
+
+@needs_cpu_fused
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_a_loaded_state_keeps_this_processs_implementation(saved_fused):
+    # Saved by one implementation, loaded into the other: the groups take the saved flag, then ours back.
+    source = torch.optim.Adam(_parameters(), lr=0.01, fused=saved_fused)
+    trained = _train(source, steps=3)
+    target = torch.optim.Adam([torch.nn.Parameter(t.clone()) for t in trained], lr=0.01, fused=not saved_fused)
+    target.load_state_dict(copy.deepcopy(source.state_dict()))  # as from a file: no tensors shared
+    assert [g["fused"] for g in target.param_groups] == [saved_fused]
+    keep_implementation(target)
+    assert [g["fused"] for g in target.param_groups] == [not saved_fused]
+    steps = [target.state[p]["step"] for p in target.param_groups[0]["params"]]
+    assert all(s.dtype == torch.float32 and s.item() == 3 for s in steps)
+    # It then continues as the source does, up to rounding.
+    for a, b in zip(_train(source, steps=5), _train(target, steps=5)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@needs_cpu_fused
+def test_resuming_an_unfused_run_trains_fused(tmp_path, monkeypatch, ml100k_root):
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(ml100k_root),
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    main(["fit", *common, "--trainer.max_epochs", "2", "--model.optimizer.init_args.fused", "false"])
+    last = tmp_path / "checkpoints" / "gcn_dot" / "version_0" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)["optimizer_states"][0]["param_groups"]
+    assert [g["fused"] for g in saved] == [False]
+    resumed = main(["fit", *common, "--trainer.max_epochs", "4", "--ckpt_path", str(last)])
+    assert resumed.trainer.current_epoch == 4
+    assert [g["fused"] for g in resumed.trainer.optimizers[0].param_groups] == [True]
