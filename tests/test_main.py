@@ -60,20 +60,25 @@ def test_installed_script_exits_zero_and_prints_once(ml100k_root):
 
 
 def test_pandas_loads_only_to_parse_files(tmp_path, ml100k_root):
-    """pandas (0.3 s of start-up) parses the raw files; a fit from the built cache never imports it."""
+    """pandas (0.3 s of start-up) parses the raw files; a fit or test from the built cache never imports it."""
     code = textwrap.dedent("""
         import sys
         from movielens_gnn.cli import main
         main(sys.argv[1:])
         print("pandas" in sys.modules)
     """)
-    args = ["fit", "--config", str(REPO / "configs" / "ml100k_best.yaml"), "--data.root", str(ml100k_root),
-            "--data.cache_dir", str(tmp_path / "cache"), "--trainer.fast_dev_run", "true",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    loaded = []
-    for _ in range(2):  # the first run parses the files and builds the cache, the second reads it
-        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path,
-                                env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    common = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(ml100k_root),
+              "--data.cache_dir", str(tmp_path / "cache"), "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false"]
+
+    def loads_pandas(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-c", code, *args, *common], capture_output=True, text=True,
+                                cwd=tmp_path, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
         assert result.returncode == 0, result.stderr
-        loaded.append(result.stdout.strip().splitlines()[-1])
-    assert loaded == ["True", "False"]
+        return result.stdout.strip().splitlines()[-1]
+
+    # The first run parses the files and builds the cache; the second and the test read it.
+    assert loads_pandas("fit", "--trainer.fast_dev_run", "true") == "True"
+    assert loads_pandas("fit", "--trainer.max_epochs", "1") == "False"
+    (best,) = (tmp_path / "checkpoints" / "gcn_dot").glob("version_*/epoch=*.ckpt")
+    assert loads_pandas("test", "--ckpt_path", str(best)) == "False"
