@@ -179,6 +179,15 @@ def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.d
     return statistics.fmean(gaps) * 1e3
 
 
+def _rounds_row(label: str, pairs: list[tuple[float, float]]) -> str:
+    """A table row from alternating rounds of ``(a, b)`` milliseconds: the medians of ``a`` and ``b``, the
+    median of the per-round ratios ``a / b`` (each round's two runs measured seconds apart), every round."""
+    a, b = (statistics.median(p[k] for p in pairs) for k in (0, 1))
+    ratio = statistics.median(x / y for x, y in pairs)
+    each = ", ".join(f"{x:.1f} / {y:.1f}" for x, y in pairs)
+    return f"| {label} | {a:.1f} | {b:.1f} | {ratio:.2f} | {each} |"
+
+
 # The configs' training-metrics cadence, and every epoch beside it: what the cadence saves.
 EVERY_EPOCH = ("--model.train_metrics_every_n_epochs", "1")
 
@@ -196,12 +205,8 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
         rounds_ms = [(_lightning_step_ms(config, data_root, cache, device, repeats, *overrides),
                       _lightning_step_ms(config, data_root, cache, device, repeats, *overrides, *EVERY_EPOCH),
                       _bare_step_ms(config, data_root, cache, device, repeats, *overrides)) for _ in range(rounds)]
-        bare = statistics.median(r[2] for r in rounds_ms)
         for column, label in ((0, config), (1, f"{config}, training metrics every epoch")):
-            lightning = statistics.median(r[column] for r in rounds_ms)
-            ratio = statistics.median(r[column] / r[2] for r in rounds_ms)
-            each = ", ".join(f"{r[column]:.1f} / {r[2]:.1f}" for r in rounds_ms)
-            rows.append(f"| {label} | {lightning:.1f} | {bare:.1f} | {ratio:.2f} | {each} |")
+            rows.append(_rounds_row(label, [(r[column], r[2]) for r in rounds_ms]))
     given = f", with `{' '.join(overrides)}`" if overrides else ""
     return [f"Full-batch training step on u1 (76,000 training ratings){given}; {rounds} alternating rounds.", "",
             *rows]
@@ -219,10 +224,7 @@ def section_optimizer(data_root: str, cache: Path, device: torch.device, repeats
     for config in CONFIGS:
         rounds_ms = [(_bare_step_ms(config, data_root, cache, device, repeats),
                       _bare_step_ms(config, data_root, cache, device, repeats, *UNFUSED)) for _ in range(rounds)]
-        fused, unfused = (statistics.median(r[k] for r in rounds_ms) for k in (0, 1))
-        ratio = statistics.median(r[0] / r[1] for r in rounds_ms)
-        each = ", ".join(f"{a:.1f} / {b:.1f}" for a, b in rounds_ms)
-        rows.append(f"| {config} | {fused:.1f} | {unfused:.1f} | {ratio:.2f} | {each} |")
+        rows.append(_rounds_row(config, rounds_ms))
     return [f"Bare full-batch training step on u1, optimizer fused and not; {rounds} alternating rounds.", "", *rows]
 
 

@@ -303,12 +303,9 @@ class RatingModel(GraphTask):
         users, items, ratings = batch
         scores = self.tower_scores(self.encode(), users, items)
         prediction = self.mean_of_towers(scores)
-        if len(scores) == 1:
-            loss = F.mse_loss(scores[0], ratings)  # the same value, without a (1, B) tensor of squared errors
-        else:
-            # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
-            # tower lean on the other and was worse on validation.
-            loss = F.mse_loss(scores, ratings.expand_as(scores), reduction="none").mean(1).sum()
+        # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
+        # tower lean on the other and was worse on validation. Tower by tower, no (T, B) squared errors.
+        loss = sum(F.mse_loss(tower, ratings) for tower in scores)
         if metrics is not None:
             metrics.update(prediction.detach().clamp(*self.rating_range), ratings)
         return loss
