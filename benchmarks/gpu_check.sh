@@ -3,16 +3,20 @@
 # pandas and pytest installed; jsonargparse not). Prepare first with benchmarks/gpu_prepare.sh, then run
 # from the checkout root:
 #   bash benchmarks/gpu_check.sh            # OUT=dir keeps the logs; DATA_ROOT=dir holding ml-100k/
-# It runs the GPU-marked tests, a `fit` + `test` of each model config on one GPU (wall time from process
-# start), and benchmarks/speed.py on the GPU: layer, step, optimizer (fused Adam against torch's foreach
-# default), host syncs per step, then scaling at the 1M/10M/25M sizes with PyG's GCNConv beside it (--pyg;
-# its columns are left out where torch_geometric is missing). Issue 15's GPU figures come from these: the 25M epoch, PyG / ours at 10M and 25M, u1 gcn_dot
-# fit wall. Estimated 6-8 minutes on an H200 (not yet run there): give the device call timeout_s 600.
+# Issue 15's GPU figures first, so a run cut short still brings them back: benchmarks/speed.py's scaling
+# at the 1M/10M/25M sizes with PyG's GCNConv beside it (--pyg; its columns are left out where
+# torch_geometric is missing), then `fit` + `test` of configs/gcn_dot.yaml on one GPU (wall time from
+# process start), the GPU-marked tests, speed.py's layer, step, optimizer (fused Adam against torch's
+# foreach default) and host syncs per step, and last the fit + test of configs/ml100k_best.yaml.
+# Every step runs under its own time cap (STEP_CAP_SCALE scales them) and appends a line to
+# $OUT/summary.md as it ends. About 6 minutes on an H200 including cold imports.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_check}"
 DATA_ROOT="${DATA_ROOT:-.gpu-data}"
 TRAINER_CONFIG="${TRAINER_CONFIG:-configs/trainer/gpu.yaml}"  # another file (and SPEED_DEVICE=cpu) dry-runs it on CPU
+SPEED_DEVICE="${SPEED_DEVICE:-cuda}"
+CAP_SCALE="${STEP_CAP_SCALE:-1}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
@@ -25,43 +29,61 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the project itself, witho
 
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 versions=$("$PY" -c "import torch, pytorch_lightning as pl; print(f'torch {torch.__version__}, lightning {pl.__version__}, cuda {torch.version.cuda}')")
-echo "card: $card"; echo "$versions"
+{ echo "## GPU check: $card ($versions)"; echo "| step | result |"; echo "|---|---|"; } > "$OUT/summary.md"
+cat "$OUT/summary.md"
+record() { echo "$1" | tee -a "$OUT/summary.md"; }
+cap() { "$PY" -c "print(int($1 * $CAP_SCALE))"; }  # seconds for a step, scaled
+since() { "$PY" -c "print(f'{$(date +%s.%N) - $1:.1f}')"; }
 
-summary=()
-"$PY" -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -3
-summary+=("| pytest -m gpu | $(tail -1 "$OUT/pytest_gpu.log" | tr -d '=') |")
+speed() {  # speed() LABEL CAP ARGS...: benchmarks/speed.py on the GPU, its table into $OUT/speed_LABEL.md
+  local label=$1 limit; limit=$(cap "$2"); shift 2
+  timeout "$limit" "$PY" benchmarks/speed.py --device "$SPEED_DEVICE" --data-root "$DATA_ROOT" "$@" > "$OUT/speed_$label.md" 2>&1
+  local status=$?
+  record "| speed.py $label | exit $status$([ $status -eq 124 ] && echo " (cut at ${limit}s)"), table in speed_$label.md |"
+  cat "$OUT/speed_$label.md"
+}
 
-for config in configs/gcn_dot.yaml configs/ml100k_best.yaml; do
-  [ -f "$config" ] || continue
-  name=$(basename "$config" .yaml)
-  common=(--config "$config" --config "$TRAINER_CONFIG" --data.root "$DATA_ROOT" --data.cache_dir /tmp/mlgnn-cache)
-  start=$(date +%s.%N)
-  "$PY" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$OUT/logs" > "$OUT/fit_$name.log" 2>&1
-  status=$?
-  wall=$("$PY" -c "print(f'{$(date +%s.%N) - $start:.1f}')")
-  best=$(grep -o "Best checkpoint: [^ ]*" "$OUT/fit_$name.log" | tail -1 | cut -d' ' -f3)
-  epochs=$(grep -c . "$OUT"/logs/"$name"/version_*/metrics.csv 2>/dev/null | tail -1 | cut -d: -f2)
-  if [ "$status" -eq 0 ] && [ -n "$best" ]; then
-    "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" \
-      --trainer.logger.init_args.save_dir "$OUT/test_logs" > "$OUT/test_$name.log" 2>&1
-    # From the run's metrics.csv, never the printed table (rich draws it as boxes on the CUDA images).
-    rmse=$("$PY" -c "import csv, glob, sys; rows = [r for f in glob.glob(sys.argv[1]) for r in csv.DictReader(open(f)) if r.get('test_rmse')]; print(f\"{float(rows[-1]['test_rmse']):.4f}\" if rows else '')" "$OUT/test_logs/$name/version_*/metrics.csv")
-    summary+=("| fit $name (GPU) | exit $status, ${wall}s wall, best ${best##*/}, test_rmse ${rmse:-?} |")
-  else
-    summary+=("| fit $name (GPU) | FAILED (exit $status), see $OUT/fit_$name.log |")
-    tail -20 "$OUT/fit_$name.log"
+fit_and_test() {  # fit_and_test CONFIG CAP: fit on one GPU (wall from process start), test its best checkpoint
+  local config=$1 name limit; name=$(basename "$1" .yaml); limit=$(cap "$2")
+  local common=(--config "$config" --config "$TRAINER_CONFIG" --data.root "$DATA_ROOT" --data.cache_dir /tmp/mlgnn-cache)
+  local start; start=$(date +%s.%N)
+  timeout "$limit" "$PY" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$OUT/logs" > "$OUT/fit_$name.log" 2>&1
+  local status=$? wall; wall=$(since "$start")
+  local best; best=$(grep -o "Best checkpoint: [^ ]*" "$OUT/fit_$name.log" | tail -1 | cut -d' ' -f3)
+  if [ "$status" -ne 0 ] || [ -z "$best" ]; then
+    record "| fit $name | FAILED (exit $status after ${wall}s), see fit_$name.log |"
+    tail -20 "$OUT/fit_$name.log"; return
   fi
+  timeout "$(cap 60)" "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" \
+    --trainer.logger.init_args.save_dir "$OUT/test_logs" > "$OUT/test_$name.log" 2>&1
+  # From the runs' metrics.csv, never the printed tables (rich draws them as boxes on the CUDA images).
+  local figures; figures=$("$PY" - "$OUT/logs/$name" "$OUT/test_logs/$name" <<'PY'
+import csv, glob, sys
+def rows(folder):
+    return [r for f in sorted(glob.glob(f"{folder}/version_*/metrics.csv")) for r in csv.DictReader(open(f))]
+fit, test = rows(sys.argv[1]), rows(sys.argv[2])
+epochs = len({r["epoch"] for r in fit if r.get("val_rmse")})
+rmse = [r["test_rmse"] for r in test if r.get("test_rmse")]
+print(f"{epochs} validated epochs, test_rmse {float(rmse[-1]):.4f}" if rmse else f"{epochs} validated epochs, test_rmse ?")
+PY
+)
+  # The fit's own account of its time (movielens_gnn/progress.py): epochs, and start-up before the first.
+  local timing; timing=$(grep -o "trained [0-9]* epochs in .*" "$OUT/fit_$name.log" | tail -1)
+  record "| fit $name | ${wall}s wall from process start, best ${best##*/}, $figures; ${timing:-no timing line} |"
+}
+
+STEPS="${STEPS:-scaling gcn_dot pytest step ml100k_best}"  # a subset reruns only those
+for step in $STEPS; do
+  case $step in
+    scaling)  # one size per run, largest first, so a run cut short keeps the sizes it finished
+      for size in $(echo "${SCALING_SIZES:-25m,10m,1m}" | tr , ' '); do
+        speed "scaling_$size" 150 --sections scaling --scaling-sizes "$size" --pyg --repeats 50
+      done ;;
+    gcn_dot|ml100k_best) fit_and_test "configs/$step.yaml" 90 ;;
+    pytest)
+      timeout "$(cap 90)" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$OUT/pytest_gpu.log" 2>&1
+      record "| pytest -m gpu | exit $?: $(tail -1 "$OUT/pytest_gpu.log" | tr -d '=') |" ;;
+    step) speed step 120 --sections layer,step,optimizer,syncs --repeats 50 ;;
+  esac
 done
-
-if [ -f benchmarks/speed.py ]; then
-  "$PY" benchmarks/speed.py --device "${SPEED_DEVICE:-cuda}" --data-root "$DATA_ROOT" --sections layer,step,optimizer,syncs,scaling \
-    --scaling-sizes "${SCALING_SIZES:-1m,10m,25m}" --pyg --repeats 50 > "$OUT/speed.md" 2>&1
-  summary+=("| benchmarks/speed.py --device cuda | exit $?, table in $OUT/speed.md |")
-  cat "$OUT/speed.md"
-fi
-
-echo
-echo "## GPU check: $card ($versions)"
-echo "| step | result |"
-echo "|---|---|"
-printf '%s\n' "${summary[@]}"
+echo; cat "$OUT/summary.md"

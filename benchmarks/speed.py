@@ -418,9 +418,14 @@ def pyg_worker(size: str, device: torch.device, repeats: int, layout: str, edges
 def _worker(kind: str, size: str, device: torch.device, repeats: int, option: str, edges_dir: Path,
             required: bool = False) -> dict | None:
     """Run one worker in a fresh process (see :func:`common.run_worker`)."""
-    return run_worker(Path(__file__), [f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
-                                       "--pair-route" if kind == "scaling" else "--pyg-layout", option,
-                                       "--edges-dir", str(edges_dir)], WORKER_TIMEOUT_S, required)
+    start = time.perf_counter()
+    result = run_worker(Path(__file__), [f"--{kind}-worker", size, "--device", str(device), "--repeats", str(repeats),
+                                         "--pair-route" if kind == "scaling" else "--pyg-layout", option,
+                                         "--edges-dir", str(edges_dir)], WORKER_TIMEOUT_S, required)
+    # Progress on stderr: where a long scaling run spends its time, even if it is cut short.
+    print(f"[{kind} worker {size} {option}: {'ok' if result else 'failed'} in {time.perf_counter() - start:.0f} s]",
+          file=sys.stderr, flush=True)
+    return result
 
 
 def pyg_available() -> bool:
@@ -442,7 +447,9 @@ def _scaling_runs(device: torch.device, sizes: list[str], repeats: int, pair_rou
                   edges_dir: Path) -> tuple[list[dict], dict]:
     results, pyg_best = [], {}
     for size in sizes:
+        start = time.perf_counter()
         _edges(size, edges_dir, edge_order)  # generated once, in this process, for every worker of this size
+        print(f"[{size} edges generated in {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
         results.append(_worker("scaling", size, device, repeats, pair_route, edges_dir, required=True))
         if pyg:
             runs = [r for layout in ("edge_index", "csr") if (r := _worker("pyg", size, device, repeats, layout, edges_dir))]
