@@ -9,7 +9,12 @@ followed by lines like::
 a training loss measured on an earlier epoch, see ``train_metrics_every_n_epochs``, reads
 ``train_loss 0.8412 at epoch=35``).
 
-which also read well in a log file. It is the CLI's default progress bar (a Lightning ``ProgressBar``),
+which also read well in a log file. When training ends, one more line says where the run's time went::
+
+    trained 200 epochs in 2.60 s (13.0 ms an epoch, validation and checkpoints included); 3.1 s from process start to the first epoch
+
+(u1 ``gcn_dot`` on 2 CPU cores; the second figure is imports, data and device set-up; it is left out where the process's start time
+cannot be read, outside Linux). It is the CLI's default progress bar (a Lightning ``ProgressBar``),
 so ``--trainer.enable_progress_bar false`` silences it like any other.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 
 import pytorch_lightning as pl
@@ -46,6 +52,9 @@ class EpochLines(ProgressBar):
         self._epoch_start = 0.0
         self._epoch_times: list[float] = []
         self._best: tuple[float, int] | None = None
+        self._train_start = 0.0
+        self._start_up_s: float | None = None
+        self._epochs_run = 0
 
     def disable(self) -> None:
         self._enabled = False
@@ -54,8 +63,24 @@ class EpochLines(ProgressBar):
         self._enabled = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._last_line = time.monotonic()
+        self._last_line = self._train_start = time.monotonic()
+        self._start_up_s = process_seconds()
+        self._epochs_run = 0
         self._best = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        log.info(self.time_line(time.monotonic() - self._train_start))
+
+    def time_line(self, train_s: float) -> str:
+        """Where this fit's time went: its epochs (a resumed run counts those it ran) and the start-up."""
+        line = f"trained {self._epochs_run} epochs in {train_s:.2f} s"
+        if self._epochs_run:
+            line += f" ({1000 * train_s / self._epochs_run:.1f} ms an epoch, validation and checkpoints included)"
+        if self._start_up_s is not None:
+            line += f"; {self._start_up_s:.1f} s from process start to the first epoch"
+        return line
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.monotonic()
@@ -63,6 +88,7 @@ class EpochLines(ProgressBar):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Validation of this epoch has run by now, so its metric is in callback_metrics.
         now = time.monotonic()
+        self._epochs_run += 1
         self._epoch_times = (self._epoch_times + [now - self._epoch_start])[-20:]
         monitor, higher = monitored(trainer, pl_module)
         value = _scalar(trainer.callback_metrics.get(monitor))
@@ -104,6 +130,19 @@ def monitored(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, 
         return monitor, getattr(callback, "mode", "min") == "max"
     monitor = getattr(pl_module, "monitor", "val_loss")
     return monitor, any(name in monitor for name in HIGHER_IS_BETTER)
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started, from Linux's ``/proc`` (10 ms resolution); None elsewhere."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            # Field 22 is the start time in clock ticks after boot; the command name before it, in
+            # parentheses, may hold spaces, so count from the last ")".
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            booted_s = float(uptime.read().split()[0])
+        return booted_s - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _scalar(value) -> float | None:

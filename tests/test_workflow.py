@@ -6,6 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import torch
 
 from movielens_gnn.cli import COMMANDS, main
 from movielens_gnn.export import main as export_main
+from movielens_gnn.progress import process_seconds
 from movielens_gnn import recommend as recommend_module
 from movielens_gnn.recommend import load_for_inference
 from movielens_gnn.recommend import main as recommend_main
@@ -53,8 +58,10 @@ def test_progress_lines_by_default_and_silenced(tmp_path, monkeypatch, caplog):
     write_ml100k(tmp_path / "data")
     args = ["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), "--data.root", str(tmp_path / "data"),
             "--trainer.enable_model_summary", "false", "--trainer.max_epochs", "5"]
+    before_fit_s, start = process_seconds(), time.monotonic()
     with caplog.at_level(logging.INFO, logger="movielens_gnn"):
         fit = main(args)
+    fit_s = time.monotonic() - start
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     # The first three epochs, then (runs this short) only the last one.
     assert [line.split()[1] for line in lines] == ["1/5", "2/5", "3/5", "5/5"]
@@ -64,10 +71,31 @@ def test_progress_lines_by_default_and_silenced(tmp_path, monkeypatch, caplog):
     assert losses[0] == [losses[0][0]] and losses[1:] == [[losses[0][0], "at", "epoch=0"]] * 3
     best = fit.trainer.checkpoint_callback.best_model_score.item()
     assert f"best {best:.4f}" in lines[-1]
+    # And where the time went, once, at the end: the five epochs, and the start-up before them.
+    timing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trained ")]
+    assert len(timing) == 1 and re.fullmatch(
+        r"trained 5 epochs in [\d.]+ s \([\d.]+ ms an epoch, validation and checkpoints included\); "
+        r"[\d.]+ s from process start to the first epoch", timing[0]), timing
+    train_s, start_up_s = (float(x) for x in re.findall(r"([\d.]+) s\b", timing[0]))
+    # Training fits inside the call; the start-up began before it, when this pytest process started.
+    assert 0 < train_s <= fit_s + 0.05 and before_fit_s <= start_up_s <= before_fit_s + fit_s + 0.05
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="movielens_gnn"):
         main(args + ["--trainer.enable_progress_bar", "false"])
-    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert not [r for r in caplog.records if r.getMessage().startswith(("epoch ", "trained "))]
+
+
+def test_process_seconds_counts_from_the_process_start():
+    """A fresh interpreter that sleeps 0.6 s before asking: at least that, and not much more than its own
+    start-up (``/proc`` exists on the Linux machines this runs on; elsewhere the function says None)."""
+    if not Path("/proc/self/stat").exists():
+        assert process_seconds() is None
+        return
+    code = "import time; time.sleep(0.6); from movielens_gnn.progress import process_seconds; print(process_seconds())"
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    elapsed = time.monotonic() - start
+    assert 0.6 <= float(out) <= elapsed + 0.02
 
 
 def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
