@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 
+from movielens_gnn.clock import process_seconds
 from movielens_gnn.runs import is_final_epoch
 
 log = logging.getLogger("movielens_gnn")
@@ -130,19 +130,6 @@ def monitored(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, 
         return monitor, getattr(callback, "mode", "min") == "max"
     monitor = getattr(pl_module, "monitor", "val_loss")
     return monitor, any(name in monitor for name in HIGHER_IS_BETTER)
-
-
-def process_seconds() -> float | None:
-    """Seconds since this process started, from Linux's ``/proc`` (10 ms resolution); None elsewhere."""
-    try:
-        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-            # Field 22 is the start time in clock ticks after boot; the command name before it, in
-            # parentheses, may hold spaces, so count from the last ")".
-            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-            booted_s = float(uptime.read().split()[0])
-        return booted_s - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _scalar(value) -> float | None:

@@ -141,3 +141,19 @@ def test_gcmc_runner_rebuilds_the_archive_and_replaces_only_the_download(tmp_pat
     (example / "model.py").unlink()
     with pytest.raises(SystemExit, match="lacks model.py"):
         gcmc_dgl.example_digest(example)
+
+
+def test_startup_table_adds_up_from_the_process_start():
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "startup.py")], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "stage" not in line]
+    names = [name.strip() for name, _, _ in rows]
+    assert names[1:4] == ["import torch", "import pytorch_lightning",
+                          "import movielens_gnn.cli (jsonargparse, torchmetrics, the project)"] and len(rows) == 7
+    seconds = [float(s) for _, s, _ in rows]
+    since = [float(t) for _, _, t in rows]
+    # Each stage's "since process start" is the previous one plus its own seconds (to the printed rounding).
+    assert all(abs(since[0] + sum(seconds[1:i + 1]) - since[i]) <= 0.005 * (i + 2) + 1e-9 for i in range(len(rows)))
+    assert seconds[1] > 0.05 and seconds[2] > 0.05  # torch and Lightning take time to import, always

@@ -7,8 +7,6 @@ import io
 import json
 import logging
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 
 from movielens_gnn.cli import COMMANDS, main
 from movielens_gnn.export import main as export_main
-from movielens_gnn.progress import process_seconds
+from movielens_gnn.clock import process_seconds
 from movielens_gnn import recommend as recommend_module
 from movielens_gnn.recommend import load_for_inference
 from movielens_gnn.recommend import main as recommend_main
@@ -83,19 +81,6 @@ def test_progress_lines_by_default_and_silenced(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="movielens_gnn"):
         main(args + ["--trainer.enable_progress_bar", "false"])
     assert not [r for r in caplog.records if r.getMessage().startswith(("epoch ", "trained "))]
-
-
-def test_process_seconds_counts_from_the_process_start():
-    """A fresh interpreter that sleeps 0.6 s before asking: at least that, and not much more than its own
-    start-up (``/proc`` exists on the Linux machines this runs on; elsewhere the function says None)."""
-    if not Path("/proc/self/stat").exists():
-        assert process_seconds() is None
-        return
-    code = "import time; time.sleep(0.6); from movielens_gnn.progress import process_seconds; print(process_seconds())"
-    start = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    elapsed = time.monotonic() - start
-    assert 0.6 <= float(out) <= elapsed + 0.02
 
 
 def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
