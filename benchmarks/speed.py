@@ -179,6 +179,11 @@ def _lightning_step_ms(config: str, data_root: str, cache: Path, device: torch.d
     return statistics.fmean(gaps) * 1e3
 
 
+def _given(overrides: Sequence[str], lead: str = "") -> str:
+    """`` with `--the --options` `` for a section's caption, or nothing without overrides."""
+    return f"{lead} with `{' '.join(overrides)}`" if overrides else ""
+
+
 def _rounds_row(label: str, pairs: list[tuple[float, float]]) -> str:
     """A table row from alternating rounds of ``(a, b)`` milliseconds: the medians of ``a`` and ``b``, the
     median of the per-round ratios ``a / b`` (each round's two runs measured seconds apart), every round."""
@@ -207,8 +212,7 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
                       _bare_step_ms(config, data_root, cache, device, repeats, *overrides)) for _ in range(rounds)]
         for column, label in ((0, config), (1, f"{config}, training metrics every epoch")):
             rows.append(_rounds_row(label, [(r[column], r[2]) for r in rounds_ms]))
-    given = f", with `{' '.join(overrides)}`" if overrides else ""
-    return [f"Full-batch training step on u1 (76,000 training ratings){given}; {rounds} alternating rounds.", "",
+    return [f"Full-batch training step on u1 (76,000 training ratings){_given(overrides, ',')}; {rounds} alternating rounds.", "",
             *rows]
 
 
@@ -299,8 +303,7 @@ def section_fit(data_root: str, cache: Path, device: torch.device, overrides: Se
     for config in CONFIGS:
         run = fit_once(config, data_root, cache, device, overrides)
         rows.append(f"| {config} | {run['wall_s']:.1f} | {run['best_epoch']} | {run['epochs']} | {run['test_rmse']:.4f} |")
-    given = f" with `{' '.join(overrides)}`" if overrides else ""
-    return [f"`fit` as a user runs it{given} (CSV logger and checkpoints on), then `test` of the best checkpoint.", "",
+    return [f"`fit` as a user runs it{_given(overrides)} (CSV logger and checkpoints on), then `test` of the best checkpoint.", "",
             *rows]
 
 

@@ -56,13 +56,11 @@ def main() -> None:
     print()
     print("| stage | seconds | since process start |")
     print("|---|---|---|")
-    offset = (before or 0.0) - start  # process time at perf_counter's zero
     if before is not None:
         print(f"| interpreter and this script's first imports | {before:.2f} | {before:.2f} |")
-    last = start
-    for name, at in stages:
-        print(f"| {name} | {at - last:.2f} | {at + offset:.2f} |" if before is not None else f"| {name} | {at - last:.2f} | – |")
-        last = at
+    for (name, at), last in zip(stages, [start] + [at for _, at in stages]):
+        since = f"{at - start + before:.2f}" if before is not None else "–"  # process time at `start` is `before`
+        print(f"| {name} | {at - last:.2f} | {since} |")
 
 
 if __name__ == "__main__":
