@@ -14,7 +14,8 @@ which also read well in a log file. When training ends, one more line says where
     trained 200 epochs in 2.60 s (13.0 ms an epoch, validation and checkpoints included); 3.1 s from process start to the first epoch
 
 (u1 ``gcn_dot`` on 2 CPU cores; the second figure is imports, data and device set-up; it is left out where the process's start time
-cannot be read, outside Linux). It is the CLI's default progress bar (a Lightning ``ProgressBar``),
+cannot be read, outside Linux). A start-up over 5 s also names its causes that the user can change, where
+found: no bytecode cache, or unused packages that torchmetrics imported (``movielens_gnn/startup.py``). It is the CLI's default progress bar (a Lightning ``ProgressBar``),
 so ``--trainer.enable_progress_bar false`` silences it like any other.
 """
 
@@ -29,6 +30,7 @@ from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 
 from movielens_gnn.clock import process_seconds
 from movielens_gnn.runs import is_final_epoch
+from movielens_gnn.startup import slow_start_hints
 
 log = logging.getLogger("movielens_gnn")
 
@@ -80,6 +82,9 @@ class EpochLines(ProgressBar):
             line += f" ({1000 * train_s / self._epochs_run:.1f} ms an epoch, validation and checkpoints included)"
         if self._start_up_s is not None:
             line += f"; {self._start_up_s:.1f} s from process start to the first epoch"
+            hints = slow_start_hints(self._start_up_s)
+            if hints:
+                line += ". Slow start-up: " + "; ".join(hints)
         return line
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

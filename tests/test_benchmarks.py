@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from tests.conftest import REPO
@@ -146,9 +147,10 @@ def test_gcmc_runner_rebuilds_the_archive_and_replaces_only_the_download(tmp_pat
 def test_startup_table_adds_up_from_the_process_start():
     import subprocess
 
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "startup.py")], capture_output=True, text=True,
-                         check=True, cwd=REPO).stdout
-    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "stage" not in line]
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "startup.py"), "--by-package"],
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout
+    stages, by_package = out.split("| top-level package |")
+    rows = [line.split("|")[1:-1] for line in stages.splitlines() if line.startswith("| ") and "stage" not in line]
     names = [name.strip() for name, _, _ in rows]
     assert names[1:4] == ["import torch", "import pytorch_lightning",
                           "import movielens_gnn.cli (jsonargparse, torchmetrics, the project)"] and len(rows) == 7
@@ -156,4 +158,14 @@ def test_startup_table_adds_up_from_the_process_start():
     since = [float(t) for _, _, t in rows]
     # Each stage's "since process start" is the previous one plus its own seconds (to the printed rounding).
     assert all(abs(since[0] + sum(seconds[1:i + 1]) - since[i]) <= 0.005 * (i + 2) + 1e-9 for i in range(len(rows)))
+    # The same findings as in this process, which has imported the same packages from the same environment.
+    from movielens_gnn.startup import unused_extras_loaded, without_bytecode_cache
+
+    assert f"(of torch, pytorch_lightning, torchmetrics, sympy): {', '.join(without_bytecode_cache()) or 'none'} (" in stages
+    assert f"Unused extras torchmetrics imported: {', '.join(unused_extras_loaded()) or 'none'}\n" in stages
+    # The child's import profile: torch is the biggest package, and the rows add up to the stated total.
+    total = float(re.search(r"wall, ([\d.]+) s of imports", stages).group(1))
+    packages = [line.split("|")[1:-1] for line in by_package.splitlines()[2:] if line.startswith("| ")]
+    assert packages[0][0].strip() == "torch" and len(packages) == 13 and packages[-1][0].strip().endswith("others")
+    assert abs(sum(float(spent) for _, spent in packages) - total) <= 0.005 * 14
     assert seconds[1] > 0.05 and seconds[2] > 0.05  # torch and Lightning take time to import, always
