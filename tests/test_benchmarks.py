@@ -169,3 +169,30 @@ def test_startup_table_adds_up_from_the_process_start():
     assert packages[0][0].strip() == "torch" and len(packages) == 13 and packages[-1][0].strip().endswith("others")
     assert abs(sum(float(spent) for _, spent in packages) - total) <= 0.005 * 14
     assert seconds[1] > 0.05 and seconds[2] > 0.05  # torch and Lightning take time to import, always
+
+
+def test_lean_env_closure_follows_requirements_extras_and_markers():
+    import lean_env
+
+    dists, missing = lean_env.closure(["pytorch-lightning", "jsonargparse[signatures]", "no-such-package-here"])
+    assert {"pytorch-lightning", "torch", "torchmetrics", "lightning-utilities", "jsonargparse",
+            "docstring-parser", "typeshed-client"} <= set(dists)
+    assert missing == ["no-such-package-here"]
+    plain, _ = lean_env.closure(["jsonargparse"])
+    assert "docstring-parser" not in plain  # only the [signatures] extra brings it in
+    # The README's install put every dependency of pyproject.toml into the test environment.
+    assert set(lean_env.closure(lean_env.project_requirements([]))[0]) >= {"torch", "pandas", "matplotlib", "wandb"}
+
+
+def test_lean_env_links_only_the_closure(tmp_path):
+    import importlib.metadata
+    import subprocess
+
+    import lean_env
+
+    python = lean_env.build(tmp_path / "env", {"packaging": importlib.metadata.distribution("packaging")})
+    code = ("import importlib.util as u, packaging, sys; print(u.find_spec('torch') is None, "
+            "packaging.__file__.startswith(sys.prefix))")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out == ["True", "True"]  # packaging is linked into the venv, torch is not reachable
