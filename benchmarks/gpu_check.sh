@@ -2,24 +2,35 @@
 # One short GPU check for a bare CUDA machine with no network (torch, pytorch-lightning, torchmetrics,
 # pandas and pytest installed; jsonargparse not). Prepare first with benchmarks/gpu_prepare.sh, then run
 # from the checkout root:
-#   bash benchmarks/gpu_check.sh            # OUT=dir keeps the logs; DATA_ROOT=dir holding ml-100k/
-# First benchmarks/startup.py (imports and CUDA set-up, stage by stage, while the disk cache is cold), then
-# issue 15's GPU figures, so a run cut short still brings them back: benchmarks/speed.py's scaling
-# at the 1M/10M/25M sizes with PyG's GCNConv beside it (--pyg; its columns are left out where
-# torch_geometric is missing), then `fit` + `test` of configs/gcn_dot.yaml on one GPU (wall time from
-# process start), the GPU-marked tests, speed.py's layer, step, optimizer (fused Adam against torch's
-# foreach default) and host syncs per step, and last the fit + test of configs/ml100k_best.yaml.
-# Every step runs under its own time cap (STEP_CAP_SCALE scales them) and appends a line to
-# $OUT/summary.md as it ends. About 8 minutes on an H200 (measured: the scaling step 295 s, the rest 185 s).
+#   bash benchmarks/gpu_check.sh            # OUT=dir keeps the results; DATA_ROOT=dir holding ml-100k/
+# Steps (STEPS= runs a subset, in its order), each under its own time cap (STEP_CAP_SCALE scales them):
+#   startup      benchmarks/startup.py with --by-package (imports and CUDA set-up, stage by stage, while the
+#                disk cache is cold). Where the core packages have no bytecode cache it runs twice more
+#                with PYTHONDONTWRITEBYTECODE unset and PYTHONPYCACHEPREFIX set (the first fills the cache),
+#                and every later step keeps that setting; then once more (with the prefix: twice) in a lean
+#                venv (benchmarks/lean_env.py: only this project's dependencies, linked from the image, so
+#                torchmetrics finds no transformers or torchvision to import).
+#   gcn_dot      `fit` + `test` of configs/gcn_dot.yaml on one GPU, wall time from process start.
+#   gcn_dot_lean the same in the lean venv (built here if the startup step did not run).
+#   pytest       the GPU-marked tests.
+#   step         speed.py's layer, step, optimizer (fused Adam against torch's foreach default), host syncs.
+#   ml100k_best  `fit` + `test` of configs/ml100k_best.yaml.
+#   scaling      speed.py's scaling at 25M/10M/1M ratings with PyG's GCNConv beside it (--pyg; its columns
+#                are left out where torch_geometric is missing), one size per process, largest first.
+# Measured on an H200: scaling 295 s, the steps before it about 185 s (before the startup step grew its
+# extra runs), so all of them take longer than one 10-minute device command: run the scaling step in a
+# call of its own when it is needed. $OUT gets summary.md (a line per step, appended as steps end) and
+# logs.tgz (every log and table, refreshed after each step), so a run cut short keeps what it finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_check}"
+WORK="${WORK:-/tmp/gpu_check_work}"  # every log; $OUT keeps summary.md and logs.tgz (few files come back)
 DATA_ROOT="${DATA_ROOT:-.gpu-data}"
 TRAINER_CONFIG="${TRAINER_CONFIG:-configs/trainer/gpu.yaml}"  # another file (and SPEED_DEVICE=cpu) dry-runs it on CPU
 SPEED_DEVICE="${SPEED_DEVICE:-cuda}"
 CAP_SCALE="${STEP_CAP_SCALE:-1}"
 PY="${PYTHON:-python3}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" && rm -rf "$WORK" && mkdir -p "$WORK"
 export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 
 if ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client" 2>/dev/null; then
@@ -27,38 +38,41 @@ if ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client" 2>/dev/nu
   export PYTHONPATH="/tmp/mlgnn-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the project itself, without installing it
+LEAN=/tmp/mlgnn-lean  # benchmarks/lean_env.py's venv: jsonargparse is linked in, so only the project on PYTHONPATH
 
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 versions=$("$PY" -c "import torch, pytorch_lightning as pl; print(f'torch {torch.__version__}, lightning {pl.__version__}, cuda {torch.version.cuda}')")
 { echo "## GPU check: $card ($versions)"; echo "| step | result |"; echo "|---|---|"; } > "$OUT/summary.md"
 cat "$OUT/summary.md"
-record() { echo "$1" | tee -a "$OUT/summary.md"; }
+record() { echo "$1" | tee -a "$OUT/summary.md"; cp "$OUT/summary.md" "$WORK/"; tar czf "$OUT/logs.tgz" -C "$WORK" .; }
 cap() { "$PY" -c "print(int($1 * $CAP_SCALE))"; }  # seconds for a step, scaled
 since() { "$PY" -c "print(f'{$(date +%s.%N) - $1:.1f}')"; }
 
-speed() {  # speed() LABEL CAP ARGS...: benchmarks/speed.py on the GPU, its table into $OUT/speed_LABEL.md
+speed() {  # speed() LABEL CAP ARGS...: benchmarks/speed.py on the GPU, its table into $WORK/speed_LABEL.md
   local label=$1 limit; limit=$(cap "$2"); shift 2
-  timeout "$limit" "$PY" benchmarks/speed.py --device "$SPEED_DEVICE" --data-root "$DATA_ROOT" "$@" > "$OUT/speed_$label.md" 2>&1
+  timeout "$limit" "$PY" benchmarks/speed.py --device "$SPEED_DEVICE" --data-root "$DATA_ROOT" "$@" > "$WORK/speed_$label.md" 2>&1
   local status=$?
   record "| speed.py $label | exit $status$([ $status -eq 124 ] && echo " (cut at ${limit}s)"), table in speed_$label.md |"
-  cat "$OUT/speed_$label.md"
+  cat "$WORK/speed_$label.md"
 }
 
-fit_and_test() {  # fit_and_test CONFIG CAP: fit on one GPU (wall from process start), test its best checkpoint
-  local config=$1 name limit; name=$(basename "$1" .yaml); limit=$(cap "$2")
+fit_and_test() {  # fit_and_test CONFIG CAP [LABEL PYTHON...]: fit on one GPU (wall from process start), test
+  local config=$1 name limit; name=$(basename "$1" .yaml); limit=$(cap "$2")  # its best checkpoint
+  local label=${3:-$name}; shift $(( $# < 3 ? $# : 3 ))
+  local python=("$@"); [ ${#python[@]} -gt 0 ] || python=("$PY")
   local common=(--config "$config" --config "$TRAINER_CONFIG" --data.root "$DATA_ROOT" --data.cache_dir /tmp/mlgnn-cache)
   local start; start=$(date +%s.%N)
-  timeout "$limit" "$PY" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$OUT/logs" > "$OUT/fit_$name.log" 2>&1
+  timeout "$limit" "${python[@]}" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$WORK/logs_$label" > "$WORK/fit_$label.log" 2>&1
   local status=$? wall; wall=$(since "$start")
-  local best; best=$(grep -o "Best checkpoint: [^ ]*" "$OUT/fit_$name.log" | tail -1 | cut -d' ' -f3)
+  local best; best=$(grep -o "Best checkpoint: [^ ]*" "$WORK/fit_$label.log" | tail -1 | cut -d' ' -f3)
   if [ "$status" -ne 0 ] || [ -z "$best" ]; then
-    record "| fit $name | FAILED (exit $status after ${wall}s), see fit_$name.log |"
-    tail -20 "$OUT/fit_$name.log"; return
+    record "| fit $label | FAILED (exit $status after ${wall}s), see fit_$label.log |"
+    tail -20 "$WORK/fit_$label.log"; return
   fi
-  timeout "$(cap 60)" "$PY" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" \
-    --trainer.logger.init_args.save_dir "$OUT/test_logs" > "$OUT/test_$name.log" 2>&1
+  timeout "$(cap 60)" "${python[@]}" -m movielens_gnn test "${common[@]}" --ckpt_path "$best" \
+    --trainer.logger.init_args.save_dir "$WORK/test_logs_$label" > "$WORK/test_$label.log" 2>&1
   # From the runs' metrics.csv, never the printed tables (rich draws them as boxes on the CUDA images).
-  local figures; figures=$("$PY" - "$OUT/logs/$name" "$OUT/test_logs/$name" <<'PY'
+  local figures; figures=$("$PY" - "$WORK/logs_$label/$name" "$WORK/test_logs_$label/$name" <<'PY'
 import csv, glob, sys
 def rows(folder):
     return [r for f in sorted(glob.glob(f"{folder}/version_*/metrics.csv")) for r in csv.DictReader(open(f))]
@@ -68,26 +82,56 @@ rmse = [r["test_rmse"] for r in test if r.get("test_rmse")]
 print(f"{epochs} validated epochs, test_rmse {float(rmse[-1]):.4f}" if rmse else f"{epochs} validated epochs, test_rmse ?")
 PY
 )
-  # The fit's own account of its time (movielens_gnn/progress.py): epochs, and start-up before the first.
-  local timing; timing=$(grep -o "trained [0-9]* epochs in .*" "$OUT/fit_$name.log" | tail -1)
-  record "| fit $name | ${wall}s wall from process start, best ${best##*/}, $figures; ${timing:-no timing line} |"
+  # The fit's own account of its time (movielens_gnn/progress.py): epochs, start-up before the first, and
+  # the start-up's causes where it took over 5 s.
+  local timing; timing=$(grep -o "trained [0-9]* epochs in .*" "$WORK/fit_$label.log" | tail -1)
+  record "| fit $label | ${wall}s wall from process start, best ${best##*/}, $figures; ${timing:-no timing line} |"
 }
 
-STEPS="${STEPS:-startup scaling gcn_dot pytest step ml100k_best}"  # a subset reruns only those
+lean_python() {  # builds the lean venv once; prints the command that runs its Python with the project
+  if [ ! -x "$LEAN/bin/python" ]; then
+    "$PY" benchmarks/lean_env.py "$LEAN" > "$WORK/lean_env.log" 2>&1 || { cat "$WORK/lean_env.log" >&2; return 1; }
+  fi
+  echo "env PYTHONPATH=$PWD $LEAN/bin/python"
+}
+
+startup() {  # startup LABEL PYTHON...: startup.py --by-package in that Python, its table into startup_LABEL.md
+  local label=$1; shift
+  timeout "$(cap 90)" "$@" benchmarks/startup.py --device "$SPEED_DEVICE" --by-package > "$WORK/startup_$label.md" 2>&1
+  local status=$? ready; ready=$(grep -o "first CSR product[^|]*| [0-9.]* | [0-9.]*" "$WORK/startup_$label.md" | awk '{print $NF}')
+  local facts; facts=$(grep -e "^Without a bytecode" -e "^Unused extras" "$WORK/startup_$label.md" | tr -d '\n' | sed 's/  */ /g')
+  record "| startup.py $label | exit $status, ${ready:-?}s from process start to a ready device; $facts; table in startup_$label.md |"
+  cat "$WORK/startup_$label.md"
+}
+
+STEPS="${STEPS:-startup gcn_dot gcn_dot_lean pytest step ml100k_best scaling}"  # a subset reruns only those
 for step in $STEPS; do
   case $step in
     scaling)  # one size per run, largest first, so a run cut short keeps the sizes it finished
       for size in $(echo "${SCALING_SIZES:-25m,10m,1m}" | tr , ' '); do
         speed "scaling_$size" 150 --sections scaling --scaling-sizes "$size" --pyg --repeats 50
       done ;;
-    startup)  # first, while the disk cache is cold: imports and CUDA set-up, stage by stage
-      timeout "$(cap 60)" "$PY" benchmarks/startup.py --device "$SPEED_DEVICE" > "$OUT/startup.md" 2>&1
-      record "| startup.py | exit $?, $(grep -o "first CSR product[^|]*| [0-9.]* | [0-9.]*" "$OUT/startup.md" | awk '{print $NF}')s from process start to a ready device, table in startup.md |"
-      cat "$OUT/startup.md" ;;
+    startup)  # first, while the disk cache is cold
+      startup image "$PY"
+      if ! grep -q "^Without a bytecode cache after loading (.*): none " "$WORK/startup_image.md"; then
+        unset PYTHONDONTWRITEBYTECODE  # so Python writes its cache, in a folder of its own:
+        export PYTHONPYCACHEPREFIX=/tmp/mlgnn-pyc  # kept by every later step, the lean venv's too
+        startup pycache_fill "$PY"
+        startup pycache "$PY"
+      fi
+      if lean_cmd=$(lean_python); then
+        read -ra lean <<< "$lean_cmd"
+        # Under a cache prefix the venv's paths are new ones to cache: fill first, as above.
+        [ -n "${PYTHONPYCACHEPREFIX:-}" ] && startup lean_fill "${lean[@]}"
+        startup lean "${lean[@]}"
+      else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
+    gcn_dot_lean)
+      if lean_cmd=$(lean_python); then read -ra lean <<< "$lean_cmd"; fit_and_test configs/gcn_dot.yaml 90 gcn_dot_lean "${lean[@]}"
+      else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
     gcn_dot|ml100k_best) fit_and_test "configs/$step.yaml" 90 ;;
     pytest)
-      timeout "$(cap 90)" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$OUT/pytest_gpu.log" 2>&1
-      record "| pytest -m gpu | exit $?: $(tail -1 "$OUT/pytest_gpu.log" | tr -d '=') |" ;;
+      timeout "$(cap 90)" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$WORK/pytest_gpu.log" 2>&1
+      record "| pytest -m gpu | exit $?: $(tail -1 "$WORK/pytest_gpu.log" | tr -d '=') |" ;;
     step) speed step 120 --sections layer,step,optimizer,syncs --repeats 50 ;;
   esac
 done
