@@ -13,7 +13,8 @@
 #   gcn_dot      `fit` + `test` of configs/gcn_dot.yaml on one GPU, wall time from process start.
 #   gcn_dot_lean the same in the lean venv (built here if the startup step did not run).
 #   pytest       the GPU-marked tests.
-#   step         speed.py's layer, step, optimizer (fused Adam against torch's foreach default), host syncs.
+#   step         speed.py's layer, step, optimizer (fused Adam against torch's foreach default), host syncs
+#                per step, and a torch.profiler table of each config's bare step (device time by operator).
 #   ml100k_best  `fit` + `test` of configs/ml100k_best.yaml.
 #   scaling      speed.py's scaling at 25M/10M/1M ratings with PyG's GCNConv beside it (--pyg; its columns
 #                are left out where torch_geometric is missing), one size per process, largest first.
@@ -132,7 +133,7 @@ for step in $STEPS; do
     pytest)
       timeout "$(cap 90)" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$WORK/pytest_gpu.log" 2>&1
       record "| pytest -m gpu | exit $?: $(tail -1 "$WORK/pytest_gpu.log" | tr -d '=') |" ;;
-    step) speed step 120 --sections layer,step,optimizer,syncs --repeats 50 ;;
+    step) speed step 150 --sections layer,step,optimizer,syncs,profile --repeats 50 ;;
   esac
 done
 echo; cat "$OUT/summary.md"

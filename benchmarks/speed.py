@@ -14,6 +14,8 @@ Every figure is the median of several repeats in this one run (the step section:
   syncs    CUDA only: host synchronisations per training step of each config inside Lightning
            (torch.cuda.set_sync_debug_mode("warn") over 20 epochs after 3 of warm-up, validation
            off), with the code lines that cause them.
+  profile  torch.profiler over 10 bare steps of each config: operators by self time on the host and
+           (CUDA) the device, and CUDA runtime calls per step (not in the default sections).
   fit      `python -m movielens_gnn fit` from process start to exit, then the test RMSE of its best
            checkpoint (measured separately, not in the wall time).
   scaling  synthetic bipartite graphs with power-law degrees at ML-1M/10M/25M sizes: seconds per
@@ -134,10 +136,8 @@ def _instantiate(config: str, data_root: str, cache: Path, *options: str):
     return cli.model, cli.datamodule
 
 
-def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, edges: tuple, device: torch.device,
-                     repeats: int, warmup: int = 3, average=statistics.median) -> float:
-    """Seconds of one full-batch training step (MSE of ``model(users, items)``, backward, optimizer),
-    the ``average`` over ``repeats``."""
+def mse_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, edges: tuple, device: torch.device):
+    """One full-batch training step (MSE of ``model(users, items)``, backward, optimizer) as a closure."""
     users, items, ratings = (t.to(device) for t in edges)
     model.train()
 
@@ -146,17 +146,73 @@ def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, e
         F.mse_loss(model(users, items), ratings).backward()
         optimizer.step()
 
-    return timed(step, device, repeats, warmup=warmup, average=average)
+    return step
 
 
-def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int,
-                  *options: str) -> float:
+def mse_step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, edges: tuple, device: torch.device,
+                     repeats: int, warmup: int = 3, average=statistics.median) -> float:
+    """Seconds of one ``mse_step``, the ``average`` over ``repeats``."""
+    return timed(mse_step(model, optimizer, edges, device), device, repeats, warmup=warmup, average=average)
+
+
+def _bare_model(config: str, data_root: str, cache: Path, device: torch.device, *options: str):
+    """The config's model on ``device`` with its training graph and optimizer, and the training edges."""
     model, dm = _instantiate(config, data_root, cache, *options)
     model.attach_graph(dm.graph)
     model.to(device)
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    return mse_step_seconds(model, optimizer, tuple(dm.data.train), device, repeats, average=statistics.fmean) * 1e3
+    return model, optimizer, tuple(dm.data.train)
+
+
+def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device, repeats: int,
+                  *options: str) -> float:
+    model, optimizer, edges = _bare_model(config, data_root, cache, device, *options)
+    return mse_step_seconds(model, optimizer, edges, device, repeats, average=statistics.fmean) * 1e3
+
+
+def section_profile(data_root: str, cache: Path, device: torch.device, steps: int = 10, top: int = 12) -> list[str]:
+    """Where a bare full-batch step's time goes: torch.profiler over ``steps`` steps after 5 of warm-up.
+
+    Per config, the operators with the most self time on the host or (CUDA) the device, per step, and on
+    CUDA the runtime calls per step (kernel launches, copies, synchronisations, allocations): on a graph
+    as small as u1's, a GPU step is mostly these, not arithmetic.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    lines = [f"{steps} bare steps per config after 5 of warm-up, per step; host times include the profiler's "
+             "own overhead (compare the wall time with the step section's)."]
+    for config in CONFIGS:
+        model, optimizer, edges = _bare_model(config, data_root, cache, device)
+        step = mse_step(model, optimizer, edges, device)
+        for _ in range(5):
+            step()
+        _sync(device)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            wall = time.perf_counter() - start
+        events = prof.key_averages()
+
+        def device_ms(event) -> float:  # torch >= 2.4 names it device time; older ones cuda time
+            return getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0)) / 1e3 / steps
+
+        ops = sorted((e for e in events if not e.key.startswith("cuda")),
+                     key=lambda e: -max(e.self_cpu_time_total / 1e3 / steps, device_ms(e)))
+        lines += ["", f"**{config}**: {1e3 * wall / steps:.2f} ms a step under the profiler"
+                  + (f", device busy {sum(device_ms(e) for e in events):.2f} ms" if cuda else ""), "",
+                  "| operator | calls / step | host ms / step | device ms / step |", "|---|---|---|---|"]
+        lines += [f"| {e.key} | {e.count / steps:g} | {e.self_cpu_time_total / 1e3 / steps:.3f} | "
+                  + (f"{device_ms(e):.3f} |" if cuda else "– |") for e in ops[:top]]
+        if cuda:
+            runtime = sorted((e for e in events if e.key.startswith("cuda")), key=lambda e: -e.count)
+            calls = ", ".join(f"{e.key} {e.count / steps:g}" for e in runtime[:8]) or "none recorded"
+            lines += ["", f"CUDA runtime calls per step: {calls}"]
+    return lines
 
 
 def _bare_trainer(device: torch.device, max_epochs: int, callback):
@@ -541,6 +597,9 @@ def main() -> None:
     if "syncs" in sections:
         print("\n### Host synchronisations per step\n")
         print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
+    if "profile" in sections:
+        print("\n### Profile of a training step\n")
+        print("\n".join(section_profile(args.data_root, cache, device)), flush=True)
     if "fit" in sections:
         print("\n### fit, start to finish\n")
         print("\n".join(section_fit(args.data_root, cache, device, args.overrides)), flush=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sys
 
+import torch
+
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -196,3 +198,18 @@ def test_lean_env_links_only_the_closure(tmp_path):
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin"}).stdout.split()
     assert out == ["True", "True"]  # packaging is linked into the venv, torch is not reachable
+
+
+def test_profile_section_tables_each_config(ml100k_root, tmp_path):
+    """On the synthetic ml-100k files: one table per config, its rows the busiest operators with their
+    calls per step (the dense layer products run every step, so aten::addmm or aten::mm is among them)."""
+    import speed
+
+    lines = speed.section_profile(str(ml100k_root), tmp_path / "cache", torch.device("cpu"), steps=2, top=5)
+    text = "\n".join(lines)
+    assert text.count("| operator | calls / step | host ms / step | device ms / step |") == len(speed.CONFIGS)
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and not line.startswith("| operator")]
+    assert len(rows) == 5 * len(speed.CONFIGS)
+    assert all(float(calls) > 0 and float(host) >= 0 and device.strip() == "–" for _, calls, host, device in rows)
+    assert {"aten::addmm", "aten::mm"} & {name.strip() for name, *_ in rows}
+    assert "CUDA runtime calls" not in text  # CUDA only
