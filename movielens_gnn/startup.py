@@ -7,8 +7,9 @@ start-up:
   ``__pycache__`` beside it. Where it may not write there (``PYTHONDONTWRITEBYTECODE=1``, as many
   container images set, or a read-only environment) and nothing was compiled ahead, every process
   compiles torch, Lightning and sympy afresh: ``import movielens_gnn.cli`` took 8.8–9.4 s here on two CPU
-  cores that way against 3.2–3.4 s with the cache. ``PYTHONPYCACHEPREFIX`` names another, writable folder
-  for the cache.
+  cores that way against 3.2–3.4 s with the cache. Unsetting ``PYTHONDONTWRITEBYTECODE`` lets the next
+  start use what this one compiled; ``PYTHONPYCACHEPREFIX`` names a writable folder for the cache where
+  the packages' own folders are read-only.
 - **Unused extras.** ``import torchmetrics`` (Lightning imports it) also imports transformers, torchvision
   and scipy whenever they are installed, for metrics this project never uses: transformers and scipy
   added 1.8–2.1 s to that import here. A virtual environment holding only this project's dependencies
@@ -64,26 +65,32 @@ def unused_extras_loaded(modules: Mapping[str, ModuleType] | None = None) -> lis
     return [name for name in UNUSED_EXTRAS if name in modules]
 
 
-def slow_start_hints(start_up_s: float, slow_s: float = 5.0,
-                     modules: Mapping[str, ModuleType] | None = None) -> list[str]:
+def slow_start_hints(start_up_s: float, slow_s: float = 5.0, modules: Mapping[str, ModuleType] | None = None,
+                     dont_write_bytecode: bool | None = None) -> list[str]:
     """What to change, when a start-up took more than ``slow_s`` seconds; nothing when it was quick.
 
     Args:
         start_up_s: Seconds from process start to the first epoch.
         slow_s: Start-ups up to this long get no hints.
         modules: Loaded modules by name (default ``sys.modules``).
+        dont_write_bytecode: Whether this Python may not write bytecode (default ``sys.dont_write_bytecode``,
+            set by ``PYTHONDONTWRITEBYTECODE`` or ``-B``).
 
     Returns:
         Sentences for the fit's closing timing line, possibly none.
     """
     if start_up_s <= slow_s:
         return []
+    dont_write = sys.dont_write_bytecode if dont_write_bytecode is None else dont_write_bytecode
     hints = []
     uncached = without_bytecode_cache(modules=modules)
-    if uncached:
-        hints.append(f"Python compiled {', '.join(uncached)} afresh, with no bytecode cache and none written "
-                     "here (PYTHONDONTWRITEBYTECODE or a read-only folder): set PYTHONPYCACHEPREFIX to a "
-                     "writable folder to keep one")
+    if uncached and dont_write:
+        hints.append(f"Python compiled {', '.join(uncached)} afresh: they have no bytecode cache and "
+                     "PYTHONDONTWRITEBYTECODE keeps Python from writing one; unset it to keep one (and set "
+                     "PYTHONPYCACHEPREFIX to a writable folder if theirs is read-only)")
+    elif uncached:
+        hints.append(f"Python compiled {', '.join(uncached)} afresh: they have no bytecode cache and their "
+                     "folders are read-only; set PYTHONPYCACHEPREFIX to a writable folder to keep one")
     extras = unused_extras_loaded(modules)
     if extras:
         hints.append(f"torchmetrics imported {', '.join(extras)}, installed here but unused: a virtual "

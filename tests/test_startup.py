@@ -63,12 +63,14 @@ def test_hints_only_for_a_slow_start_and_only_for_causes_found(tmp_path):
     modules = {"torch": _package(tmp_path, "torch", compiled=False), "transformers": ModuleType("transformers"),
                "scipy": ModuleType("scipy")}
     assert slow_start_hints(4.9, modules=modules) == []
-    hints = slow_start_hints(17.0, modules=modules)
+    hints = slow_start_hints(17.0, modules=modules, dont_write_bytecode=True)
     assert len(hints) == 2
-    assert hints[0].startswith("Python compiled torch afresh") and "PYTHONPYCACHEPREFIX" in hints[0]
+    assert hints[0].startswith("Python compiled torch afresh") and "unset it" in hints[0]
     assert hints[1].startswith("torchmetrics imported transformers, scipy,")
+    read_only = slow_start_hints(17.0, modules=modules, dont_write_bytecode=False)[0]
+    assert "read-only; set PYTHONPYCACHEPREFIX" in read_only and "PYTHONDONTWRITEBYTECODE" not in read_only
     cached = {"torch": _package(tmp_path / "other", "torch", compiled=True)}
-    assert slow_start_hints(17.0, modules=cached) == []
+    assert slow_start_hints(17.0, modules=cached, dont_write_bytecode=True) == []
 
 
 def test_the_fit_timing_line_carries_the_hints(monkeypatch):
