@@ -70,10 +70,21 @@ def closure(requirements: list[str]) -> tuple[dict[str, metadata.Distribution], 
 def top_level_paths(dist: metadata.Distribution) -> set[Path]:
     """The files and folders a distribution put directly into its site-packages (its metadata folder too).
 
+    From its RECORD; without one (some system installs), from ``top_level.txt`` and the metadata folder.
     Scripts installed outside (``../../bin``) and shared ``__pycache__`` folders are left out.
     """
-    names = {file.parts[0] for file in dist.files or [] if file.parts[0] not in ("..", "__pycache__")}
-    return {Path(dist.locate_file(name)) for name in names}
+    if dist.files is not None:
+        names = {file.parts[0] for file in dist.files if file.parts[0] not in ("..", "__pycache__")}
+    else:
+        modules = (dist.read_text("top_level.txt") or "").split()
+        folder = getattr(dist, "_path", None)  # the .dist-info / .egg-info folder (no public accessor)
+        names = {*modules, *([Path(folder).name] if folder else [])}
+    candidates = {Path(dist.locate_file(name)) for name in names}
+    # A top-level module is a folder or a file (``six.py``, ``_cffi_backend.cpython-312-….so``).
+    found = {path for path in candidates if path.exists()}
+    for path in candidates - found:
+        found |= set(path.parent.glob(path.name + ".py")) | set(path.parent.glob(path.name + ".*.so"))
+    return found
 
 
 def build(dest: Path, dists: dict[str, metadata.Distribution]) -> Path:
@@ -85,10 +96,10 @@ def build(dest: Path, dists: dict[str, metadata.Distribution]) -> Path:
     for name, dist in sorted(dists.items()):
         paths = top_level_paths(dist)
         if not paths:
-            raise SystemExit(f"error: {name} lists no installed files (no RECORD), so it cannot be linked")
+            print(f"warning: {name} names no installed files (no RECORD or top_level.txt); not linked", file=sys.stderr)
         for path in paths:
             link = site / path.name
-            if not link.exists() and path.exists():  # namespace folders (nvidia/) are shared: link once
+            if not link.exists():  # namespace folders (nvidia/) are shared: link once
                 link.symlink_to(path)
     return python
 

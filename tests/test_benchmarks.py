@@ -213,3 +213,22 @@ def test_profile_section_tables_each_config(ml100k_root, tmp_path):
     assert all(float(calls) > 0 and float(host) >= 0 and device.strip() == "–" for _, calls, host, device in rows)
     assert {"aten::addmm", "aten::mm"} & {name.strip() for name, *_ in rows}
     assert "CUDA runtime calls" not in text  # CUDA only
+
+
+def test_lean_env_links_a_distribution_without_record(tmp_path):
+    """Some system installs keep no RECORD: top_level.txt names the modules (a folder and a single file)."""
+    import importlib.metadata
+
+    import lean_env
+
+    site = tmp_path / "site"
+    (site / "fakepkg").mkdir(parents=True)
+    (site / "fakepkg" / "__init__.py").write_text("")
+    (site / "single.py").write_text("")
+    info = site / "fakepkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("fakepkg\nsingle\n")
+    dist = importlib.metadata.PathDistribution(info)
+    assert dist.files is None
+    assert lean_env.top_level_paths(dist) == {site / "fakepkg", site / "single.py", info}
