@@ -7,7 +7,7 @@
 #   startup      benchmarks/startup.py with --by-package (imports and CUDA set-up, stage by stage, while the
 #                disk cache is cold). Where the core packages have no bytecode cache it runs twice more
 #                with PYTHONDONTWRITEBYTECODE unset and PYTHONPYCACHEPREFIX set (the first fills the cache),
-#                and every later step keeps that setting; then once more (with the prefix: twice) in a lean
+#                and every later step keeps that setting; where the first run wrote the cache, once more; then once more (with the prefix: twice) in a lean
 #                venv (benchmarks/lean_env.py: only this project's dependencies, linked from the image, so
 #                torchmetrics finds no transformers or torchvision to import).
 #   gcn_dot      `fit` + `test` of configs/gcn_dot.yaml on one GPU, wall time from process start.
@@ -18,9 +18,10 @@
 #   ml100k_best  `fit` + `test` of configs/ml100k_best.yaml.
 #   scaling      speed.py's scaling at 25M/10M/1M ratings with PyG's GCNConv beside it (--pyg; its columns
 #                are left out where torch_geometric is missing), one size per process, largest first.
-# Measured on an H200: scaling 295 s, the steps before it about 185 s (before the startup step grew its
-# extra runs), so all of them take longer than one 10-minute device command: run the scaling step in a
-# call of its own when it is needed. $OUT gets summary.md (a line per step, appended as steps end) and
+# Measured on an H200: scaling 295 s and the other steps about 185 s, before the startup step grew its
+# extra runs (each a fresh process that imports everything twice, --by-package's child included: about
+# 20-40 s each there) and gcn_dot_lean was added; all of them now outlast one 10-minute device command:
+# run the scaling step in a call of its own when it is needed. $OUT gets summary.md (a line per step, appended as steps end) and
 # logs.tgz (every log and table, refreshed after each step), so a run cut short keeps what it finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +41,18 @@ if ! "$PY" -c "import jsonargparse, docstring_parser, typeshed_client" 2>/dev/nu
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the project itself, without installing it
 LEAN=/tmp/mlgnn-lean  # benchmarks/lean_env.py's venv: jsonargparse is linked in, so only the project on PYTHONPATH
+rm -rf "$LEAN"  # built afresh by each run (a warm machine keeps /tmp between calls)
 
 card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
-versions=$("$PY" -c "import torch, pytorch_lightning as pl; print(f'torch {torch.__version__}, lightning {pl.__version__}, cuda {torch.version.cuda}')")
+# Versions from the installed metadata and torch/version.py, without importing torch or Lightning: the
+# startup step below must be the first to load them (cold disk, no bytecode written yet).
+versions=$("$PY" - <<'PY'
+import importlib.metadata as md, importlib.util, pathlib, re
+text = (pathlib.Path(importlib.util.find_spec("torch").origin).parent / "version.py").read_text()
+cuda = re.search(r"^cuda[^=]*= *'?([^'\n]*)'?", text, re.M)
+print(f"torch {md.version('torch')}, lightning {md.version('pytorch-lightning')}, cuda {cuda.group(1) if cuda else '?'}")
+PY
+)
 { echo "## GPU check: $card ($versions)"; echo "| step | result |"; echo "|---|---|"; } > "$OUT/summary.md"
 cat "$OUT/summary.md"
 record() { echo "$1" | tee -a "$OUT/summary.md"; cp "$OUT/summary.md" "$WORK/"; tar czf "$OUT/logs.tgz" -C "$WORK" .; }
@@ -100,7 +110,7 @@ startup() {  # startup LABEL PYTHON...: startup.py --by-package in that Python, 
   local label=$1; shift
   timeout "$(cap 90)" "$@" benchmarks/startup.py --device "$SPEED_DEVICE" --by-package > "$WORK/startup_$label.md" 2>&1
   local status=$? ready; ready=$(grep -o "first CSR product[^|]*| [0-9.]* | [0-9.]*" "$WORK/startup_$label.md" | awk '{print $NF}')
-  local facts; facts=$(grep -e "^Without a bytecode" -e "^Unused extras" "$WORK/startup_$label.md" | tr -d '\n' | sed 's/  */ /g')
+  local facts; facts=$(grep -e "^Bytecode cache" -e "^Unused extras" "$WORK/startup_$label.md" | sed 's/ *$//' | paste -sd ';' | sed 's/;/; /g')
   record "| startup.py $label | exit $status, ${ready:-?}s from process start to a ready device; $facts; table in startup_$label.md |"
   cat "$WORK/startup_$label.md"
 }
@@ -114,11 +124,13 @@ for step in $STEPS; do
       done ;;
     startup)  # first, while the disk cache is cold
       startup image "$PY"
-      if ! grep -q "^Without a bytecode cache after loading (.*): none " "$WORK/startup_image.md"; then
+      if ! grep -q "^Bytecode cache missing after loading: none " "$WORK/startup_image.md"; then
         unset PYTHONDONTWRITEBYTECODE  # so Python writes its cache, in a folder of its own:
         export PYTHONPYCACHEPREFIX=/tmp/mlgnn-pyc  # kept by every later step, the lean venv's too
         startup pycache_fill "$PY"
         startup pycache "$PY"
+      elif ! grep -q "^Bytecode cache written by this process: none " "$WORK/startup_image.md"; then
+        startup image_again "$PY"  # the first run compiled and kept the cache: time a start that reads it
       fi
       if lean_cmd=$(lean_python); then
         read -ra lean <<< "$lean_cmd"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as metadata
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -79,7 +80,7 @@ def top_level_paths(dist: metadata.Distribution) -> set[Path]:
         modules = (dist.read_text("top_level.txt") or "").split()
         folder = getattr(dist, "_path", None)  # the .dist-info / .egg-info folder (no public accessor)
         names = {*modules, *([Path(folder).name] if folder else [])}
-    candidates = {Path(dist.locate_file(name)) for name in names}
+    candidates = {Path(dist.locate_file(name)).absolute() for name in names}  # a relative sys.path entry too
     # A top-level module is a folder or a file (``six.py``, ``_cffi_backend.cpython-312-….so``).
     found = {path for path in candidates if path.exists()}
     for path in candidates - found:
@@ -88,10 +89,15 @@ def top_level_paths(dist: metadata.Distribution) -> set[Path]:
 
 
 def build(dest: Path, dists: dict[str, metadata.Distribution]) -> Path:
-    """Create the venv at ``dest`` and link the distributions into it; return its Python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(dest)], check=True)
-    python = dest / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    """Create the venv at ``dest`` (replacing one there) and link the distributions into it; return its Python.
+
+    It is built beside ``dest`` and renamed into place when whole, so a build that stops half-way never
+    leaves a working ``dest/bin/python`` behind (a venv finds its prefix from its own location).
+    """
+    partial = dest.with_name(dest.name + ".partial")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(partial)], check=True)
+    site = Path(subprocess.run([str(partial / "bin" / "python"), "-c",
+                                "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     for name, dist in sorted(dists.items()):
         paths = top_level_paths(dist)
@@ -101,7 +107,10 @@ def build(dest: Path, dists: dict[str, metadata.Distribution]) -> Path:
             link = site / path.name
             if not link.exists():  # namespace folders (nvidia/) are shared: link once
                 link.symlink_to(path)
-    return python
+    if dest.exists():
+        shutil.rmtree(dest)
+    partial.rename(dest)
+    return dest / "bin" / "python"
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -178,6 +179,7 @@ def section_profile(data_root: str, cache: Path, device: torch.device, steps: in
     CUDA the runtime calls per step (kernel launches, copies, synchronisations, allocations): on a graph
     as small as u1's, a GPU step is mostly these, not arithmetic.
     """
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
@@ -201,15 +203,22 @@ def section_profile(data_root: str, cache: Path, device: torch.device, steps: in
         def device_ms(event) -> float:  # torch >= 2.4 names it device time; older ones cuda time
             return getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0)) / 1e3 / steps
 
-        ops = sorted((e for e in events if not e.key.startswith("cuda")),
-                     key=lambda e: -max(e.self_cpu_time_total / 1e3 / steps, device_ms(e)))
+        # Three kinds of entries: the kernels themselves (device events), the CUDA runtime and driver
+        # calls (cudaLaunchKernel, cuLaunchKernel, …) and the operators, whose device time is that of
+        # the kernels they launched. The device's busy time adds up the kernels alone: adding the
+        # operators' too would count each kernel twice.
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        runtime = [e for e in events if e.device_type == DeviceType.CPU and re.match(r"cu(da)?[A-Z]", e.key)]
+        ops = [e for e in events if e.device_type == DeviceType.CPU and e not in runtime]
+        ops.sort(key=lambda e: -max(e.self_cpu_time_total / 1e3 / steps, device_ms(e)))
         lines += ["", f"**{config}**: {1e3 * wall / steps:.2f} ms a step under the profiler"
-                  + (f", device busy {sum(device_ms(e) for e in events):.2f} ms" if cuda else ""), "",
+                  + (f", device busy {sum(device_ms(e) for e in kernels):.2f} ms in {sum(e.count for e in kernels) / steps:g} "
+                     "kernels" if cuda else ""), "",
                   "| operator | calls / step | host ms / step | device ms / step |", "|---|---|---|---|"]
         lines += [f"| {e.key} | {e.count / steps:g} | {e.self_cpu_time_total / 1e3 / steps:.3f} | "
                   + (f"{device_ms(e):.3f} |" if cuda else "– |") for e in ops[:top]]
         if cuda:
-            runtime = sorted((e for e in events if e.key.startswith("cuda")), key=lambda e: -e.count)
+            runtime.sort(key=lambda e: -e.count)
             calls = ", ".join(f"{e.key} {e.count / steps:g}" for e in runtime[:8]) or "none recorded"
             lines += ["", f"CUDA runtime calls per step: {calls}"]
     return lines

@@ -24,7 +24,7 @@ from pathlib import Path
 gc.disable()  # before the imports below, as movielens_gnn/__main__.py does
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from movielens_gnn.clock import process_seconds  # noqa: E402  (no heavy imports)
-from movielens_gnn.startup import CORE_PACKAGES, unused_extras_loaded, without_bytecode_cache  # noqa: E402
+from movielens_gnn.startup import CORE_PACKAGES, bytecode_cache, unused_extras_loaded  # noqa: E402
 
 
 def main() -> None:
@@ -69,8 +69,11 @@ def main() -> None:
         since = f"{at - start + before:.2f}" if before is not None else "–"  # process time at `start` is `before`
         print(f"| {name} | {at - last:.2f} | {since} |")
     print()
-    print(f"Without a bytecode cache after loading (of {', '.join(CORE_PACKAGES)}): "
-          f"{', '.join(without_bytecode_cache()) or 'none'} (dont_write_bytecode {sys.flags.dont_write_bytecode}, "
+    state = bytecode_cache()
+    for where, what in (("missing", "Bytecode cache missing after loading"),
+                        ("written", "Bytecode cache written by this process")):
+        print(f"{what}: {', '.join(n for n, s in state.items() if s == where) or 'none'}  ")
+    print(f"(of {', '.join(CORE_PACKAGES)}; dont_write_bytecode {int(sys.dont_write_bytecode)}, "
           f"pycache_prefix {sys.pycache_prefix})  ")
     print(f"Unused extras torchmetrics imported: {', '.join(unused_extras_loaded()) or 'none'}")
     if "--by-package" in sys.argv:

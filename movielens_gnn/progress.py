@@ -15,7 +15,8 @@ which also read well in a log file. When training ends, one more line says where
 
 (u1 ``gcn_dot`` on 2 CPU cores; the second figure is imports, data and device set-up; it is left out where the process's start time
 cannot be read, outside Linux). A start-up over 5 s also names its causes that the user can change, where
-found: no bytecode cache, or unused packages that torchmetrics imported (``movielens_gnn/startup.py``). It is the CLI's default progress bar (a Lightning ``ProgressBar``),
+found: no bytecode cache (or one written only now), or unused packages that torchmetrics imported
+(``movielens_gnn/startup.py``). It is the CLI's default progress bar (a Lightning ``ProgressBar``),
 so ``--trainer.enable_progress_bar false`` silences it like any other.
 """
 

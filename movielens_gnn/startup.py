@@ -21,8 +21,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from types import ModuleType
+
+from movielens_gnn.clock import process_seconds
 
 # Every fit imports these; together they are most of the Python that a start compiles or loads.
 CORE_PACKAGES = ("torch", "pytorch_lightning", "torchmetrics", "sympy")
@@ -31,32 +34,44 @@ CORE_PACKAGES = ("torch", "pytorch_lightning", "torchmetrics", "sympy")
 UNUSED_EXTRAS = ("transformers", "torchvision", "scipy")
 
 
-def without_bytecode_cache(names: Iterable[str] = CORE_PACKAGES,
-                           modules: Mapping[str, ModuleType] | None = None) -> list[str]:
-    """The loaded packages among ``names`` whose ``__init__`` has no bytecode cache file after loading.
+def bytecode_cache(names: Iterable[str] = CORE_PACKAGES, modules: Mapping[str, ModuleType] | None = None,
+                   started_at: float | None = None) -> dict[str, str]:
+    """Where each loaded package's bytecode came from: ``"cached"``, ``"written"`` or ``"missing"``.
 
-    A package loaded from source whose cache file is still missing was compiled in this process and
-    will be compiled again by the next (Python would have written the file if it could). The cache
-    path honours ``sys.pycache_prefix`` (``PYTHONPYCACHEPREFIX``).
+    Looks at the cache file of each package's ``__init__`` after loading, where Python reads it:
+    ``__pycache__`` beside the source, or the mirror tree under ``sys.pycache_prefix``
+    (``PYTHONPYCACHEPREFIX``), which then replaces the packages' own. ``"missing"``: compiled in this
+    process and not saved, so every start compiles it again; ``"written"``: compiled in this process
+    and saved (modified after the process started), so only this start paid; ``"cached"``: loaded
+    from a cache made earlier. Packages not loaded, loaded from bytecode alone or from an extension
+    are left out.
 
     Args:
-        names: Top-level package names to look at; those not loaded are skipped.
+        names: Top-level package names to look at.
         modules: Loaded modules by name (default ``sys.modules``).
+        started_at: The process's start as a ``time.time()`` value (default: read from ``/proc``; where
+            it cannot be read, no file counts as written by this process).
     """
     modules = sys.modules if modules is None else modules
-    missing = []
+    if started_at is None:
+        age = process_seconds()
+        started_at = time.time() - age if age is not None else float("inf")
+    state = {}
     for name in names:
         spec = getattr(modules.get(name), "__spec__", None)
         origin = getattr(spec, "origin", None)
         if not origin or not origin.endswith(".py"):
-            continue  # not loaded, or loaded from bytecode alone or an extension: nothing to compile
+            continue
         try:
             cached = importlib.util.cache_from_source(origin)
         except NotImplementedError:  # an interpreter without a cache tag keeps no bytecode cache
             continue
-        if not os.path.exists(cached):
-            missing.append(name)
-    return missing
+        try:
+            # /proc's start time has a 10 ms resolution: a file from just before it counts as earlier.
+            state[name] = "written" if os.stat(cached).st_mtime >= started_at + 0.01 else "cached"
+        except FileNotFoundError:
+            state[name] = "missing"
+    return state
 
 
 def unused_extras_loaded(modules: Mapping[str, ModuleType] | None = None) -> list[str]:
@@ -66,7 +81,8 @@ def unused_extras_loaded(modules: Mapping[str, ModuleType] | None = None) -> lis
 
 
 def slow_start_hints(start_up_s: float, slow_s: float = 5.0, modules: Mapping[str, ModuleType] | None = None,
-                     dont_write_bytecode: bool | None = None) -> list[str]:
+                     dont_write_bytecode: bool | None = None, pycache_prefix: str | None = "",
+                     started_at: float | None = None) -> list[str]:
     """What to change, when a start-up took more than ``slow_s`` seconds; nothing when it was quick.
 
     Args:
@@ -75,6 +91,9 @@ def slow_start_hints(start_up_s: float, slow_s: float = 5.0, modules: Mapping[st
         modules: Loaded modules by name (default ``sys.modules``).
         dont_write_bytecode: Whether this Python may not write bytecode (default ``sys.dont_write_bytecode``,
             set by ``PYTHONDONTWRITEBYTECODE`` or ``-B``).
+        pycache_prefix: The bytecode cache's folder when not the packages' own (default ``""``: this
+            process's ``sys.pycache_prefix``).
+        started_at: The process's start, see :func:`bytecode_cache`.
 
     Returns:
         Sentences for the fit's closing timing line, possibly none.
@@ -82,15 +101,28 @@ def slow_start_hints(start_up_s: float, slow_s: float = 5.0, modules: Mapping[st
     if start_up_s <= slow_s:
         return []
     dont_write = sys.dont_write_bytecode if dont_write_bytecode is None else dont_write_bytecode
+    prefix = sys.pycache_prefix if pycache_prefix == "" else pycache_prefix
+    state = bytecode_cache(modules=modules, started_at=started_at)
+    missing = [name for name, where in state.items() if where == "missing"]
+    written = [name for name, where in state.items() if where == "written"]
     hints = []
-    uncached = without_bytecode_cache(modules=modules)
-    if uncached and dont_write:
-        hints.append(f"Python compiled {', '.join(uncached)} afresh: they have no bytecode cache and "
-                     "PYTHONDONTWRITEBYTECODE keeps Python from writing one; unset it to keep one (and set "
-                     "PYTHONPYCACHEPREFIX to a writable folder if theirs is read-only)")
-    elif uncached:
-        hints.append(f"Python compiled {', '.join(uncached)} afresh: they have no bytecode cache and their "
-                     "folders are read-only; set PYTHONPYCACHEPREFIX to a writable folder to keep one")
+    if missing:
+        where = f"under PYTHONPYCACHEPREFIX ({prefix})" if prefix else "in their __pycache__ folders"
+        if dont_write:
+            fix = "unset PYTHONDONTWRITEBYTECODE to keep one"
+        elif prefix:
+            fix = "point PYTHONPYCACHEPREFIX at a folder Python may write to"
+        else:
+            fix = "set PYTHONPYCACHEPREFIX to a folder Python may write to"
+        hint = f"Python compiled {', '.join(missing)} afresh, with no bytecode cache {where}, and "
+        hint += ("PYTHONDONTWRITEBYTECODE keeps it from writing one" if dont_write else "could not write one")
+        hint += f": {fix}"
+        if prefix:
+            hint += " (or unset PYTHONPYCACHEPREFIX, so Python reads the packages' own caches)"
+        hints.append(hint)
+    if written:
+        hints.append(f"Python compiled {', '.join(written)} in this process and kept the bytecode: later "
+                     "starts skip that")
     extras = unused_extras_loaded(modules)
     if extras:
         hints.append(f"torchmetrics imported {', '.join(extras)}, installed here but unused: a virtual "

@@ -160,11 +160,13 @@ def test_startup_table_adds_up_from_the_process_start():
     since = [float(t) for _, _, t in rows]
     # Each stage's "since process start" is the previous one plus its own seconds (to the printed rounding).
     assert all(abs(since[0] + sum(seconds[1:i + 1]) - since[i]) <= 0.005 * (i + 2) + 1e-9 for i in range(len(rows)))
-    # The same findings as in this process, which has imported the same packages from the same environment.
-    from movielens_gnn.startup import unused_extras_loaded, without_bytecode_cache
-
-    assert f"(of torch, pytorch_lightning, torchmetrics, sympy): {', '.join(without_bytecode_cache()) or 'none'} (" in stages
-    assert f"Unused extras torchmetrics imported: {', '.join(unused_extras_loaded()) or 'none'}\n" in stages
+    # The findings' lines (their values are tested with controlled packages in tests/test_startup.py).
+    listed = r"(none|\w+(, \w+)*)"
+    assert re.search(rf"^Bytecode cache missing after loading: {listed}  $", stages, re.M)
+    assert re.search(rf"^Bytecode cache written by this process: {listed}  $", stages, re.M)
+    assert re.search(r"^\(of torch, pytorch_lightning, torchmetrics, sympy; dont_write_bytecode [01], pycache_prefix .+\)  $",
+                     stages, re.M)
+    assert re.search(rf"^Unused extras torchmetrics imported: {listed}$", stages, re.M)
     # The child's import profile: torch is the biggest package, and the rows add up to the stated total.
     total = float(re.search(r"wall, ([\d.]+) s of imports", stages).group(1))
     packages = [line.split("|")[1:-1] for line in by_package.splitlines()[2:] if line.startswith("| ")]

@@ -5,40 +5,47 @@ import os
 import py_compile
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
 from movielens_gnn import progress
 from movielens_gnn.progress import EpochLines
-from movielens_gnn.startup import slow_start_hints, unused_extras_loaded, without_bytecode_cache
+from movielens_gnn.startup import bytecode_cache, slow_start_hints, unused_extras_loaded
 
 
-def _package(root: Path, name: str, compiled: bool) -> ModuleType:
-    """A package ``name`` under ``root`` as a loaded-module stand-in, with or without its bytecode file."""
+def _package(root: Path, name: str, compiled: bool, mtime: float | None = None) -> ModuleType:
+    """A package ``name`` under ``root`` as a loaded-module stand-in, with or without its bytecode file
+    (dated ``mtime`` when given)."""
     source = root / name / "__init__.py"
     source.parent.mkdir(parents=True)
     source.write_text("VALUE = 1\n")
     if compiled:
-        py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+        cached = importlib.util.cache_from_source(str(source))
+        py_compile.compile(str(source), cfile=cached, doraise=True)
+        if mtime is not None:
+            os.utime(cached, (mtime, mtime))
     module = ModuleType(name)
     module.__spec__ = importlib.util.spec_from_file_location(name, source)
     return module
 
 
-def test_packages_without_a_bytecode_file_are_named(tmp_path):
+def test_each_package_is_missing_written_or_cached(tmp_path):
+    started = time.time() - 60
     modules = {"fresh": _package(tmp_path, "fresh", compiled=False),
-               "cached": _package(tmp_path, "cached", compiled=True),
-               "builtin_like": ModuleType("builtin_like")}  # no spec origin: skipped
-    assert without_bytecode_cache(["fresh", "cached", "builtin_like", "not_loaded"], modules) == ["fresh"]
+               "new": _package(tmp_path, "new", compiled=True, mtime=started + 30),
+               "old": _package(tmp_path, "old", compiled=True, mtime=started - 30),
+               "builtin_like": ModuleType("builtin_like")}  # no spec origin: left out
+    state = bytecode_cache(["fresh", "new", "old", "builtin_like", "not_loaded"], modules, started_at=started)
+    assert state == {"fresh": "missing", "new": "written", "old": "cached"}
 
 
-def test_an_interpreter_that_may_not_write_bytecode_is_caught(tmp_path):
+def test_real_interpreters_are_told_apart(tmp_path):
     """Real imports in fresh interpreters: with PYTHONDONTWRITEBYTECODE the package stays uncompiled on
-    disk (every start compiles it), without it Python writes the cache and nothing is reported."""
+    disk (every start compiles it); without it the first start writes the cache, the second reads it."""
     (tmp_path / "lib" / "pkg").mkdir(parents=True)
     (tmp_path / "lib" / "pkg" / "__init__.py").write_text("VALUE = 1\n")
-    code = ("import pkg, sys; from movielens_gnn.startup import without_bytecode_cache; "
-            "print(without_bytecode_cache(['pkg']))")
+    code = "import pkg; from movielens_gnn.startup import bytecode_cache; print(bytecode_cache(['pkg'])['pkg'])"
     repo = Path(__file__).resolve().parents[1]
 
     def run(**env: str) -> str:
@@ -48,10 +55,12 @@ def test_an_interpreter_that_may_not_write_bytecode_is_caught(tmp_path):
                               check=True).stdout.strip()
 
     prefix = tmp_path / "pycache"
-    assert run(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(prefix)) == "['pkg']"
+    assert run(PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(prefix)) == "missing"
     assert not prefix.exists()
-    assert run(PYTHONPYCACHEPREFIX=str(prefix)) == "[]"  # the prefix folder now holds the cache
+    assert run(PYTHONPYCACHEPREFIX=str(prefix)) == "written"
     assert list(prefix.rglob("__init__*.pyc"))
+    time.sleep(0.05)  # the next process starts after the file was written
+    assert run(PYTHONPYCACHEPREFIX=str(prefix)) == "cached"
 
 
 def test_unused_extras_are_those_loaded():
@@ -63,14 +72,29 @@ def test_hints_only_for_a_slow_start_and_only_for_causes_found(tmp_path):
     modules = {"torch": _package(tmp_path, "torch", compiled=False), "transformers": ModuleType("transformers"),
                "scipy": ModuleType("scipy")}
     assert slow_start_hints(4.9, modules=modules) == []
-    hints = slow_start_hints(17.0, modules=modules, dont_write_bytecode=True)
-    assert len(hints) == 2
-    assert hints[0].startswith("Python compiled torch afresh") and "unset it" in hints[0]
-    assert hints[1].startswith("torchmetrics imported transformers, scipy,")
-    read_only = slow_start_hints(17.0, modules=modules, dont_write_bytecode=False)[0]
-    assert "read-only; set PYTHONPYCACHEPREFIX" in read_only and "PYTHONDONTWRITEBYTECODE" not in read_only
-    cached = {"torch": _package(tmp_path / "other", "torch", compiled=True)}
-    assert slow_start_hints(17.0, modules=cached, dont_write_bytecode=True) == []
+    hints = slow_start_hints(17.0, modules=modules, dont_write_bytecode=True, pycache_prefix=None)
+    assert hints == [
+        "Python compiled torch afresh, with no bytecode cache in their __pycache__ folders, and "
+        "PYTHONDONTWRITEBYTECODE keeps it from writing one: unset PYTHONDONTWRITEBYTECODE to keep one",
+        "torchmetrics imported transformers, scipy, installed here but unused: a virtual environment with only "
+        "this project's dependencies starts without them"]
+    read_only = slow_start_hints(17.0, modules=modules, dont_write_bytecode=False, pycache_prefix=None)[0]
+    assert read_only.endswith("could not write one: set PYTHONPYCACHEPREFIX to a folder Python may write to")
+    cached = {"torch": _package(tmp_path / "other", "torch", compiled=True, mtime=time.time() - 60)}
+    assert slow_start_hints(17.0, modules=cached, dont_write_bytecode=True, started_at=time.time() - 10) == []
+
+
+def test_hints_name_the_cache_prefix_and_a_cache_written_now(tmp_path):
+    started = time.time() - 10
+    module = _package(tmp_path, "torch", compiled=False)
+    hint = slow_start_hints(17.0, modules={"torch": module}, dont_write_bytecode=True, pycache_prefix="/tmp/empty",
+                            started_at=started)[0]
+    assert "no bytecode cache under PYTHONPYCACHEPREFIX (/tmp/empty)" in hint
+    assert hint.endswith("(or unset PYTHONPYCACHEPREFIX, so Python reads the packages' own caches)")
+    written = {"sympy": _package(tmp_path / "new", "sympy", compiled=True, mtime=started + 5)}
+    assert slow_start_hints(17.0, modules=written, dont_write_bytecode=False, pycache_prefix=None,
+                            started_at=started) == [
+        "Python compiled sympy in this process and kept the bytecode: later starts skip that"]
 
 
 def test_the_fit_timing_line_carries_the_hints(monkeypatch):
