@@ -12,6 +12,7 @@
 #                torchmetrics finds no transformers or torchvision to import).
 #   gcn_dot      `fit` + `test` of configs/gcn_dot.yaml on one GPU, wall time from process start.
 #   gcn_dot_lean the same in the lean venv (built here if the startup step did not run).
+#   gcn_dot_profile  the same fit (lean venv) under Lightning's SimpleProfiler: its hooks' total seconds.
 #   pytest       the GPU-marked tests.
 #   step         speed.py's layer, step, optimizer (fused Adam against torch's foreach default), host syncs
 #                per step, and a torch.profiler table of each config's bare step (device time by operator).
@@ -67,13 +68,17 @@ speed() {  # speed() LABEL CAP ARGS...: benchmarks/speed.py on the GPU, its tabl
   cat "$WORK/speed_$label.md"
 }
 
-fit_and_test() {  # fit_and_test CONFIG CAP [LABEL PYTHON...]: fit on one GPU (wall from process start), test
-  local config=$1 name limit; name=$(basename "$1" .yaml); limit=$(cap "$2")  # its best checkpoint
-  local label=${3:-$name}; shift $(( $# < 3 ? $# : 3 ))
-  local python=("$@"); [ ${#python[@]} -gt 0 ] || python=("$PY")
+fit_and_test() {  # fit_and_test CONFIG CAP [LABEL [PYTHON... [-- FIT OPTIONS...]]]: fit on one GPU (wall from
+  local config=$1 name limit; name=$(basename "$1" .yaml); limit=$(cap "$2")  # process start), test its best
+  local label=${3:-$name}; shift $(( $# < 3 ? $# : 3 ))  # checkpoint
+  local python=() extra=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do python+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && extra=("$@")
+  [ ${#python[@]} -gt 0 ] || python=("$PY")
   local common=(--config "$config" --config "$TRAINER_CONFIG" --data.root "$DATA_ROOT" --data.cache_dir /tmp/mlgnn-cache)
   local start; start=$(date +%s.%N)
-  timeout "$limit" "${python[@]}" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$WORK/logs_$label" > "$WORK/fit_$label.log" 2>&1
+  timeout "$limit" "${python[@]}" -m movielens_gnn fit "${common[@]}" --trainer.logger.init_args.save_dir "$WORK/logs_$label" \
+    ${extra[@]+"${extra[@]}"} > "$WORK/fit_$label.log" 2>&1
   local status=$? wall; wall=$(since "$start")
   local best; best=$(grep -o "Best checkpoint: [^ ]*" "$WORK/fit_$label.log" | tail -1 | cut -d' ' -f3)
   if [ "$status" -ne 0 ] || [ -z "$best" ]; then
@@ -115,7 +120,7 @@ startup() {  # startup LABEL PYTHON...: startup.py --by-package in that Python, 
   cat "$WORK/startup_$label.md"
 }
 
-STEPS="${STEPS:-startup gcn_dot gcn_dot_lean pytest step ml100k_best scaling}"  # a subset reruns only those
+STEPS="${STEPS:-startup gcn_dot gcn_dot_lean gcn_dot_profile pytest step ml100k_best scaling}"  # a subset reruns only those
 for step in $STEPS; do
   case $step in
     scaling)  # one size per run, largest first, so a run cut short keeps the sizes it finished
@@ -138,6 +143,21 @@ for step in $STEPS; do
         [ -n "${PYTHONPYCACHEPREFIX:-}" ] && startup lean_fill "${lean[@]}"
         startup lean "${lean[@]}"
       else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
+    gcn_dot_profile)  # the same fit under Lightning's SimpleProfiler: where its epochs go, hook by hook
+      if lean_cmd=$(lean_python); then read -ra py <<< "$lean_cmd"; else py=("$PY"); fi
+      fit_and_test configs/gcn_dot.yaml 90 gcn_dot_profile "${py[@]}" -- --trainer.profiler pytorch_lightning.profilers.SimpleProfiler \
+        --trainer.profiler.init_args.dirpath "$WORK" --trainer.profiler.init_args.filename gcn_dot_profile
+      record "| profile of fit gcn_dot_profile | $("$PY" - "$WORK/fit-gcn_dot_profile.txt" <<'PY'
+import re, sys
+rows = []  # SimpleProfiler's own text file: | action | mean s | calls | total s | percent |
+for line in open(sys.argv[1]):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == 5 and cells[0] not in ("Action", "Total"):
+        name = re.sub(r"\{.*\}", "", cells[0])  # callbacks' state dicts, left out
+        rows.append((float(cells[3]), name, float(cells[1]), int(cells[2])))
+print("; ".join(f"{name} {total:.2f} s ({calls} x {1e3 * mean:.1f} ms)" for total, name, mean, calls in sorted(rows, reverse=True)[:8]))
+PY
+) |" ;;
     gcn_dot_lean)
       if lean_cmd=$(lean_python); then read -ra lean <<< "$lean_cmd"; fit_and_test configs/gcn_dot.yaml 90 gcn_dot_lean "${lean[@]}"
       else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
