@@ -25,7 +25,8 @@ Every figure is the median of several repeats in this one run (the step section:
            the same edges in fresh processes beside it; the column is skipped when torch_geometric
            cannot be imported.
 CLI options after `--` go to every run of the step and fit sections
-(`-- --model.optimizer.init_args.fused false`).
+(`-- --model.optimizer.init_args.fused false`); `--configs` names the configs of the step, optimizer,
+syncs, profile and fit sections (default: configs/gcn_dot.yaml and configs/ml100k_best.yaml).
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def _bare_step_ms(config: str, data_root: str, cache: Path, device: torch.device
     return mse_step_seconds(model, optimizer, edges, device, repeats, average=statistics.fmean) * 1e3
 
 
-def section_profile(data_root: str, cache: Path, device: torch.device, steps: int = 10, top: int = 12) -> list[str]:
+def section_profile(data_root: str, cache: Path, device: torch.device, steps: int = 10, top: int = 12,
+                    configs: Sequence[str] = CONFIGS) -> list[str]:
     """Where a bare full-batch step's time goes: torch.profiler over ``steps`` steps after 5 of warm-up.
 
     Per config, the operators with the most self time on the host or (CUDA) the device, per step, and on
@@ -185,7 +187,7 @@ def section_profile(data_root: str, cache: Path, device: torch.device, steps: in
     cuda = device.type == "cuda"
     lines = [f"{steps} bare steps per config after 5 of warm-up, per step; host times include the profiler's "
              "own overhead (compare the wall time with the step section's)."]
-    for config in CONFIGS:
+    for config in configs:
         model, optimizer, edges = _bare_model(config, data_root, cache, device)
         step = mse_step(model, optimizer, edges, device)
         for _ in range(5):
@@ -263,7 +265,7 @@ EVERY_EPOCH = ("--model.train_metrics_every_n_epochs", "1")
 
 
 def section_step(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3,
-                 overrides: Sequence[str] = ()) -> list[str]:
+                 overrides: Sequence[str] = (), configs: Sequence[str] = CONFIGS) -> list[str]:
     """Bare and Lightning steps measured alternately ``rounds`` times (this machine's speed drifts by
     tens of percent between minutes); the step cells are medians over rounds of per-round means, the
     ratio the median of the per-round ratios (each round's runs measured seconds apart). Lightning runs
@@ -271,7 +273,7 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
     ``overrides`` (CLI options) apply to every run."""
     rows = ["| config | Lightning step ms | bare loop step ms | Lightning / bare | per round (Lightning / bare ms) |",
             "|---|---|---|---|---|"]
-    for config in CONFIGS:
+    for config in configs:
         rounds_ms = [(_lightning_step_ms(config, data_root, cache, device, repeats, *overrides),
                       _lightning_step_ms(config, data_root, cache, device, repeats, *overrides, *EVERY_EPOCH),
                       _bare_step_ms(config, data_root, cache, device, repeats, *overrides)) for _ in range(rounds)]
@@ -285,19 +287,21 @@ def section_step(data_root: str, cache: Path, device: torch.device, repeats: int
 UNFUSED = ("--model.optimizer.init_args.fused", "false")
 
 
-def section_optimizer(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3) -> list[str]:
+def section_optimizer(data_root: str, cache: Path, device: torch.device, repeats: int, rounds: int = 3,
+                      configs: Sequence[str] = CONFIGS) -> list[str]:
     """Bare-loop steps with the config's optimizer as ``fit`` builds it (fused where torch can) and with
     ``fused: false``, alternately ``rounds`` times; medians of the per-round means and of their ratios."""
     rows = ["| config | fused step ms | unfused step ms | fused / unfused | per round (fused / unfused ms) |",
             "|---|---|---|---|---|"]
-    for config in CONFIGS:
+    for config in configs:
         rounds_ms = [(_bare_step_ms(config, data_root, cache, device, repeats),
                       _bare_step_ms(config, data_root, cache, device, repeats, *UNFUSED)) for _ in range(rounds)]
         rows.append(_rounds_row(config, rounds_ms))
     return [f"Bare full-batch training step on u1, optimizer fused and not; {rounds} alternating rounds.", "", *rows]
 
 
-def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int = 20) -> list[str]:
+def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int = 20,
+                  configs: Sequence[str] = CONFIGS) -> list[str]:
     """Host synchronisations per Lightning training step (``set_sync_debug_mode``), CUDA only."""
     import warnings
 
@@ -324,7 +328,7 @@ def section_syncs(data_root: str, cache: Path, device: torch.device, epochs: int
                 self._record.__exit__(None, None, None)
 
     rows = ["| config | host syncs per step | where (file:line, count) |", "|---|---|---|"]
-    for config in CONFIGS:
+    for config in configs:
         model, dm = _instantiate(config, data_root, cache)
         counter = Counter()
         _bare_trainer(device, epochs + 3, counter).fit(model, datamodule=dm)
@@ -363,9 +367,10 @@ def fit_once(config: str, data_root: str, cache: Path, device: torch.device, ove
             "test_rmse": float(tested["test_rmse"].dropna().iloc[-1])}
 
 
-def section_fit(data_root: str, cache: Path, device: torch.device, overrides: Sequence[str] = ()) -> list[str]:
+def section_fit(data_root: str, cache: Path, device: torch.device, overrides: Sequence[str] = (),
+                configs: Sequence[str] = CONFIGS) -> list[str]:
     rows = ["| config | fit wall s (process start to exit) | best epoch | epochs | test RMSE |", "|---|---|---|---|---|"]
-    for config in CONFIGS:
+    for config in configs:
         run = fit_once(config, data_root, cache, device, overrides)
         rows.append(f"| {config} | {run['wall_s']:.1f} | {run['best_epoch']} | {run['epochs']} | {run['test_rmse']:.4f} |")
     return [f"`fit` as a user runs it{_given(overrides)} (CSV logger and checkpoints on), then `test` of the best checkpoint.", "",
@@ -565,6 +570,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--sections", default="layer,step,fit,scaling")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="step, optimizer, syncs, profile, fit: the configs to run, comma-separated")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="step, optimizer: alternating rounds per config")
@@ -592,6 +599,7 @@ def main() -> None:
 
     cache = Path(tempfile.mkdtemp(prefix="mlgnn-speed-cache-"))
     sections = args.sections.split(",")
+    configs = args.configs.split(",")
     print(f"`{command_line()}`  ")
     print(f"Machine: {machine()}, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     if "layer" in sections:
@@ -599,19 +607,19 @@ def main() -> None:
         print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
     if "step" in sections:
         print("\n### Training step\n")
-        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides)), flush=True)
+        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides, configs)), flush=True)
     if "optimizer" in sections:
         print("\n### Fused optimizer\n")
-        print("\n".join(section_optimizer(args.data_root, cache, device, args.repeats, args.rounds)), flush=True)
+        print("\n".join(section_optimizer(args.data_root, cache, device, args.repeats, args.rounds, configs)), flush=True)
     if "syncs" in sections:
         print("\n### Host synchronisations per step\n")
-        print("\n".join(section_syncs(args.data_root, cache, device)), flush=True)
+        print("\n".join(section_syncs(args.data_root, cache, device, configs=configs)), flush=True)
     if "profile" in sections:
         print("\n### Profile of a training step\n")
-        print("\n".join(section_profile(args.data_root, cache, device)), flush=True)
+        print("\n".join(section_profile(args.data_root, cache, device, configs=configs)), flush=True)
     if "fit" in sections:
         print("\n### fit, start to finish\n")
-        print("\n".join(section_fit(args.data_root, cache, device, args.overrides)), flush=True)
+        print("\n".join(section_fit(args.data_root, cache, device, args.overrides, configs)), flush=True)
     if "scaling" in sections:
         print("\n### Scaling\n")
         pyg = args.pyg and pyg_available()

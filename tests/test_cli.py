@@ -30,7 +30,7 @@ def _args(command: str, config: str, root: Path, *extra: str) -> list[str]:
     return [command, "--config", str(REPO / "configs" / config), "--data.root", str(root), *QUIET, *extra]
 
 
-@pytest.mark.parametrize("config", ["gcn_dot.yaml", "gcn_mlp.yaml", "ml100k_best.yaml", "biased_mf.yaml"])
+@pytest.mark.parametrize("config", ["gcn_dot.yaml", "gcn_mlp.yaml", "ml100k_best.yaml", "ml100k_fast.yaml", "biased_mf.yaml"])
 def test_fit_fast_dev_run(workdir, ml100k_root, config):
     cli = main(_args("fit", config, ml100k_root, "--trainer.fast_dev_run", "true"))
     assert cli.model.hparams.num_users == 24 and cli.model.hparams.num_items == 30
