@@ -7,12 +7,14 @@
 #   startup      benchmarks/startup.py with --by-package (imports and CUDA set-up, stage by stage, while the
 #                disk cache is cold). Where the core packages have no bytecode cache it runs twice more
 #                with PYTHONDONTWRITEBYTECODE unset and PYTHONPYCACHEPREFIX set (the first fills the cache),
-#                and every later step keeps that setting; where the first run wrote the cache, once more; then once more (with the prefix: twice) in a lean
-#                venv (benchmarks/lean_env.py: only this project's dependencies, linked from the image, so
-#                torchmetrics finds no transformers or torchvision to import).
+#                and every later step keeps that setting; where the first run wrote the cache, once more.
+#                Then once more (with the prefix: twice) in a lean venv (benchmarks/lean_env.py: only this
+#                project's dependencies, linked from the image, so torchmetrics finds no transformers or
+#                torchvision to import).
 #   gcn_dot      `fit` + `test` of configs/gcn_dot.yaml on one GPU, wall time from process start.
 #   gcn_dot_lean the same in the lean venv (built here if the startup step did not run).
-#   gcn_dot_profile  the same fit (lean venv) under Lightning's SimpleProfiler: its hooks' total seconds.
+#   gcn_dot_profile  the same fit (in the lean venv where it builds) under Lightning's SimpleProfiler:
+#                its busiest hooks' total seconds.
 #   pytest       the GPU-marked tests.
 #   step         speed.py's layer, step, optimizer (fused Adam against torch's foreach default), host syncs
 #                per step, and a torch.profiler table of each config's bare step (device time by operator).
@@ -21,9 +23,10 @@
 #                are left out where torch_geometric is missing), one size per process, largest first.
 # Measured on an H200: scaling 295 s and the other steps about 185 s, before the startup step grew its
 # extra runs (each a fresh process that imports everything twice, --by-package's child included: about
-# 20-40 s each there) and gcn_dot_lean was added; all of them now outlast one 10-minute device command:
-# run the scaling step in a call of its own when it is needed. $OUT gets summary.md (a line per step, appended as steps end) and
-# logs.tgz (every log and table, refreshed after each step), so a run cut short keeps what it finished.
+# 20-40 s each there) and the lean and profiled fits were added; all of them now outlast one 10-minute
+# device command: run the scaling step in a call of its own when it is needed. $OUT gets summary.md (a
+# line per step, appended as steps end) and logs.tgz (every log and table, refreshed after each step), so
+# a run cut short keeps what it finished.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_check}"
