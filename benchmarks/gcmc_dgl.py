@@ -1,6 +1,7 @@
 """`fit` of configs/ml100k_best.yaml beside DGL's GC-MC example on the same machine, alternately.
 
     python benchmarks/gcmc_dgl.py --example-dir DIR --dgl-python PY --data-root ../shared/datasets [--rounds 2]
+        [--config configs/ml100k_fast.yaml]
 
 DIR holds DGL's example (``examples/pytorch/gcmc`` of https://github.com/dmlc/dgl: ``train.py``,
 ``data.py``, ``model.py``, ``utils.py``); PY is the interpreter of an environment where it runs (the
@@ -12,8 +13,8 @@ change: its ``download`` of files.grouplens.org is replaced by a no-op, with the
 fetched (``ml-100k.zip``, rebuilt from ``--data-root``'s files) already in place in a temporary
 ``DGL_DOWNLOAD_DIR``, which the example then extracts as usual; these machines have no internet.
 
-Ours is ``speed.fit_once``: ``python -m movielens_gnn fit --config configs/ml100k_best.yaml`` from process
-start to exit (CSV logging, checkpoints, validation every epoch, early stopping) with the data cache
+Ours is ``speed.fit_once``: ``python -m movielens_gnn fit --config configs/ml100k_best.yaml`` (or the
+config ``--config`` names) from process start to exit (CSV logging, checkpoints, validation every epoch, early stopping) with the data cache
 already built (the first, cache-building, fit is run before the rounds and reported apart), then ``test``
 of its best checkpoint, not timed. Rounds alternate the two, because this machine's speed drifts.
 """
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--dgl-python", required=True, help="a Python interpreter that can import dgl")
     parser.add_argument("--data-root", type=Path, default=Path("data"), help="the folder holding ml-100k/")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--config", default=CONFIG, help="our config to time against the example")
     args = parser.parse_args()
     quiet_logs()
     if not (args.data_root / "ml-100k" / "u1.base").is_file():
@@ -113,15 +115,15 @@ def compare(args: argparse.Namespace, digest: str, download_dir: Path, cache: Pa
     device = torch.device("cpu")
 
     print(f"`{command_line()}`  ")
-    print(f"Machine: {machine()}; GC-MC example files sha256 {digest}, run by {args.dgl_python}  ")
-    cold = fit_once(CONFIG, str(args.data_root), cache, device)
+    print(f"Machine: {machine()}; GC-MC example files sha256 {digest}, run by {args.dgl_python}; ours: {args.config}  ")
+    cold = fit_once(args.config, str(args.data_root), cache, device)
     print(f"First `fit` (builds the data cache): {cold['wall_s']:.1f} s, test RMSE {cold['test_rmse']:.4f}\n")
     rows = ["| round | DGL GC-MC wall s | its best iter | its test RMSE | ours wall s | ours best epoch / epochs "
             "| ours test RMSE | ours / GC-MC |", "|---|---|---|---|---|---|---|---|"]
     ratios = []
     for index in range(1, args.rounds + 1):
         gcmc = gcmc_once(args.example_dir, args.dgl_python, download_dir)
-        ours = fit_once(CONFIG, str(args.data_root), cache, device)
+        ours = fit_once(args.config, str(args.data_root), cache, device)
         ratios.append(ours["wall_s"] / gcmc["wall_s"])
         rows.append(f"| {index} | {gcmc['wall_s']:.1f} | {gcmc['best_iter']} | {gcmc['test_rmse']:.4f} "
                     f"| {ours['wall_s']:.1f} | {ours['best_epoch']} / {ours['epochs']} | {ours['test_rmse']:.4f} "
