@@ -115,8 +115,8 @@ lean_python() {  # builds the lean venv once; prints the command that runs its P
 }
 
 startup() {  # startup LABEL PYTHON...: startup.py --by-package in that Python, its table into startup_LABEL.md
-  local label=$1; shift
-  timeout "$(cap 90)" "$@" benchmarks/startup.py --device "$SPEED_DEVICE" --by-package > "$WORK/startup_$label.md" 2>&1
+  local label=$1 by=${BY_PACKAGE---by-package}; shift  # BY_PACKAGE= leaves the child's import profile out
+  timeout "$(cap 90)" "$@" benchmarks/startup.py --device "$SPEED_DEVICE" $by > "$WORK/startup_$label.md" 2>&1
   local status=$? ready; ready=$(grep -o "first CSR product[^|]*| [0-9.]* | [0-9.]*" "$WORK/startup_$label.md" | awk '{print $NF}')
   local facts; facts=$(grep -e "^Bytecode cache" -e "^Unused extras" "$WORK/startup_$label.md" | sed 's/ *$//' | paste -sd ';' | sed 's/;/; /g')
   record "| startup.py $label | exit $status, ${ready:-?}s from process start to a ready device; $facts; table in startup_$label.md |"
@@ -135,7 +135,7 @@ for step in $STEPS; do
       if ! grep -q "^Bytecode cache missing after loading: none " "$WORK/startup_image.md"; then
         unset PYTHONDONTWRITEBYTECODE  # so Python writes its cache, in a folder of its own:
         export PYTHONPYCACHEPREFIX=/tmp/mlgnn-pyc  # kept by every later step, the lean venv's too
-        startup pycache_fill "$PY"
+        BY_PACKAGE= startup pycache_fill "$PY"  # a run that fills the cache: its stages suffice
         startup pycache "$PY"
       elif ! grep -q "^Bytecode cache written by this process: none " "$WORK/startup_image.md"; then
         startup image_again "$PY"  # the first run compiled and kept the cache: time a start that reads it
@@ -143,7 +143,7 @@ for step in $STEPS; do
       if lean_cmd=$(lean_python); then
         read -ra lean <<< "$lean_cmd"
         # Under a cache prefix the venv's paths are new ones to cache: fill first, as above.
-        [ -n "${PYTHONPYCACHEPREFIX:-}" ] && startup lean_fill "${lean[@]}"
+        [ -n "${PYTHONPYCACHEPREFIX:-}" ] && BY_PACKAGE= startup lean_fill "${lean[@]}"
         startup lean "${lean[@]}"
       else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
     gcn_dot_profile)  # the same fit under Lightning's SimpleProfiler: where its epochs go, hook by hook
