@@ -107,11 +107,11 @@ PY
   record "| fit $label | ${wall}s wall from process start, best ${best##*/}, $figures; ${timing:-no timing line} |"
 }
 
-lean_python() {  # builds the lean venv once; prints the command that runs its Python with the project
-  if [ ! -x "$LEAN/bin/python" ]; then
-    "$PY" benchmarks/lean_env.py "$LEAN" > "$WORK/lean_env.log" 2>&1 || { cat "$WORK/lean_env.log" >&2; return 1; }
-  fi
-  echo "env PYTHONPATH=$PWD $LEAN/bin/python"
+lean_ready() {  # builds the lean venv once and sets LEAN_PY, the command running its Python with the
+  # project; records a failed build and returns 1
+  [ -x "$LEAN/bin/python" ] || "$PY" benchmarks/lean_env.py "$LEAN" > "$WORK/lean_env.log" 2>&1 || {
+    record "| lean venv | FAILED, see lean_env.log |"; cat "$WORK/lean_env.log" >&2; return 1; }
+  LEAN_PY=(env "PYTHONPATH=$PWD" "$LEAN/bin/python")
 }
 
 startup() {  # startup LABEL PYTHON...: startup.py --by-package in that Python, its table into startup_LABEL.md
@@ -140,14 +140,13 @@ for step in $STEPS; do
       elif ! grep -q "^Bytecode cache written by this process: none " "$WORK/startup_image.md"; then
         startup image_again "$PY"  # the first run compiled and kept the cache: time a start that reads it
       fi
-      if lean_cmd=$(lean_python); then
-        read -ra lean <<< "$lean_cmd"
+      if lean_ready; then
         # Under a cache prefix the venv's paths are new ones to cache: fill first, as above.
-        [ -n "${PYTHONPYCACHEPREFIX:-}" ] && BY_PACKAGE= startup lean_fill "${lean[@]}"
-        startup lean "${lean[@]}"
-      else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
+        [ -n "${PYTHONPYCACHEPREFIX:-}" ] && BY_PACKAGE= startup lean_fill "${LEAN_PY[@]}"
+        startup lean "${LEAN_PY[@]}"
+      fi ;;
     gcn_dot_profile)  # the same fit under Lightning's SimpleProfiler: where its epochs go, hook by hook
-      if lean_cmd=$(lean_python); then read -ra py <<< "$lean_cmd"; else py=("$PY"); fi
+      py=("$PY"); lean_ready && py=("${LEAN_PY[@]}")
       fit_and_test configs/gcn_dot.yaml 90 gcn_dot_profile "${py[@]}" -- --trainer.profiler pytorch_lightning.profilers.SimpleProfiler \
         --trainer.profiler.init_args.dirpath "$WORK" --trainer.profiler.init_args.filename gcn_dot_profile
       record "| profile of fit gcn_dot_profile | $("$PY" - "$WORK/fit-gcn_dot_profile.txt" <<'PY'
@@ -161,9 +160,7 @@ for line in open(sys.argv[1]):
 print("; ".join(f"{name} {total:.2f} s ({calls} x {1e3 * mean:.1f} ms)" for total, name, mean, calls in sorted(rows, reverse=True)[:8]))
 PY
 ) |" ;;
-    gcn_dot_lean)
-      if lean_cmd=$(lean_python); then read -ra lean <<< "$lean_cmd"; fit_and_test configs/gcn_dot.yaml 90 gcn_dot_lean "${lean[@]}"
-      else record "| lean venv | FAILED, see lean_env.log |"; fi ;;
+    gcn_dot_lean) lean_ready && fit_and_test configs/gcn_dot.yaml 90 gcn_dot_lean "${LEAN_PY[@]}" ;;
     gcn_dot|ml100k_best) fit_and_test "configs/$step.yaml" 90 ;;
     pytest)
       timeout "$(cap 90)" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests > "$WORK/pytest_gpu.log" 2>&1
