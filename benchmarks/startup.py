@@ -22,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 gc.disable()  # before the imports below, as movielens_gnn/__main__.py does
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 from movielens_gnn.clock import process_seconds  # noqa: E402  (no heavy imports)
 from movielens_gnn.startup import CORE_PACKAGES, bytecode_cache, unused_extras_loaded  # noqa: E402
 
@@ -85,8 +86,7 @@ def print_by_package(top: int = 12) -> None:
     """``import movielens_gnn.cli`` in a child process under ``-X importtime``, its self times summed by
     top-level package (the biggest ``top``, then the rest)."""
     code = "import gc; gc.disable(); import movielens_gnn.cli"
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     err = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
                          env=env, check=True).stderr
