@@ -58,6 +58,11 @@ class EpochLines(ProgressBar):
         self._train_start = 0.0
         self._start_up_s: float | None = None
         self._epochs_run = 0
+        # The last epoch that ended, with its monitored value, and the last one that got a line: early
+        # stopping decides after this callback's epoch end (EarlyStopping runs later in the same hook),
+        # so the final epoch's line may be owed at the end of training.
+        self._last_epoch: tuple[int, float | None] | None = None
+        self._logged_epoch: int | None = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -70,10 +75,14 @@ class EpochLines(ProgressBar):
         self._start_up_s = process_seconds()
         self._epochs_run = 0
         self._best = None
+        self._last_epoch = self._logged_epoch = None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._enabled or not trainer.is_global_zero:
             return
+        if self._last_epoch is not None and self._last_epoch[0] != self._logged_epoch:
+            epoch, value = self._last_epoch
+            log.info(self.line(trainer, monitored(trainer, pl_module)[0], value, epoch))
         log.info(self.time_line(time.monotonic() - self._train_start))
 
     def time_line(self, train_s: float) -> str:
@@ -101,22 +110,24 @@ class EpochLines(ProgressBar):
         epoch = trainer.current_epoch
         if value is not None and (self._best is None or (value > self._best[0] if higher else value < self._best[0])):
             self._best = (value, epoch)
+        self._last_epoch = (epoch, value)
         last = is_final_epoch(trainer)
         if not self._enabled or not trainer.is_global_zero:
             return
         if epoch < self.first_epochs or last or now - self._last_line >= self.interval_s:
             self._last_line = now
-            log.info(self.line(trainer, monitor, value))
+            self._logged_epoch = epoch
+            log.info(self.line(trainer, monitor, value, epoch))
 
-    def line(self, trainer: pl.Trainer, monitor: str, value: float | None) -> str:
-        """The progress line of the epoch that just ended."""
+    def line(self, trainer: pl.Trainer, monitor: str, value: float | None, epoch: int) -> str:
+        """The progress line of ``epoch`` (0-based), the epoch that ended last."""
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        parts = [f"epoch {trainer.current_epoch + 1}{total}"]
+        parts = [f"epoch {epoch + 1}{total}"]
         loss = _scalar(trainer.callback_metrics.get("train_loss"))
         if loss is not None:
             # Measured every train_metrics_every_n_epochs epochs: name the epoch of an older value.
             measured = getattr(trainer.lightning_module, "train_metrics_epoch", None)
-            stale = measured is not None and measured != trainer.current_epoch
+            stale = measured is not None and measured != epoch
             parts.append(f"train_loss {loss:.4f}" + (f" at epoch={measured}" if stale else ""))
         if value is not None:
             parts.append(f"{monitor} {value:.4f}")

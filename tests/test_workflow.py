@@ -83,6 +83,42 @@ def test_progress_lines_by_default_and_silenced(tmp_path, monkeypatch, caplog):
     assert not [r for r in caplog.records if r.getMessage().startswith(("epoch ", "trained "))]
 
 
+def test_progress_line_of_an_epoch_that_early_stopping_ends(tmp_path, caplog):
+    """EarlyStopping decides after the progress callback's epoch end: the final epoch's line comes at the end."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from movielens_gnn.progress import EpochLines
+
+    class Flat(pl.LightningModule):  # a validation metric that never improves: stops after epoch index 1
+        monitor = "val_rmse"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.weight - batch[0]).pow(2).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_rmse", 1.0)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=4)
+    trainer = pl.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, accelerator="cpu", devices=1,
+                         callbacks=[EpochLines(interval_s=1e9, first_epochs=1),
+                                    EarlyStopping(monitor="val_rmse", patience=1)])
+    with caplog.at_level(logging.INFO, logger="movielens_gnn"):
+        trainer.fit(Flat(), data, data)
+    assert trainer.current_epoch == 2  # two epochs ran
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("epoch ", "trained "))]
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/10"], ["epoch", "2/10"], ["trained", "2"]], lines
+    assert "val_rmse 1.0000  best 1.0000 at epoch=0" in lines[1]
+
+
 def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
     out = tmp_path / "r.csv"
     text = recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "all", "--k", "5", "--output", str(out)])
