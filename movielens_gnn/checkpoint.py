@@ -141,7 +141,7 @@ def check_fingerprint(checkpoint: dict, datamodule: MovieLensDataModule, path: s
         log.warning("%s Going on: --data.allow_mismatch is set.", message)
         return
     raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
-                          "--data.allow_mismatch to use this data on purpose.")
+                          "--data.allow_mismatch true to use this data on purpose.")
 
 
 def identity_differences(trained: dict, requested: dict) -> list[tuple[str, Any, Any]]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.data.datasets import DATASETS, Columns, Ratings, dataset_class
-from movielens_gnn.recommend import ArgumentParser
+from movielens_gnn.recommend import ArgumentParser, boolean
 
 
 def ratings_frame(datamodule: MovieLensDataModule) -> pd.DataFrame:
@@ -175,10 +175,10 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--data.split", dest="split",
                         help="split whose graph is described (default u1 for ml-100k, else random)")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
-    parser.add_argument("--data.verify", dest="verify", type=_boolean, default=True, help="check the archive's md5")
+    parser.add_argument("--data.verify", dest="verify", type=boolean, default=True, help="check the archive's md5")
     parser.add_argument("--data.path", dest="path", help="csv: your ratings file")
     parser.add_argument("--data.separator", dest="separator", default=",", help="csv: field separator")
-    parser.add_argument("--data.header", dest="header", type=_boolean, default=True, help="csv: first line names columns")
+    parser.add_argument("--data.header", dest="header", type=boolean, default=True, help="csv: first line names columns")
     parser.add_argument("--data.items_path", dest="items_path", help="csv: items file (item column, title, genres)")
     for name, default in (("user", "user_id"), ("item", "item_id"), ("rating", "rating"), ("timestamp", None)):
         parser.add_argument(f"--data.columns.{name}", dest=f"column_{name}", default=default,
@@ -209,14 +209,6 @@ def main(argv: Sequence[str]) -> str:
             text += "\n## Plots\n\n" + "\n".join(str(p) for p in written) + "\n"
     print(text, end="")
     return text
-
-
-def _boolean(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def _position(value: str | None, header: bool) -> str | int | None:

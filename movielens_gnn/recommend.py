@@ -338,8 +338,9 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--device", default="cpu", help="where users are scored: cpu, cuda, cuda:1 ...")
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
-    parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", action="store_true",
-                        help="recommend even if the data is not the data the checkpoint was trained on")
+    # A bare flag, or with a value as the Lightning commands need it (their error messages say "true").
+    parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", type=boolean, nargs="?", const=True,
+                        default=False, help="recommend even if the data is not the data the checkpoint was trained on")
     parser.add_argument("--engine", default="native", choices=("native", "dgl"))
     args = parser.parse_args(list(argv))
     if args.k < 1:
@@ -383,3 +384,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ValueError(f"{message}. See `{self.prog} --help` for the accepted options.")
+
+
+def boolean(text: str) -> bool:
+    """An option's ``true``/``false`` (also ``1``/``0``, ``yes``/``no``), as the Lightning commands take them."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")

@@ -290,7 +290,7 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"argument --format: invalid choice: 'xml'"),
     ("recommend_on_other_ratings", None,
      ["recommend", "--ckpt_path", "u1.ckpt", "--user", "1", "--data.root", "other"],
-     r"The ratings under other are not those the checkpoint u1\.ckpt was trained on .*--data\.allow_mismatch"),
+     r"The ratings under other are not those the checkpoint u1\.ckpt was trained on .*--data\.allow_mismatch true "),
     ("describe_missing_logs", None, ["describe", "--data.root", "data", "--logs", "nowhere", "--plots", "plots"],
      r"No metrics\.csv under nowhere; pass a run's log folder or its metrics\.csv"),
     ("describe_root_is_a_file", lambda e: (e.work / "afile").write_text("x"), ["describe", "--data.root", "afile"],

@@ -95,10 +95,16 @@ def test_checkpoint_for_other_data_is_rejected(trained, tmp_path, capsys):
         main(args)
     err = capsys.readouterr().err
     assert f"error: The ratings under {tmp_path / 'other'} are not those the checkpoint {ckpt} was trained on" in err
-    assert "--data.allow_mismatch" in err
-    with pytest.raises(SystemExit):  # even on purpose, a model for other user/item counts cannot score them
-        main([*args, "--data.allow_mismatch"])
-    assert "graph has 30 users and 30 items; this model was built for 24 and 30" in capsys.readouterr().err
+    assert "or pass --data.allow_mismatch true to use this data on purpose." in err
+    # The advice works as given, and as a bare flag; even on purpose, a model for other user/item counts
+    # cannot score them.
+    for flag in (["--data.allow_mismatch", "true"], ["--data.allow_mismatch"]):
+        with pytest.raises(SystemExit):
+            main([*args, *flag])
+        assert "graph has 30 users and 30 items; this model was built for 24 and 30" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--data.allow_mismatch", "maybe"])
+    assert "argument --data.allow_mismatch: invalid boolean value: 'maybe'" in capsys.readouterr().err
 
 
 def test_year_prefers_the_title():
