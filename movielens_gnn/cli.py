@@ -29,9 +29,10 @@ from jsonargparse import ArgumentError, Namespace
 from lightning_fabric.plugins import CheckpointIO
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from lightning_fabric.utilities.rank_zero import rank_zero_only
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movielens_gnn import __version__
@@ -44,7 +45,8 @@ from movielens_gnn.files import atomic_write, check_output_file, created_dirs
 from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
-from movielens_gnn.runs import AtomicCheckpointIO, ResumeHint, claim_run_folders, remove_if_empty, run_config
+from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, remove_if_empty,
+                                run_config)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -218,16 +220,34 @@ class MovieLensCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any):
         """The configured Trainer, with checkpoints written atomically (unless a CheckpointIO is configured)
         and one progress line per interval (:class:`EpochLines`) unless the progress bar is turned off or
-        another one is configured."""
+        another one is configured.
+
+        What a config leaves out is filled in as the configs do it, not as Lightning would: a CSV logger
+        in ``logs/<task's run_name>`` (Lightning: ``lightning_logs/``, TensorBoard where installed), and for
+        ``fit`` the best and last checkpoints in ``checkpoints/<run_name>`` (:func:`default_checkpoints`;
+        Lightning: the latest epoch only) and a log row every step (Lightning's 50 warns on short epochs;
+        the tasks log once an epoch anyway).
+        """
         trainer_config = self._get(self.config_init, "trainer", default={})
         plugins = trainer_config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
-        callbacks = trainer_config.get("callbacks") or []
-        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        configured = trainer_config.get("callbacks") or []
+        configured = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+        callbacks = list(configured)
+        task = type(self.model)
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = CSVLogger(save_dir="logs", name=task.run_name)
+        if trainer_config.get("log_every_n_steps") is None:
+            kwargs["log_every_n_steps"] = 1
+        if (self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False
+                and not any(isinstance(c, ModelCheckpoint) for c in callbacks)):
+            callbacks += default_checkpoints(task.run_name, task.monitor, task.monitor_mode)
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, EpochLines()]  # replaces the configured list: keep it
+            callbacks.append(EpochLines())
+        if callbacks != configured:
+            kwargs["callbacks"] = callbacks  # replaces the configured list: it is kept at its head
         return super().instantiate_trainer(plugins=plugins, **kwargs)
 
     def _check_checkpoint_data(self) -> None:
@@ -522,17 +542,19 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
 # Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
 # on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and a logged advertisement.
 THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
-ADVERTISEMENT = "litlogger"
+# Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
+ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")
 
 
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return ADVERTISEMENT not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in ADVERTISEMENTS)
 
 
 @contextlib.contextmanager
 def _quiet_third_party():
-    """Drop Lightning's logged advertisement while the CLI runs (and only then)."""
+    """Drop Lightning's logged advertisements while the CLI runs (and only then)."""
     noise = _DropNoise()
     loggers = [logging.getLogger(name) for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")]
     for logger in loggers:

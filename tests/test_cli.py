@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -181,6 +182,34 @@ def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(wo
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path: movielens_gnn.tasks.RankingModel" in printed and "relevance_threshold: 0.0" in printed
+
+
+@pytest.mark.parametrize(("task", "monitor", "best_is"), [("RatingModel", "val_rmse", min),
+                                                          ("RankingModel", "val_ndcg@10", max)])
+def test_a_run_without_config_logs_and_checkpoints_as_the_configs_do(workdir, ml100k_root, caplog, task, monitor,
+                                                                      best_is):
+    """No logger or checkpoints configured: CSV in logs/<task>/version_N, the best epoch on the task's monitor
+    and last.ckpt in checkpoints/<task>/version_N (not Lightning's lightning_logs/ and latest epoch), no tips."""
+    name = task.removesuffix("Model").lower()
+    with caplog.at_level(logging.INFO):
+        fit = main(["fit", "--model", task, "--data.root", str(ml100k_root), "--trainer.max_epochs", "4",
+                    "--trainer.enable_model_summary", "false", "--model.embedding_dim", "8"])
+    assert not (workdir / "lightning_logs").exists()
+    rows = pd.read_csv(workdir / "logs" / name / "version_0" / "metrics.csv")
+    scores = rows[monitor].dropna().tolist()
+    assert len(scores) == 4
+    files = sorted(p.name for p in (workdir / "checkpoints" / name / "version_0").iterdir())
+    best = scores.index(best_is(scores))
+    assert files == sorted([f"epoch={best}-{monitor}={scores[best]:.4f}.ckpt", "last.ckpt"])
+    assert fit.trainer.checkpoint_callback.monitor == monitor
+    assert (workdir / "logs" / name / "version_0" / "config.yaml").is_file()
+    assert "💡" not in caplog.text and "litmodels" not in caplog.text and "litlogger" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # the evaluation commands log the same way, and no tips either
+        tested = main(["test", "--ckpt_path", fit.trainer.checkpoint_callback.best_model_path, "--data.root",
+                       str(ml100k_root), "--trainer.enable_model_summary", "false"])
+    assert tested.trainer.logger.log_dir == str(Path("logs") / name / "version_1")
+    assert "💡" not in caplog.text and "litmodels" not in caplog.text
 
 
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import random
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -97,8 +97,12 @@ class GraphTask(pl.LightningModule):
 
     #: Whether :meth:`score_all_items` predicts stars (on the rating scale) or only orders items.
     predicts_ratings: ClassVar[bool] = False
-    #: The validation metric a ``ReduceLROnPlateau`` scheduler watches.
+    #: The validation metric a ``ReduceLROnPlateau`` scheduler watches (and, in a run whose config names
+    #: no checkpoints, the best checkpoint), and whether it is better higher (``max``) or lower.
     monitor: ClassVar[str] = "val_ndcg@10"
+    monitor_mode: ClassVar[Literal["min", "max"]] = "max"
+    #: The folder name of a run whose config names no logger or checkpoints: ``logs/<run_name>/version_N``.
+    run_name: ClassVar[str] = "ranking"
 
     def __init__(self) -> None:
         super().__init__()

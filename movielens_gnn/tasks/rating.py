@@ -119,6 +119,8 @@ class RatingModel(GraphTask):
 
     predicts_ratings = True
     monitor = "val_rmse"
+    monitor_mode = "min"
+    run_name = "rating"
     check_arguments = staticmethod(check_arguments)
 
     def __init__(
