@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -85,18 +86,26 @@ def load_checkpoint(path: str | Path) -> dict:
     return state
 
 
+def _first_sentence(line: str, limit: int = 200) -> str:
+    """``line``'s first sentence, without its full stop, cut at a word (with "…") if still over ``limit``:
+    torch's messages go on with advice that does not apply here (to allowlist a global, say)."""
+    sentence = re.split(r"(?<=\.)\s", line.strip(), maxsplit=1)[0].rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[:limit].rsplit(" ", 1)[0] + "…"
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
+    return _first_sentence(text[0]) if text else type(err).__name__
 
 
 def _unsupported_global(message: str) -> str | None:
-    """The line of torch's weights-only refusal that names a Python global (``GLOBAL posix.system``),
+    """The sentence of torch's weights-only refusal that names a Python global (``GLOBAL posix.system``),
     or ``None`` when the refusal is about malformed bytes rather than a global."""
     for line in message.splitlines():
-        line = line.strip()
         if "GLOBAL" in line or "Unsupported global" in line:
-            return line.rstrip(".")[:160]
+            return _first_sentence(line, 160)
     return None
 
 
@@ -107,8 +116,8 @@ def _weights_unpickler_reason(message: str) -> str:
         if "WeightsUnpickler error" in line:
             rest = line.partition("WeightsUnpickler error")[2].strip(" :") or (
                 lines[index + 1] if index + 1 < len(lines) else "")
-            return rest[:160]
-    return lines[0][:160] if lines else "unpickling failed"
+            return _first_sentence(rest, 160)
+    return _first_sentence(lines[0], 160) if lines else "unpickling failed"
 
 
 def trained_data_settings(checkpoint: dict) -> dict:
