@@ -288,4 +288,5 @@ def check_unique_pairs(users: np.ndarray, items: np.ndarray, path: Path, header:
     row = readers.first_duplicate(users, items)
     if row is not None:
         raise ValueError(f"{path} line {readers.line_number(path, row, header)}: user {users[row]} rated item "
-                         f"{items[row]} twice; each (user, item) pair may appear once.")
+                         f"{items[row]} twice; each (user, item) pair may appear once. Remove one of the two "
+                         "lines, or restore the original file.")

@@ -90,7 +90,8 @@ class MovieLens100K(Dataset):
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
                 raise ValueError(f"{path} line {readers.line_of(frame, row)}: {column} {frame[column].iloc[row]} is "
-                                 f"not in the id list of {listed}; the files are from different releases or edited.")
+                                 f"not in the id list of {listed}; the files are from different releases or edited. Restore the "
+                                 "original files.")
         check_unique_pairs(frame["user_id"].to_numpy(), frame["item_id"].to_numpy(), path, header=False)
         return Ratings(
             user_id=frame["user_id"].to_numpy(np.int64),
@@ -111,7 +112,8 @@ class MovieLens100K(Dataset):
             if not parts:
                 continue
             if len(parts) != 2 or not parts[0].isdigit():
-                raise ValueError(f"{path} line {number}: expected '<count> <users|items|ratings>', got {line!r}.")
+                raise ValueError(f"{path} line {number}: expected '<count> <users|items|ratings>', got {line!r}. "
+                                 f"{readers.FIX_LINE}")
             counts[parts[1]] = int(parts[0])
         missing = {"users", "items", "ratings"} - counts.keys()
         if missing:

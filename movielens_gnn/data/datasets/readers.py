@@ -26,6 +26,11 @@ _QUOTE_NONE = csv.QUOTE_NONE
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
+
+# What a message naming a bad line tells the user to do (the MovieLens files are fine as released; a custom
+# file is the user's own to fix).
+FIX_LINE = "Fix or remove that line, or restore the original file."
+
 def decode(path: Path, encodings: Sequence[str]) -> str:
     """The text of ``path`` in the first of ``encodings`` that decodes it (Latin-1 decodes anything)."""
     try:
@@ -82,7 +87,7 @@ def read_text_table(path: Path, columns: Sequence[str], sep: str = "|", encoding
             name = {"\t": "tab", "|": "'|'", ",": "comma"}.get(sep, repr(sep))
             raise ValueError(
                 f"{path} line {number}: expected {len(columns)} {name}-separated fields "
-                f"({', '.join(columns)}), got {found + 1}. Fix or remove that line, or restore the original file."
+                f"({', '.join(columns)}), got {found + 1}. {FIX_LINE}"
             )
     if len(sep) > 1:  # the C engine takes one character; \x1f (unit separator) never occurs in these files
         text = text.replace(sep, "\x1f")
@@ -157,7 +162,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
             raise ValueError(f"{path} cannot be parsed ({str(err).strip()}); restore the original file.") from err
         number = int(found.group(1))
         raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
-                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.") from err
+                         f"{_line_text(path, number)!r}. {FIX_LINE}") from err
     except (ValueError, UnicodeDecodeError):  # a non-numeric field: find it, as text
         _raise_first_non_numeric(path, names, options, header, sep)
         raise
@@ -166,7 +171,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
     if width is not None and frame.shape[1] != width:  # the first line itself had another count of fields
         number = line_number(path, 0, header)
         raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
-                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.")
+                         f"{_line_text(path, number)!r}. {FIX_LINE}")
     bad = frame[used].isna().any(axis=1).to_numpy()
     if gaps:
         bad = bad | frame[gaps].notna().any(axis=1).to_numpy()
@@ -174,7 +179,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
         row = int(np.flatnonzero(bad)[0])
         number = line_number(path, row, header)
         raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
-                         f"{_line_text(path, number)!r}. Fix or remove that line, or restore the original file.")
+                         f"{_line_text(path, number)!r}. {FIX_LINE}")
     return {names[position]: frame[position].to_numpy() for position in used}
 
 
@@ -192,8 +197,7 @@ def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, h
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             number = line_number(path, row, header)
-            raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
-                             "Fix or remove that line, or restore the original file.")
+            raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. {FIX_LINE}")
 
 
 def _line_text(path: Path, number: int) -> str:
@@ -223,7 +227,7 @@ def check_integers(values: np.ndarray, name: str, path: Path, header: bool, low:
         row = int(np.flatnonzero(bad)[0])
         bounds = f" >= {low:g}" if low is not None else ""
         raise ValueError(f"{path} line {line_number(path, row, header)}: {name} must be an integer{bounds}, "
-                         f"got {values[row]:g}.")
+                         f"got {values[row]:g}. {FIX_LINE}")
     return values.astype(np.int64)
 
 
@@ -236,7 +240,7 @@ def check_scale(values: np.ndarray, scale: Sequence[float], path: Path, header: 
         row = int(np.flatnonzero(bad)[0])
         shown = ", ".join(f"{v:g}" for v in scale)
         raise ValueError(f"{path} line {line_number(path, row, header)}: rating must be one of {shown}, "
-                         f"got {values[row]:g}.")
+                         f"got {values[row]:g}. {FIX_LINE}")
 
 
 def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
@@ -268,7 +272,7 @@ def check_int_column(frame: pd.DataFrame, column: str, path: Path, low: int | No
         row = int(np.flatnonzero(bad.to_numpy())[0])
         bounds = f" in {low}..{high}" if high is not None else (f" >= {low}" if low is not None else "")
         raise ValueError(f"{path} line {line_of(frame, row)}: {column} must be an integer{bounds}, "
-                         f"got {frame[column].iloc[row]!r}.")
+                         f"got {frame[column].iloc[row]!r}. {FIX_LINE}")
     frame[column] = values.astype(np.int64)
 
 
@@ -278,7 +282,7 @@ def check_values(frame: pd.DataFrame, column: str, valid: Sequence, path: Path) 
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]!r} is not one of "
-                         f"{', '.join(str(v) for v in valid)}.")
+                         f"{', '.join(str(v) for v in valid)}. {FIX_LINE}")
 
 
 def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
@@ -286,7 +290,8 @@ def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
     duplicated = frame[column].duplicated().to_numpy()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
-        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]} appears twice.")
+        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]} appears twice. Remove "
+                         "one of the two lines, or restore the original file.")
 
 
 def unknown_ids(ids: np.ndarray, listed: np.ndarray) -> np.ndarray:

@@ -172,9 +172,13 @@ def test_csv_by_position_without_header_or_timestamp(tmp_path):
 @pytest.mark.parametrize(("text", "columns", "message"), [
     ("user_id,item_id,score\n1,2,3\n", Columns(), r"mine\.csv has no column 'rating' \(--data.columns.rating\); its "
                                                   r"header has 'user_id', 'item_id', 'score'"),
-    ("user_id,item_id,rating\n1,2,3\n1,3,good\n", Columns(), r"mine\.csv line 3: rating must be a number, got 'good'"),
-    ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0, got 3\.5"),
-    ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice"),
+    ("user_id,item_id,rating\n1,2,3\n1,3,good\n", Columns(), r"mine\.csv line 3: rating must be a number, got 'good'\. "
+                                                            r"Fix or remove that line, or restore the original file\.$"),
+    ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0, got 3\.5\. "
+                                                          r"Fix or remove that line, or restore the original file\.$"),
+    ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice; each \(user, item\) "
+                                                        r"pair may appear once\. Remove one of the two lines, or restore "
+                                                        r"the original file\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,3\n", Columns(), r"mine\.csv line 3: expected the fields user_id,item_id,rating"),
 ])
 def test_csv_errors_name_what_and_where(tmp_path, text, columns, message):
