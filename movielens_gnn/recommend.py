@@ -233,7 +233,9 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
         "movie_id": data.item_ids[items].numpy(),
         "title": info["title"].to_numpy(), "year": info["year"].to_numpy(), "genres": info["genres"].to_numpy(),
         ("predicted_rating" if model.predicts_ratings else "score"):
-            (value.clamp(*model.rating_range).numpy().round(3) if model.predicts_ratings else value.numpy().round(4)),
+            # Rounded in float64, so JSON shows 4.978 and not float32's 4.978000164031982.
+            (value.double().clamp(*model.rating_range).numpy().round(3) if model.predicts_ratings
+             else value.double().numpy().round(4)),
         "source": [sources[r] for r in rows.tolist()],
     })
     short = [(user_ids[r], int(n)) for r, n in enumerate(unseen.tolist()) if n < k]
