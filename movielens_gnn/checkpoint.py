@@ -104,7 +104,8 @@ def _unsupported_global(message: str) -> str | None:
     """The sentence of torch's weights-only refusal that names a Python global (``GLOBAL posix.system``),
     or ``None`` when the refusal is about malformed bytes rather than a global."""
     for line in message.splitlines():
-        if "GLOBAL" in line or "Unsupported global" in line:
+        line = line.partition("WeightsUnpickler error:")[2] or line  # torch < 2.4 says it all on one line
+        if any(mark in line for mark in ("GLOBAL", "Unsupported global", "Unsupported class")):
             return _first_sentence(line, 160)
     return None
 
