@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from pathlib import Path
 
-from common import command_line, machine, quiet_logs, run
+from common import command_line, machine, quiet_logs, run, workdir_or_temporary
 
 
 def _mean_std(values: list[float]) -> str:
@@ -45,19 +44,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", required=True, help="comma-separated config files")
-    parser.add_argument("--splits", default="u1", help="comma-separated splits (default u1)")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per config and split (default 3)")
-    parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
-    parser.add_argument("--out", type=Path, help="write one JSON object per run here (a list)")
-    parser.add_argument("--workdir", type=Path, help="checkpoints and cache (default: a temporary folder)")
-    parser.add_argument("overrides", nargs="*", help="extra CLI arguments for every run, after --")
-    args = parser.parse_args()
-    quiet_logs()
-
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlgnn-accuracy-"))
+def runs(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    """Every config × split × seed, fitted and tested in ``workdir``: one row each, also printed and written
+    to ``--out`` as it comes."""
     rows = []
     for config in args.configs.split(","):
         config_path = Path(config).resolve()
@@ -75,6 +64,23 @@ def main() -> None:
                 if args.out:
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", required=True, help="comma-separated config files")
+    parser.add_argument("--splits", default="u1", help="comma-separated splits (default u1)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per config and split (default 3)")
+    parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
+    parser.add_argument("--out", type=Path, help="write one JSON object per run here (a list)")
+    parser.add_argument("--workdir", type=Path, help="checkpoints and cache (default: a temporary folder)")
+    parser.add_argument("overrides", nargs="*", help="extra CLI arguments for every run, after --")
+    args = parser.parse_args()
+    quiet_logs()
+
+    with workdir_or_temporary(args.workdir, "mlgnn-accuracy-") as workdir:
+        rows = runs(args, workdir)
     print()
     print(f"`{command_line()}`  ")
     print(f"Machine: {machine()}")

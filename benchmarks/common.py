@@ -11,6 +11,7 @@ import resource
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class RunResult:
     test_rmse: float | None
     test_mae: float | None
     wall_s: float
+
+
+@contextlib.contextmanager
+def workdir_or_temporary(workdir: Path | None, prefix: str):
+    """``workdir`` as given (kept), or a temporary folder removed when the block ends, error or not."""
+    if workdir is not None:
+        yield workdir
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        yield Path(scratch)
 
 
 @contextlib.contextmanager

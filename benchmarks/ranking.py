@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import QUIET, _chdir, command_line, machine, quiet_logs
+from common import QUIET, _chdir, command_line, machine, quiet_logs, workdir_or_temporary
 
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
@@ -104,25 +103,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", required=True, help="comma-separated: config files and/or popularity, ease")
-    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="ratio")
-    parser.add_argument("--ratio-remainder", choices=RATIO_REMAINDERS, default="train",
-                        help="ratio protocol: the part that keeps the rounding remainder (train: RecBole's rule)")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per config (seeds 0 .. N-1)")
-    parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
-    parser.add_argument("--out", type=Path, help="write the rows here as a JSON list")
-    parser.add_argument("--ease-l2", default="50,100,200,300,500,800,1200", help="EASE l2 grid (chosen on validation)")
-    parser.add_argument("--workdir", type=Path, help="checkpoints and cache (default: a temporary folder)")
-    args = parser.parse_args()
-    quiet_logs()
-    protocol, label = PROTOCOLS[args.protocol], args.protocol
-    if args.ratio_remainder != "train":
-        if protocol["split"] != "ratio":
-            parser.error(f"--ratio-remainder applies to --protocol ratio, not {args.protocol}")
-        protocol, label = {**protocol, "remainder": args.ratio_remainder}, f"{args.protocol}, remainder to test"
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlgnn-ranking-"))
+def runs(args: argparse.Namespace, protocol: dict, label: str, workdir: Path) -> list[dict]:
+    """Every config × seed, fitted (baselines: solved) and tested in ``workdir``: one row each, also printed."""
     cache = workdir / "cache"
     l2_grid = [float(v) for v in args.ease_l2.split(",")]
     rows = []
@@ -141,6 +123,29 @@ def main() -> None:
             rows.append({"config": config, "protocol": label, "seed": seed, **row,
                          "wall_s": round(time.perf_counter() - start, 2)})
             print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", required=True, help="comma-separated: config files and/or popularity, ease")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="ratio")
+    parser.add_argument("--ratio-remainder", choices=RATIO_REMAINDERS, default="train",
+                        help="ratio protocol: the part that keeps the rounding remainder (train: RecBole's rule)")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per config (seeds 0 .. N-1)")
+    parser.add_argument("--data-root", default="data", help="folder holding ml-100k/ or ml-100k.zip")
+    parser.add_argument("--out", type=Path, help="write the rows here as a JSON list")
+    parser.add_argument("--ease-l2", default="50,100,200,300,500,800,1200", help="EASE l2 grid (chosen on validation)")
+    parser.add_argument("--workdir", type=Path, help="checkpoints and cache (default: a temporary folder)")
+    args = parser.parse_args()
+    quiet_logs()
+    protocol, label = PROTOCOLS[args.protocol], args.protocol
+    if args.ratio_remainder != "train":
+        if protocol["split"] != "ratio":
+            parser.error(f"--ratio-remainder applies to --protocol ratio, not {args.protocol}")
+        protocol, label = {**protocol, "remainder": args.ratio_remainder}, f"{args.protocol}, remainder to test"
+    with workdir_or_temporary(args.workdir, "mlgnn-ranking-") as workdir:
+        rows = runs(args, protocol, label, workdir)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

@@ -20,28 +20,16 @@ import itertools
 import json
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
 
-from common import command_line, machine, quiet_logs, run
+from common import command_line, machine, quiet_logs, run, workdir_or_temporary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--grid", required=True, type=Path, help="YAML/JSON: option -> list of values")
-    parser.add_argument("--split", default="u1")
-    parser.add_argument("--seeds", type=int, default=1, help="runs per trial (the mean of the monitored metric is reported)")
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--out", type=Path, help="append one JSON line per trial here")
-    args = parser.parse_args()
-    quiet_logs()
-
-    grid = yaml.safe_load(args.grid.read_text())
-    names = list(grid)
-    workdir = Path(tempfile.mkdtemp(prefix="mlgnn-search-"))
+def trials(args: argparse.Namespace, grid: dict, names: list[str], workdir: Path) -> tuple[list[dict], str, bool]:
+    """Every point of ``grid``, each run ``--seeds`` times in ``workdir``: the rows (also printed and appended
+    to ``--out``), the monitored metric and whether higher is better."""
     results = []
     monitor, higher = "val_rmse", False
     for number, values in enumerate(itertools.product(*(grid[name] for name in names))):
@@ -67,6 +55,24 @@ def main() -> None:
         if args.out:
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
+    return results, monitor, higher
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--grid", required=True, type=Path, help="YAML/JSON: option -> list of values")
+    parser.add_argument("--split", default="u1")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per trial (the mean of the monitored metric is reported)")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--out", type=Path, help="append one JSON line per trial here")
+    args = parser.parse_args()
+    quiet_logs()
+
+    grid = yaml.safe_load(args.grid.read_text())
+    names = list(grid)
+    with workdir_or_temporary(None, "mlgnn-search-") as workdir:
+        results, monitor, higher = trials(args, grid, names, workdir)
     print(f"\n`{command_line()}`  \nMachine: {machine()}\n")
     print(f"| rank | {monitor} | epochs | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 3) + "|")

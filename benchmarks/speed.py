@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from common import REPO, command_line, machine, peak_memory, quiet_logs, run_worker
+from common import REPO, command_line, machine, peak_memory, quiet_logs, run_worker, workdir_or_temporary
 
 from movielens_gnn.checkpoint import load_checkpoint
 from movielens_gnn.cli import main as cli_main
@@ -566,6 +566,39 @@ def _scaling_table(results: list[dict], pyg_best: dict, device: torch.device, py
     return lines
 
 
+def run_sections(args: argparse.Namespace, device: torch.device, cache: Path) -> None:
+    """Print the chosen sections' tables, one after the other (``cache``: the processed-data cache's folder)."""
+    sections = args.sections.split(",")
+    configs = args.configs.split(",")
+    print(f"`{command_line()}`  ")
+    print(f"Machine: {machine()}, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    if "layer" in sections:
+        print("\n### GraphConv layer\n")
+        print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
+    if "step" in sections:
+        print("\n### Training step\n")
+        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides, configs)), flush=True)
+    if "optimizer" in sections:
+        print("\n### Fused optimizer\n")
+        print("\n".join(section_optimizer(args.data_root, cache, device, args.repeats, args.rounds, configs)), flush=True)
+    if "syncs" in sections:
+        print("\n### Host synchronisations per step\n")
+        print("\n".join(section_syncs(args.data_root, cache, device, configs=configs)), flush=True)
+    if "profile" in sections:
+        print("\n### Profile of a training step\n")
+        print("\n".join(section_profile(args.data_root, cache, device, configs=configs)), flush=True)
+    if "fit" in sections:
+        print("\n### fit, start to finish\n")
+        print("\n".join(section_fit(args.data_root, cache, device, args.overrides, configs)), flush=True)
+    if "scaling" in sections:
+        print("\n### Scaling\n")
+        pyg = args.pyg and pyg_available()
+        if args.pyg and not pyg:
+            print("\n(--pyg: torch_geometric cannot be imported here; the PyG columns are left out.)")
+        print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5),
+                                        args.pair_route, pyg=pyg, edge_order=args.edge_order)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data")
@@ -597,36 +630,8 @@ def main() -> None:
         print(json.dumps(pyg_worker(args.pyg_worker, device, args.repeats, args.pyg_layout, args.edges_dir)))
         return
 
-    cache = Path(tempfile.mkdtemp(prefix="mlgnn-speed-cache-"))
-    sections = args.sections.split(",")
-    configs = args.configs.split(",")
-    print(f"`{command_line()}`  ")
-    print(f"Machine: {machine()}, device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
-    if "layer" in sections:
-        print("\n### GraphConv layer\n")
-        print("\n".join(section_layer(u1_datamodule(args.data_root, cache), device, args.repeats)), flush=True)
-    if "step" in sections:
-        print("\n### Training step\n")
-        print("\n".join(section_step(args.data_root, cache, device, args.repeats, args.rounds, args.overrides, configs)), flush=True)
-    if "optimizer" in sections:
-        print("\n### Fused optimizer\n")
-        print("\n".join(section_optimizer(args.data_root, cache, device, args.repeats, args.rounds, configs)), flush=True)
-    if "syncs" in sections:
-        print("\n### Host synchronisations per step\n")
-        print("\n".join(section_syncs(args.data_root, cache, device, configs=configs)), flush=True)
-    if "profile" in sections:
-        print("\n### Profile of a training step\n")
-        print("\n".join(section_profile(args.data_root, cache, device, configs=configs)), flush=True)
-    if "fit" in sections:
-        print("\n### fit, start to finish\n")
-        print("\n".join(section_fit(args.data_root, cache, device, args.overrides, configs)), flush=True)
-    if "scaling" in sections:
-        print("\n### Scaling\n")
-        pyg = args.pyg and pyg_available()
-        if args.pyg and not pyg:
-            print("\n(--pyg: torch_geometric cannot be imported here; the PyG columns are left out.)")
-        print("\n".join(section_scaling(device, args.scaling_sizes.split(","), max(3, args.repeats // 5),
-                                        args.pair_route, pyg=pyg, edge_order=args.edge_order)), flush=True)
+    with workdir_or_temporary(None, "mlgnn-speed-cache-") as cache:  # the u1 processed-data cache
+        run_sections(args, device, cache)
 
 
 if __name__ == "__main__":

@@ -234,3 +234,18 @@ def test_lean_env_links_a_distribution_without_record(tmp_path):
     dist = importlib.metadata.PathDistribution(info)
     assert dist.files is None
     assert lean_env.top_level_paths(dist) == {site / "fakepkg", site / "single.py", info}
+
+
+def test_a_benchmark_s_temporary_workdir_is_removed_and_a_given_one_kept(tmp_path):
+    from common import workdir_or_temporary
+
+    with workdir_or_temporary(None, "mlgnn-test-") as scratch:
+        (scratch / "cache").mkdir()
+        assert scratch.name.startswith("mlgnn-test-") and scratch.is_dir()
+    assert not scratch.exists()
+    with pytest.raises(RuntimeError), workdir_or_temporary(None, "mlgnn-test-") as failed:
+        raise RuntimeError("a run failed")
+    assert not failed.exists()  # removed on errors too
+    with workdir_or_temporary(tmp_path / "mine", "mlgnn-test-") as given:
+        given.mkdir()
+    assert given == tmp_path / "mine" and given.is_dir()
