@@ -25,7 +25,7 @@ def _mean_std(values: list[float]) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown: one line per (config, split), plus one per config over all its splits when several."""
-    lines = ["| config | split | runs | test RMSE | test MAE | best epoch | wall s (max) |",
+    lines = ["| config | split | runs | test RMSE | test MAE | best epoch | wall s per run, mean (max) |",
              "|---|---|---|---|---|---|---|"]
     configs = list(dict.fromkeys(r["config"] for r in rows))
     for config in configs:
