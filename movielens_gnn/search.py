@@ -177,8 +177,10 @@ def main(argv: Sequence[str]) -> str:
     study = optuna.create_study(
         study_name=args.config.stem, storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
         direction="maximize" if metric_mode == "max" else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
         pruner=optuna.pruners.NopPruner() if args.no_prune else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5))
+    # Seeded past the trials already stored: a resumed search would otherwise draw its first run's values
+    # again (TPE starts with seeded random draws), and repeat those trials.
+    study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=args.trials, catch=())
     text = _table(study, space, args)

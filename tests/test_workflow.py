@@ -232,6 +232,25 @@ def test_export_round_trips_scores_and_ids(trained, tmp_path):
         export_main(["--ckpt_path", str(trained["gcn_dot"]), "--out", str(tmp_path / "gcn_dot")])
 
 
+def test_a_resumed_search_proposes_new_values(tmp_path, monkeypatch):
+    pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
+    import optuna
+
+    from movielens_gnn.search import main as search_main
+
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    space = tmp_path / "space.yaml"
+    space.write_text("model.dropout: {type: float, low: 0.0, high: 0.5}\n")
+    args = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--space", str(space), "--out", str(tmp_path / "out"),
+            "--no-prune", "--", "--data.root", str(tmp_path / "data"), "--trainer.max_epochs", "1"]
+    search_main(["--trials", "2", *args])
+    search_main(["--trials", "2", *args])  # resumed: two more
+    study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    values = [t.params["model.dropout"] for t in study.trials]
+    assert len(values) == 4 and len(set(values)) == 4, values  # not the first run's draws again
+
+
 def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
     import yaml
