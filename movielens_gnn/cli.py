@@ -507,12 +507,13 @@ def error_line(err: BaseException) -> str:
                 "folder) and is writable.")
     else:
         text = str(err) or type(err).__name__
+    # A bad --model option, found while parsing (ArgumentError) or when the task is built (ValueError):
+    # jsonargparse lists every type the task union could have been, and dumps the options; keep the reason.
+    task = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\s+- Expected a <class 'NoneType'>.*)?$",
+                     text, re.S)
+    if task:
+        text = f"--model ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
     if isinstance(err, ArgumentError):
-        # A bad --model option: jsonargparse lists every type the task union could have been; keep the reason.
-        task = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\s+- Expected a <class 'NoneType'>.*)?$",
-                         text, re.S)
-        if task:
-            text = f"--model ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
         text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 

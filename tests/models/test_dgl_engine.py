@@ -116,6 +116,22 @@ def test_missing_dgl_fails_before_training_with_the_install_command():
         RatingModel(3, 4, engine="dgl")
 
 
+@pytest.mark.skipif(_dgl_available(), reason="DGL is importable here, so there is no error to check")
+def test_missing_dgl_is_one_error_line_from_the_cli(tmp_path, monkeypatch, ml100k_root, capsys):
+    """The task is built inside jsonargparse, which wraps the reason in its list of union types and a dump of
+    every option: the line keeps the reason only."""
+    from movielens_gnn.cli import main
+    from tests.test_cli import _args
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--model.engine", "dgl"))
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --model (RatingModel): engine 'dgl' needs a working DGL")
+    assert errors[0].endswith("Or use --model.engine native.") and "Namespace(" not in errors[0]
+
+
 @needs_dgl
 def test_cli_fit_on_dgl_and_test_on_both_engines(tmp_path, monkeypatch, ml100k_root):
     from movielens_gnn.cli import main
