@@ -89,7 +89,8 @@ def load_checkpoint(path: str | Path) -> dict:
 def _first_sentence(line: str, limit: int = 200) -> str:
     """``line``'s first sentence, without its full stop, cut at a word (with "…") if still over ``limit``:
     torch's messages go on with advice that does not apply here (to allowlist a global, say)."""
-    sentence = re.split(r"(?<=\.)\s", line.strip(), maxsplit=1)[0].rstrip(".")
+    # A full stop ends a sentence where a capital follows ("directory. This is"), not in "e.g. x" or a path.
+    sentence = re.split(r"(?<=\.)\s+(?=[A-Z])", line.strip(), maxsplit=1)[0].rstrip(".") or line.strip()
     if len(sentence) <= limit:
         return sentence
     return sentence[:limit].rsplit(" ", 1)[0] + "…"

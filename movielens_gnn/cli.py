@@ -223,10 +223,11 @@ class MovieLensCLI(LightningCLI):
         another one is configured.
 
         What a config leaves out is filled in as the configs do it, not as Lightning would: a CSV logger
-        in ``logs/<task's run_name>`` (Lightning: ``lightning_logs/``, TensorBoard where installed), and for
+        in ``logs/<task's run_name>`` (Lightning: ``lightning_logs/``, TensorBoard where installed), a log
+        row every step (Lightning's 50 warns on short epochs; the tasks log once an epoch anyway), and for
         ``fit`` the best and last checkpoints in ``checkpoints/<run_name>`` (:func:`default_checkpoints`;
-        Lightning: the latest epoch only) and a log row every step (Lightning's 50 warns on short epochs;
-        the tasks log once an epoch anyway).
+        Lightning: the latest epoch only). Both folders are under ``--trainer.default_root_dir`` when it is
+        set. Without a subcommand (``main(run=False)``) only the logger and the logging cadence are filled in.
         """
         trainer_config = self._get(self.config_init, "trainer", default={})
         plugins = trainer_config.get("plugins")
@@ -236,14 +237,16 @@ class MovieLensCLI(LightningCLI):
         configured = trainer_config.get("callbacks") or []
         configured = list(configured) if isinstance(configured, (list, tuple)) else [configured]
         callbacks = list(configured)
+        given = callbacks + list(self.trainer_defaults.get("callbacks") or [])  # and those main() was given
         task = type(self.model)
+        root = Path(trainer_config.get("default_root_dir") or ".")
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = CSVLogger(save_dir="logs", name=task.run_name)
+            kwargs["logger"] = CSVLogger(save_dir=str(root / "logs"), name=task.run_name)
         if trainer_config.get("log_every_n_steps") is None:
             kwargs["log_every_n_steps"] = 1
         if (self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False
-                and not any(isinstance(c, ModelCheckpoint) for c in callbacks)):
-            callbacks += default_checkpoints(task.run_name, task.monitor, task.monitor_mode)
+                and not any(isinstance(c, ModelCheckpoint) for c in given)):
+            callbacks += default_checkpoints(root / "checkpoints" / task.run_name, self.model.monitor, task.monitor_mode)
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(EpochLines())
         if callbacks != configured:
@@ -541,7 +544,7 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
 
 
 # Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
-# on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and a logged advertisement.
+# on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and logged advertisements.
 THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
 # Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
 ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")

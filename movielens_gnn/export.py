@@ -29,7 +29,7 @@ import torch
 
 from movielens_gnn.files import remove_stale, temp_dir
 from movielens_gnn.models.heads import DotHead
-from movielens_gnn.recommend import ArgumentParser, load_for_inference
+from movielens_gnn.recommend import ArgumentParser, add_allow_mismatch, load_for_inference
 from movielens_gnn.tasks.ranking import RankingModel
 
 
@@ -98,9 +98,11 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--out", required=True, type=Path, help="new (or empty) folder to write into")
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
+    add_allow_mismatch(parser, "export")
     args = parser.parse_args(list(argv))
     check_out(args.out)  # before the checkpoint is read
-    model, datamodule = load_for_inference(args.ckpt_path, args.root, cache_dir=args.cache_dir)
+    model, datamodule = load_for_inference(args.ckpt_path, args.root, cache_dir=args.cache_dir,
+                                           allow_mismatch=args.allow_mismatch)
     manifest = export(model, datamodule, args.out)
     text = (f"Exported {manifest['task']} ({len(manifest['towers'])} tower(s), {manifest['users']} users, "
             f"{manifest['items']} items) to {args.out}\n")

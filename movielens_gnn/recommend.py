@@ -340,9 +340,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--device", default="cpu", help="where users are scored: cpu, cuda, cuda:1 ...")
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
-    # A bare flag, or with a value as the Lightning commands need it (their error messages say "true").
-    parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", type=boolean, nargs="?", const=True,
-                        default=False, help="recommend even if the data is not the data the checkpoint was trained on")
+    add_allow_mismatch(parser, "recommend")
     parser.add_argument("--engine", default="native", choices=("native", "dgl"))
     args = parser.parse_args(list(argv))
     if args.k < 1:
@@ -386,6 +384,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ValueError(f"{message}. See `{self.prog} --help` for the accepted options.")
+
+
+def add_allow_mismatch(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--data.allow_mismatch``: a bare flag, or with a value as the Lightning commands take it (the data
+    mismatch message says ``--data.allow_mismatch true`` whichever command read the checkpoint)."""
+    parser.add_argument("--data.allow_mismatch", dest="allow_mismatch", type=boolean, nargs="?", const=True,
+                        default=False, help=f"{command} even if the data is not the data the checkpoint was trained on")
 
 
 def boolean(text: str) -> bool:

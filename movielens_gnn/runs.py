@@ -127,12 +127,12 @@ class LastCheckpoint(ModelCheckpoint):
         self._last_epoch_saved = int(state_dict.get("last_epoch_saved", -1))
 
 
-def default_checkpoints(name: str, monitor: str, mode: str) -> list[ModelCheckpoint]:
+def default_checkpoints(folder: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
     """The configs' checkpoint callbacks, for a ``fit`` whose config names none: the best epoch on the
     task's ``monitor`` (weights, hyperparameters and data settings only) and ``last.ckpt`` (the whole
-    state), both in ``checkpoints/<name>`` (:func:`claim_run_folders` adds ``version_N``). Lightning's
-    own default would keep the latest epoch only, under the logger's folder."""
-    dirpath = str(Path("checkpoints") / name)
+    state), both in ``folder`` (``checkpoints/<task>``; :func:`claim_run_folders` adds ``version_N``).
+    Lightning's own default would keep the latest epoch only, under the logger's folder."""
+    dirpath = str(folder)
     return [ModelCheckpoint(dirpath=dirpath, filename=f"{{epoch}}-{{{monitor}:.4f}}", monitor=monitor, mode=mode,
                             save_weights_only=True),
             LastCheckpoint(dirpath=dirpath)]

@@ -51,4 +51,7 @@ def test_a_refused_global_is_named_without_torch_s_advice_to_allow_it():
 def test_first_sentence_cuts_long_text_at_a_word():
     assert _first_sentence("One two. Three.") == "One two"
     assert _first_sentence("version 2.6 is out") == "version 2.6 is out"  # a full stop inside a word is no end
+    assert _first_sentence("use a file, e.g. x.ckpt. Then retry") == "use a file, e.g. x.ckpt"  # no capital after "e.g."
+    assert _first_sentence("cannot open '/tmp/a. b'") == "cannot open '/tmp/a. b'"
+    assert _first_sentence("...") == "..."  # never empty
     assert _first_sentence("aaaa bbbb cccc", limit=10) == "aaaa bbbb…"

@@ -212,6 +212,26 @@ def test_a_run_without_config_logs_and_checkpoints_as_the_configs_do(workdir, ml
     assert "💡" not in caplog.text and "litmodels" not in caplog.text
 
 
+def test_run_without_config_defaults_follow_root_dir_given_callbacks_and_ranking_ks(workdir, ml100k_root):
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    short = ["--trainer.max_epochs", "2", "--trainer.enable_model_summary", "false", "--model.embedding_dim", "8"]
+    # Under --trainer.default_root_dir, as Lightning's own defaults would be.
+    fit = main(["fit", "--data.root", str(ml100k_root), "--trainer.default_root_dir", "runs", *short])
+    assert (workdir / "runs" / "logs" / "rating" / "version_0" / "metrics.csv").is_file()
+    assert Path(fit.trainer.checkpoint_callback.best_model_path).parent == workdir / "runs" / "checkpoints" / "rating" / "version_0"
+    assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
+    # A ModelCheckpoint handed to main() by code counts as configured: no defaults beside it.
+    mine = ModelCheckpoint(dirpath=str(workdir / "mine"), monitor="val_rmse")
+    fit = main(["fit", "--data.root", str(ml100k_root), *short], callbacks=[mine])
+    assert [type(c) for c in fit.trainer.callbacks if isinstance(c, ModelCheckpoint)] == [ModelCheckpoint]
+    # A ranking run that logs no @10 selects on the first K it logs.
+    fit = main(["fit", "--model", "RankingModel", "--model.encoder", "mf", "--model.ranking_ks", "[5, 20]",
+                "--data.root", str(ml100k_root), *short])
+    assert fit.trainer.checkpoint_callback.monitor == "val_ndcg@5" and fit.model.monitor == "val_ndcg@5"
+    assert Path(fit.trainer.checkpoint_callback.best_model_path).name.startswith("epoch=")
+
+
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
     cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "500",
                      "--model.optimizer.init_args.lr", "0.2"))

@@ -203,6 +203,19 @@ def test_ranking_fold_in_moves_toward_the_rated_movies_neighbours():
     assert set(unrated[:4]) <= set(range(6, 12))  # the other movies of the rated group come first
 
 
+def test_export_refuses_other_ratings_unless_asked_as_the_message_says(trained, tmp_path):
+    from movielens_gnn.checkpoint import CheckpointError
+
+    write_ml100k(tmp_path / "other", seed=5)  # the same users and items, other ratings
+    args = ["--ckpt_path", str(trained["gcn_dot"]), "--data.root", str(tmp_path / "other"),
+            "--data.cache_dir", str(tmp_path / "cache")]
+    with pytest.raises(CheckpointError, match=r"or pass --data\.allow_mismatch true to use this data on purpose\.$"):
+        export_main([*args, "--out", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()
+    export_main([*args, "--out", str(tmp_path / "asked"), "--data.allow_mismatch", "true"])
+    assert json.loads((tmp_path / "asked" / "export.json").read_text())["users"] == 24
+
+
 def test_export_round_trips_scores_and_ids(trained, tmp_path):
     for config in ("gcn_dot", "lightgcn_ease"):
         out = tmp_path / config

@@ -98,8 +98,9 @@ class GraphTask(pl.LightningModule):
     #: Whether :meth:`score_all_items` predicts stars (on the rating scale) or only orders items.
     predicts_ratings: ClassVar[bool] = False
     #: The validation metric a ``ReduceLROnPlateau`` scheduler watches (and, in a run whose config names
-    #: no checkpoints, the best checkpoint), and whether it is better higher (``max``) or lower.
-    monitor: ClassVar[str] = "val_ndcg@10"
+    #: no checkpoints, the best checkpoint; a task may set its own per instance), and whether it is better
+    #: higher (``max``) or lower.
+    monitor: str = "val_ndcg@10"
     monitor_mode: ClassVar[Literal["min", "max"]] = "max"
     #: The folder name of a run whose config names no logger or checkpoints: ``logs/<run_name>/version_N``.
     run_name: ClassVar[str] = "ranking"

@@ -57,6 +57,8 @@ def check_arguments(**arguments) -> None:
     for name in ("hidden_dims", "ranking_ks"):
         if name in arguments and not all(integer(v) and v >= 1 for v in arguments[name]):
             fail(name, "a list of positive integers, e.g. [64]")
+    if "ranking_ks" in arguments and not list(arguments["ranking_ks"]):
+        fail("ranking_ks", "at least one cut-off K, e.g. [10, 20]: validation selects on val_ndcg@K")
     if "dropout" in arguments and not (number(arguments["dropout"]) and 0.0 <= arguments["dropout"] < 1.0):
         fail("dropout", "a probability in [0, 1)")
     for name in ("l2_weight", "item_item_l2"):
@@ -124,8 +126,8 @@ class RankingModel(GraphTask):
             fused (where this torch can) unless ``fused`` or ``foreach`` is set.
         lr_scheduler: Builds an LR scheduler, or ``None``; a ``ReduceLROnPlateau`` watches
             ``val_ndcg@10`` (give it ``mode: max``).
-        ranking_ks: Cut-offs K of the logged metrics; the first, with 10 in it, is the one
-            configs monitor (``val_ndcg@10``).
+        ranking_ks: Cut-offs K of the logged metrics; the configs monitor ``val_ndcg@10``, and so does a
+            run without checkpoint callbacks when 10 is among them (else ``val_ndcg@`` the first K).
         relevance_threshold: Held-out interactions rated at or above this are relevant; 0 (the
             default) counts every held-out interaction, the implicit protocol.
         train_metrics_every_n_epochs: Measure and log the training metrics (``train_loss``) on the
@@ -172,6 +174,8 @@ class RankingModel(GraphTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
+        ks = list(ranking_ks)
+        self.monitor = f"val_ndcg@{10 if 10 in ks else ks[0]}"  # what is logged: @10 unless only other K are
         if encoder == "mf":
             self.encoder = MatrixFactorization(num_users, num_items, embedding_dim)
         elif encoder == "lightgcn":

@@ -105,6 +105,8 @@ def test_task_class_comes_only_from_the_registry():
     ({"item_item_weight": 1.5}, r"--model\.item_item_weight must be a share in \[0, 1\], got 1\.5"),
     ({"item_item_l2": float("nan")}, r"--model\.item_item_l2 must be a finite number >= 0"),
     ({"ranking_ks": [0]}, r"--model\.ranking_ks must be a list of positive integers"),
+    ({"ranking_ks": []}, r"--model\.ranking_ks must be at least one cut-off K, e\.g\. \[10, 20\]: validation selects on "
+                         r"val_ndcg@K, got \[\]"),
     ({"num_items": 27_278, "item_item_l2": 300.0},
      r"--model\.item_item_l2 solves a dense items x items system; this data has 27278 items, above 20000"),
 ])

@@ -116,12 +116,14 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
     except pd.errors.ParserError as err:
-        raise ValueError(f"{path}: {err}. Fix that line (quote fields that hold commas) or restore the original file.") from err
+        raise ValueError(f"{path}: {err}. Fix or remove that line (quote fields that hold commas), or restore the "
+                         "original file.") from err
     missing = frame.isna().any(axis=1).to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise ValueError(f"{path} row {row + 1} (after the header): expected {len(columns)} fields "
-                         f"({', '.join(columns)}); some are missing. Fix that line or restore the original file.")
+                         f"({', '.join(columns)}); some are missing. Fix or remove that row, or restore the original "
+                         "file.")
     frame.attrs["lines"] = np.arange(len(frame)) + 2  # after the header; exact unless a quoted title spans lines
     return frame
 
@@ -290,8 +292,10 @@ def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
     duplicated = frame[column].duplicated().to_numpy()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
-        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {frame[column].iloc[row]} appears twice. Remove "
-                         "one of the two lines, or restore the original file.")
+        value = frame[column].iloc[row]
+        earlier = int(np.flatnonzero((frame[column] == value).to_numpy())[0])
+        raise ValueError(f"{path} line {line_of(frame, row)}: {column} {value} appears twice (also on line "
+                         f"{line_of(frame, earlier)}). Remove one of the two lines, or restore the original file.")
 
 
 def unknown_ids(ids: np.ndarray, listed: np.ndarray) -> np.ndarray:

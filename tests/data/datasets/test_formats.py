@@ -134,7 +134,7 @@ def test_duplicate_pair_and_unlisted_movie(tmp_path, name):
     original = lines[header]
     lines[header + 5] = original
     path.write_text("".join(lines))
-    with pytest.raises(ValueError, match=rf"line {header + 6}: user \d+ rated item \d+ twice"):
+    with pytest.raises(ValueError, match=rf"line {header + 6}: user \d+ rated item \d+ twice \(also on line {header + 1}\)"):
         dataset_class(name)(tmp_path).load()
     sep = "," if header else "::"
     fields = original.split(sep)
@@ -176,7 +176,7 @@ def test_csv_by_position_without_header_or_timestamp(tmp_path):
                                                             r"Fix or remove that line, or restore the original file\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0, got 3\.5\. "
                                                           r"Fix or remove that line, or restore the original file\.$"),
-    ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice; each \(user, item\) "
+    ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice \(also on line 2\); each \(user, item\) "
                                                         r"pair may appear once\. Remove one of the two lines, or restore "
                                                         r"the original file\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,3\n", Columns(), r"mine\.csv line 3: expected the fields user_id,item_id,rating"),

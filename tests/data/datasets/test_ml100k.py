@@ -92,7 +92,7 @@ def test_duplicate_rating_is_reported(dataset):
     path = dataset.raw_dir / "u.data"
     first = path.read_text().splitlines()[0]
     _replace_line(path, 2, first + "\n")
-    with pytest.raises(ValueError, match=r"u\.data line 2: user \d+ rated item \d+ twice"):
+    with pytest.raises(ValueError, match=r"u\.data line 2: user \d+ rated item \d+ twice \(also on line 1\)"):
         dataset.load()
 
 

@@ -31,3 +31,14 @@ def test_line_number_skips_blank_lines_and_header(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("a,b\n1,2\n\n\n3,4\n5,6\n")
     assert [readers.line_number(path, row, header=True) for row in range(3)] == [2, 5, 6]
+
+
+def test_a_repeated_id_names_both_lines_and_what_to_do():
+    import pandas as pd
+
+    frame = pd.DataFrame({"item_id": [4, 9, 7, 9]})
+    frame.attrs["lines"] = np.array([2, 3, 5, 6])  # a header, and a title spanning lines 3-4
+    with pytest.raises(ValueError, match=r"^movies\.csv line 6: item_id 9 appears twice \(also on line 3\)\. Remove one of "
+                                         r"the two lines, or restore the original file\.$"):
+        readers.check_unique(frame, "item_id", "movies.csv")
+    readers.check_unique(frame.iloc[:3], "item_id", "movies.csv")  # no repeat: nothing raised
