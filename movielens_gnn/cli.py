@@ -246,7 +246,8 @@ class MovieLensCLI(LightningCLI):
             kwargs["log_every_n_steps"] = 1
         if (self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False
                 and not any(isinstance(c, ModelCheckpoint) for c in given)):
-            callbacks += default_checkpoints(root / "checkpoints" / task.run_name, self.model.monitor, task.monitor_mode)
+            folder = root / "checkpoints" / task.run_name
+            callbacks += default_checkpoints(folder, self.model.monitor, task.monitor_mode)
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(EpochLines())
         if callbacks != configured:
