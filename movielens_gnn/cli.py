@@ -207,6 +207,28 @@ class MovieLensCLI(LightningCLI):
             {subcommand: {"model": {"class_path": _class_path(trained_task), "init_args": model_update},
                           "data": data_update}}, self.config)
 
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with a hint where the data is missing under a --data.root (a config's, say) other
+        than the one the checkpoint was trained on: the data is read here, for the sizes the model needs."""
+        try:
+            super().instantiate_classes()
+        except FileNotFoundError as err:
+            hint = self._trained_root_hint()
+            if hint is None:
+                raise
+            raise FileNotFoundError(f"{str(err).rstrip('.')}. {hint}") from err
+
+    def _trained_root_hint(self) -> str | None:
+        """Where the checkpoint's data was, when this run reads another folder; ``None`` otherwise."""
+        if self.checkpoint is None or not self.subcommand:
+            return None
+        trained = trained_data_settings(self.checkpoint).get("root")
+        given = self.config[self.subcommand]["data"].get("root")
+        if not trained or given is None or Path(given).resolve() == Path(trained).resolve():
+            return None
+        return (f"The checkpoint was trained on the data under {trained}: pass --data.root {shlex.quote(str(trained))}, "
+                "or leave --config out to take the checkpoint's own settings.")
+
     def before_instantiate_classes(self) -> None:
         """Check model, trainer and output settings before any data is read or written."""
         config = self.config[self.subcommand] if self.subcommand else self.config

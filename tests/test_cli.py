@@ -262,6 +262,26 @@ def test_missing_data_without_network_is_one_clear_message(workdir, tmp_path, ca
     assert not (workdir / "checkpoints").exists()
 
 
+def test_evaluating_with_a_config_whose_data_root_is_empty_names_the_checkpoint_s(workdir, ml100k_root, capsys,
+                                                                                   monkeypatch):
+    fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1"))
+    best = str(Path(fit.trainer.checkpoint_callback.best_model_path).resolve())
+    (workdir / "elsewhere").mkdir()
+    monkeypatch.chdir(workdir / "elsewhere")  # where the config's data/ holds nothing
+    offline = ["--data.url", (workdir / "offline.zip").as_uri()]  # no download from the live site
+    # The config's data.root (data/, empty here) wins over the checkpoint's: the error says where its data was.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--config", str(REPO / "configs" / "gcn_dot.yaml"), *QUIET, "--ckpt_path", best, *offline])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith("error: MovieLens-100K was not found under ")
+    assert err[0].endswith(f"The checkpoint was trained on the data under {ml100k_root}: pass --data.root "
+                           f"{ml100k_root}, or leave --config out to take the checkpoint's own settings.")
+    # Pointed at the checkpoint's own folder, it runs.
+    main(["validate", "--config", str(REPO / "configs" / "gcn_dot.yaml"), *QUIET, "--ckpt_path", best,
+          "--data.root", str(ml100k_root)])
+
+
 def test_malformed_file_names_file_and_line(workdir, ml100k_root, capsys):
     path = ml100k_root / "ml-100k" / "u1.base"
     lines = path.read_text().splitlines(keepends=True)
