@@ -260,16 +260,15 @@ class MovieLensCLI(LightningCLI):
         configured = list(configured) if isinstance(configured, (list, tuple)) else [configured]
         callbacks = list(configured)
         given = callbacks + list(self.trainer_defaults.get("callbacks") or [])  # and those main() was given
-        task = type(self.model)
+        model = self.model
         root = Path(trainer_config.get("default_root_dir") or ".")
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = CSVLogger(save_dir=str(root / "logs"), name=task.run_name)
+            kwargs["logger"] = CSVLogger(save_dir=str(root / "logs"), name=model.run_name)
         if trainer_config.get("log_every_n_steps") is None:
             kwargs["log_every_n_steps"] = 1
         if (self.subcommand == "fit" and trainer_config.get("enable_checkpointing") is not False
                 and not any(isinstance(c, ModelCheckpoint) for c in given)):
-            folder = root / "checkpoints" / task.run_name
-            callbacks += default_checkpoints(folder, self.model.monitor, task.monitor_mode)
+            callbacks += default_checkpoints(root / "checkpoints" / model.run_name, model.monitor, model.monitor_mode)
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(EpochLines())
         if callbacks != configured:

@@ -35,9 +35,6 @@ from movielens_gnn.startup import slow_start_hints
 
 log = logging.getLogger("movielens_gnn")
 
-HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "hitrate", "mrr")
-
-
 class EpochLines(ProgressBar):
     """Log a line after the first epochs, then at most every ``interval_s`` seconds, and after the last.
 
@@ -61,7 +58,7 @@ class EpochLines(ProgressBar):
         # The last epoch that ended, with its monitored value, and the last one that got a line: early
         # stopping decides after this callback's epoch end (EarlyStopping runs later in the same hook),
         # so the final epoch's line may be owed at the end of training.
-        self._last_epoch: tuple[int, float | None] | None = None
+        self._last_epoch: tuple[int, str, float | None] | None = None  # (epoch, monitor, value)
         self._logged_epoch: int | None = None
 
     def disable(self) -> None:
@@ -81,8 +78,8 @@ class EpochLines(ProgressBar):
         if not self._enabled or not trainer.is_global_zero:
             return
         if self._last_epoch is not None and self._last_epoch[0] != self._logged_epoch:
-            epoch, value = self._last_epoch
-            log.info(self.line(trainer, monitored(trainer, pl_module)[0], value, epoch))
+            epoch, monitor, value = self._last_epoch
+            log.info(self.line(trainer, monitor, value, epoch))
         log.info(self.time_line(time.monotonic() - self._train_start))
 
     def time_line(self, train_s: float) -> str:
@@ -110,7 +107,7 @@ class EpochLines(ProgressBar):
         epoch = trainer.current_epoch
         if value is not None and (self._best is None or (value > self._best[0] if higher else value < self._best[0])):
             self._best = (value, epoch)
-        self._last_epoch = (epoch, value)
+        self._last_epoch = (epoch, monitor, value)
         last = is_final_epoch(trainer)
         if not self._enabled or not trainer.is_global_zero:
             return
@@ -145,8 +142,8 @@ def monitored(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, 
     monitor = getattr(callback, "monitor", None)
     if monitor:
         return monitor, getattr(callback, "mode", "min") == "max"
-    monitor = getattr(pl_module, "monitor", "val_loss")
-    return monitor, any(name in monitor for name in HIGHER_IS_BETTER)
+    # The task declares both (GraphTask.monitor, monitor_mode); another module falls back to a loss.
+    return getattr(pl_module, "monitor", "val_loss"), getattr(pl_module, "monitor_mode", "min") == "max"
 
 
 def _scalar(value) -> float | None:

@@ -226,16 +226,14 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
     rows, ranks = keep.nonzero(as_tuple=True)
     items = top[rows, ranks]
     info = side.item_info(data.item_ids[items].numpy())
-    value = scores[rows, items]
+    value = scores[rows, items].double()  # rounded in float64: JSON shows 4.978, not float32's 4.978000164031982
     frame = pd.DataFrame({
         "user_id": [user_ids[r] for r in rows.tolist()],
         "rank": (ranks + 1).numpy(),
         "movie_id": data.item_ids[items].numpy(),
         "title": info["title"].to_numpy(), "year": info["year"].to_numpy(), "genres": info["genres"].to_numpy(),
         ("predicted_rating" if model.predicts_ratings else "score"):
-            # Rounded in float64, so JSON shows 4.978 and not float32's 4.978000164031982.
-            (value.double().clamp(*model.rating_range).numpy().round(3) if model.predicts_ratings
-             else value.double().numpy().round(4)),
+            (value.clamp(*model.rating_range).numpy().round(3) if model.predicts_ratings else value.numpy().round(4)),
         "source": [sources[r] for r in rows.tolist()],
     })
     short = [(user_ids[r], int(n)) for r, n in enumerate(unseen.tolist()) if n < k]

@@ -290,4 +290,4 @@ def check_unique_pairs(users: np.ndarray, items: np.ndarray, path: Path, header:
         earlier = int(np.flatnonzero((users[:row] == users[row]) & (items[:row] == items[row]))[0])
         raise ValueError(f"{path} line {readers.line_number(path, row, header)}: user {users[row]} rated item "
                          f"{items[row]} twice (also on line {readers.line_number(path, earlier, header)}); each "
-                         "(user, item) pair may appear once. Remove one of the two lines, or restore the original file.")
+                         f"(user, item) pair may appear once. {readers.REMOVE_REPEAT}")

@@ -24,12 +24,11 @@ if TYPE_CHECKING:  # pandas loads where files are parsed: 0.3 s of start-up a ru
 _QUOTE_NONE = csv.QUOTE_NONE
 # Pandas splits lines on \n, \r\n and \r only (str.splitlines would also split on \x0c, \x85 ...).
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-
 # What a message naming a bad line tells the user to do (the MovieLens files are fine as released; a custom
-# file is the user's own to fix).
+# file is the user's own to fix), and one naming a line that repeats an earlier one.
 FIX_LINE = "Fix or remove that line, or restore the original file."
+REMOVE_REPEAT = "Remove one of the two lines, or restore the original file."
+
 
 def decode(path: Path, encodings: Sequence[str]) -> str:
     """The text of ``path`` in the first of ``encodings`` that decodes it (Latin-1 decodes anything)."""
@@ -295,7 +294,7 @@ def check_unique(frame: pd.DataFrame, column: str, path: Path) -> None:
         value = frame[column].iloc[row]
         earlier = int(np.flatnonzero((frame[column] == value).to_numpy())[0])
         raise ValueError(f"{path} line {line_of(frame, row)}: {column} {value} appears twice (also on line "
-                         f"{line_of(frame, earlier)}). Remove one of the two lines, or restore the original file.")
+                         f"{line_of(frame, earlier)}). {REMOVE_REPEAT}")
 
 
 def unknown_ids(ids: np.ndarray, listed: np.ndarray) -> np.ndarray:
