@@ -350,6 +350,13 @@ def test_new_user_by_demographics_starts_from_their_peers(trained, capsys):
         average = model.score_all_items(peers).mean(0)
     alone = model.score_new_user(torch.zeros(0, dtype=torch.long), torch.zeros(0), peers=peers)
     torch.testing.assert_close(alone, average, rtol=1e-5, atol=1e-5)
+    # Without peers, every user's: the vector and the bias both start from all users' mean (biases
+    # shifted by 0.5, which a bias started at 0 would miss).
+    with torch.no_grad():
+        model.head.user_bias.weight += 0.5
+        everyone = model.score_all_items(torch.arange(len(dm.data.user_ids))).mean(0)
+    anyone = model.score_new_user(torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    torch.testing.assert_close(anyone, everyone, rtol=1e-5, atol=1e-5)
     capsys.readouterr()
     frame = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--new-user", "--age", "30",
                                                     "--gender", "F", "--k", "4", "--format", "csv"])))

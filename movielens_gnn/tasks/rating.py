@@ -276,8 +276,9 @@ class RatingModel(GraphTask):
             start = group.mean(0)
             user = start.clone().requires_grad_(True)
             bias_start = 0.0
-            if isinstance(head, DotHead) and peers is not None:
-                bias_start = float(head.user_bias.weight.detach()[peers.to(user_table.device)].mean())
+            if isinstance(head, DotHead):  # the bias starts from the same peers' mean as the vector
+                biases = head.user_bias.weight.detach().squeeze(1)
+                bias_start = float((biases if peers is None else biases[peers.to(biases.device)]).mean())
             bias = torch.full((), bias_start, device=start.device, requires_grad=True)
             optimizer = torch.optim.Adam([user, bias], lr=0.05)
             rated = items.to(item_table.device)
