@@ -538,6 +538,13 @@ def error_line(err: BaseException) -> str:
                      text, re.S)
     if task:
         text = f"--model ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
+    elif text.startswith("Does not validate against any of the Union subtypes") and err.__cause__ is not None:
+        # The same, raised while the task is built: the reason is the exception jsonargparse chained.
+        cause = err.__cause__
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        name = re.search(r"class_path='(?:[\w.]+\.)?(\w+)'", text)
+        text = f"--model ({name.group(1) if name else 'the task'}): {cause}"
     if isinstance(err, ArgumentError):
         text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())

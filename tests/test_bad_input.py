@@ -194,6 +194,19 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"--model\.hidden_dims must be a list of positive integers, e\.g\. \[64\], got \[0\]"),
     ("negative_width_last_layer", None, _fit("--model.hidden_dims", "[-3]", "--model.combine", "last"),
      r"--model\.hidden_dims must be a list of positive integers, e\.g\. \[64\], got \[-3\]"),
+    ("mean_of_unequal_widths", None, _fit("--model.hidden_dims", "[32,16]"),
+     r"--model\.combine mean averages the outputs of the embedding and every layer, so --model\.hidden_dims must all "
+     r"equal --model\.embedding_dim \(64\), got \[32, 16\]: give them that width, or use --model\.combine last"),
+    ("mean_of_unequal_widths_ranking", None,
+     ["fit", "--config", str(REPO / "configs" / "lightgcn_bpr.yaml"), "--data.root", "data", *QUIET,
+      "--model.encoder", "graphconv", "--model.hidden_dims", "[16]"],
+     r"--model\.combine mean averages .* --model\.embedding_dim \(64\), got \[16\]"),
+    # An error raised while the task is built (past the CLI's checks, skipped here): jsonargparse wraps it
+    # in its list of union types; the line keeps the task's name and the reason.
+    ("task_error_at_instantiation",
+     lambda e: e.monkeypatch.setattr("movielens_gnn.tasks.rating.check_layer_widths", lambda arguments: None),
+     _fit("--model.hidden_dims", "[32,16]"),
+     r"--model \(RatingModel\): combine='mean' needs embedding_dim and hidden_dims equal, got \[64, 32, 16\]\.$"),
     ("zero_embedding", None, _fit("--model.embedding_dim", "0"), r"--model\.embedding_dim must be a positive integer"),
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),

@@ -22,6 +22,17 @@ log = logging.getLogger(__name__)
 EVALUATION_ARGUMENTS = ("engine", "pair_route", "ranking_ks", "relevance_threshold", "train_metrics_every_n_epochs")
 
 
+def check_layer_widths(arguments: dict) -> None:
+    """Raise ``ValueError`` when ``combine: mean`` is given layers of other widths than the embedding's
+    (the average needs one width); a part of both tasks' ``check_arguments``, so the CLI says it before
+    reading any data."""
+    combine, width, widths = arguments.get("combine"), arguments.get("embedding_dim"), arguments.get("hidden_dims")
+    if combine == "mean" and width is not None and widths is not None and any(w != width for w in widths):
+        raise ValueError(f"--model.combine mean averages the outputs of the embedding and every layer, so "
+                         f"--model.hidden_dims must all equal --model.embedding_dim ({width}), got {list(widths)}: "
+                         "give them that width, or use --model.combine last (or concat).")
+
+
 def fused_if_available(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     """``optimizer`` rebuilt with ``fused=True`` when it is one of torch's own with a fused kernel for
     its parameters' device and the config left the implementation to torch (``fused`` and ``foreach``

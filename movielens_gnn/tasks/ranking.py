@@ -23,7 +23,7 @@ from movielens_gnn.models.bpr import NegativeSampler, bpr_loss, l2_penalty
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.lightgcn import LightGCN, MatrixFactorization
-from movielens_gnn.tasks.base import GraphTask
+from movielens_gnn.tasks.base import GraphTask, check_layer_widths
 
 ENCODERS = ("mf", "lightgcn", "graphconv")
 # The hybrid's EASE part inverts a dense items x items float64 matrix: 20,000 items is 3 GiB (and an
@@ -70,6 +70,8 @@ def check_arguments(**arguments) -> None:
     for name in ("rating_mean", "relevance_threshold"):
         if name in arguments and not number(arguments[name]):
             fail(name, "a finite number")
+    if arguments.get("encoder") == "graphconv":  # the other encoders have no layers to combine
+        check_layer_widths(arguments)
 
 
 def standardise(scores: Tensor) -> Tensor:
@@ -166,7 +168,8 @@ class RankingModel(GraphTask):
         check_arguments(
             num_users=num_users, num_items=num_items, user_feature_dim=user_feature_dim,
             item_feature_dim=item_feature_dim, rating_mean=rating_mean, encoder=encoder,
-            embedding_dim=embedding_dim, num_layers=num_layers, hidden_dims=list(hidden_dims), dropout=dropout,
+            embedding_dim=embedding_dim, num_layers=num_layers, hidden_dims=list(hidden_dims), combine=combine,
+            dropout=dropout,
             negatives=negatives, l2_weight=l2_weight, item_item_l2=item_item_l2,
             item_item_weight=item_item_weight, ranking_ks=list(ranking_ks), relevance_threshold=relevance_threshold,
             train_metrics_every_n_epochs=train_metrics_every_n_epochs,

@@ -16,7 +16,7 @@ from movielens_gnn.data.datasets.base import WHOLE_STARS  # also the scale of ch
 from movielens_gnn.models.autoencoder import ItemAutoencoder
 from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.heads import HEADS, DotHead, MLPHead
-from movielens_gnn.tasks.base import GraphTask
+from movielens_gnn.tasks.base import GraphTask, check_layer_widths
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def check_arguments(**arguments) -> None:
     if values is not None and not (len(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
                                    and list(values) == sorted(set(values))):
         fail("rating_values", "the rating scale: distinct finite numbers, ascending, e.g. [1, 2, 3, 4, 5]")
+    check_layer_widths(arguments)
 
 
 class RatingModel(GraphTask):
@@ -158,7 +159,7 @@ class RatingModel(GraphTask):
         check_arguments(
             num_users=num_users, num_items=num_items, user_feature_dim=user_feature_dim,
             item_feature_dim=item_feature_dim, rating_mean=rating_mean, embedding_dim=embedding_dim,
-            hidden_dims=list(hidden_dims), dropout=dropout, edge_dropout=edge_dropout,
+            hidden_dims=list(hidden_dims), combine=combine, dropout=dropout, edge_dropout=edge_dropout,
             autoencoder_dim=autoencoder_dim, autoencoder_weight_decay=autoencoder_weight_decay,
             mlp_hidden_dims=list(mlp_hidden_dims), mlp_dropout=mlp_dropout, ranking_ks=list(ranking_ks),
             relevance_threshold=relevance_threshold, rating_values=list(rating_values),
