@@ -534,10 +534,12 @@ def error_line(err: BaseException) -> str:
         text = str(err) or type(err).__name__
     # A bad --model option, found while parsing (ArgumentError) or when the task is built (ValueError):
     # jsonargparse lists every type the task union could have been, and dumps the options; keep the reason.
-    task = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\s+- Expected a <class 'NoneType'>.*)?$",
-                     text, re.S)
+    # The same for any class-valued option (--trainer.callbacks ...): the first class's reason, under its key.
+    task = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)"
+                     r"(?=\s+- (?:Problem with given class_path|Expected a <class 'NoneType'>)|\s*$)", text, re.S)
     if task:
-        text = f"--model ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
+        key = re.match(r'\s*Parser key "([^"]+)":', text)
+        text = f"--{key.group(1) if key else 'model'} ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
     elif text.startswith("Does not validate against any of the Union subtypes") and err.__cause__ is not None:
         # The same, raised while the task is built: the reason is the exception jsonargparse chained.
         cause = err.__cause__

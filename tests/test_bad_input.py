@@ -207,6 +207,9 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      lambda e: e.monkeypatch.setattr("movielens_gnn.tasks.rating.check_layer_widths", lambda arguments: None),
      _fit("--model.hidden_dims", "[32,16]"),
      r"--model \(RatingModel\): combine='mean' needs embedding_dim and hidden_dims equal, got \[64, 32, 16\]\.$"),
+    # jsonargparse gives a nested option to the last callback of the list and lists every class it tried.
+    ("option_of_another_callback", None, _fit("--trainer.callbacks.dirpath", "elsewhere"),
+     r"--trainer\.callbacks \(EarlyStopping\): Option 'dirpath' is not accepted\. See `python -m movielens_gnn"),
     ("zero_embedding", None, _fit("--model.embedding_dim", "0"), r"--model\.embedding_dim must be a positive integer"),
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),
