@@ -331,6 +331,23 @@ def test_fit_bf16_mixed_on_cpu(workdir, ml100k_root):
     assert cli.model.encoder.user_embedding.weight.dtype == torch.float32  # weights stay float32
 
 
+@pytest.mark.parametrize("config", ["ml100k_best.yaml", "lightgcn_ease.yaml"])
+def test_fit_and_test_with_weights_in_bf16(workdir, ml100k_root, config):
+    """Lightning's "bf16-true": the model itself in bfloat16 (the sparse sums still in float32)."""
+    cli = main(_args("fit", config, ml100k_root, "--trainer.max_epochs", "2", "--trainer.precision", "bf16-true"))
+    assert cli.model.encoder.user_embedding.weight.dtype == torch.bfloat16
+    assert math.isfinite(cli.trainer.callback_metrics[cli.model.monitor].item())
+    best = cli.trainer.checkpoint_callback.best_model_path
+    tested = main(_args("test", config, ml100k_root, "--ckpt_path", best, "--trainer.precision", "bf16-true"))
+    assert all(math.isfinite(value.item()) for value in tested.trainer.callback_metrics.values())
+    # The metrics keep their own dtypes (sums in bfloat16 would round): float32, float64 for the top-K sums.
+    from torchmetrics import Metric
+
+    dtypes = {name: {value.dtype for value in metric.metric_state.values() if value.is_floating_point()}
+              for name, metric in tested.model.named_modules() if isinstance(metric, Metric)}
+    assert dtypes and all(found <= {torch.float32, torch.float64} for found in dtypes.values()), dtypes
+
+
 def test_instantiate_without_running(workdir, ml100k_root):
     cli = main(["--config", str(REPO / "configs" / "ml100k_best.yaml"), "--data.root", str(ml100k_root)], run=False)
     assert cli.model.hparams.side_features and cli.model.hparams.num_items == 30

@@ -94,7 +94,7 @@ class EASE(nn.Module):
         row = torch.repeat_interleave(torch.arange(len(users), device=users.device), counts)
         first = torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts)
         position = torch.arange(int(counts.sum()), device=users.device) + first
-        dense = torch.zeros(len(users), self.weights.shape[0], device=users.device)
+        dense = torch.zeros(len(users), self.weights.shape[0], dtype=self.weights.dtype, device=users.device)
         dense[row, self.history_col[position]] = 1.0
         return dense
 

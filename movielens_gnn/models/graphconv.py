@@ -86,6 +86,9 @@ class _Conv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def _finish(self, h: Tensor) -> Tensor:
+        # The sparse product returns float32 for half inputs; a model held in half precision itself
+        # (Lightning's "bf16-true") goes on in its own dtype. A no-op for float32 weights, autocast's case.
+        h = h.to(self.weight.dtype)
         if self.bias is not None:
             h = h + self.bias
         if self.activation is not None:
@@ -127,7 +130,7 @@ class GraphConv(_Conv):
         if self.in_feats > self.out_feats:
             h = spmm(graph, x @ self.weight, edge_scale)
         else:
-            h = spmm(graph, x, edge_scale) @ self.weight
+            h = spmm(graph, x, edge_scale).to(self.weight.dtype) @ self.weight  # see _finish
         return self._finish(h)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 from movielens_gnn.metrics import MeanLoss, RankingMetrics
 from movielens_gnn.models.graph import BipartiteGraph
@@ -31,6 +32,12 @@ def check_layer_widths(arguments: dict) -> None:
         raise ValueError(f"--model.combine mean averages the outputs of the embedding and every layer, so "
                          f"--model.hidden_dims must all equal --model.embedding_dim ({width}), got {list(widths)}: "
                          "give them that width, or use --model.combine last (or concat).")
+
+
+def _state_dtype(metric: Metric) -> torch.dtype | None:
+    """The dtype of a metric's first floating-point state, or ``None`` when it has none."""
+    return next((value.dtype for value in metric.metric_state.values()
+                 if isinstance(value, Tensor) and value.is_floating_point()), None)
 
 
 def fused_if_available(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -123,6 +130,7 @@ class GraphTask(pl.LightningModule):
         self._train_metrics_pending = False
         #: The epoch whose training metrics were logged last (``None`` before any): the progress line names it.
         self.train_metrics_epoch: int | None = None
+        self._metric_dtypes: dict[str, torch.dtype] | None = None  # see _keep_metric_dtypes
 
     # ------------------------------------------------------------------------------ graph
     def attach_graph(self, graph: BipartiteGraph) -> None:
@@ -160,6 +168,31 @@ class GraphTask(pl.LightningModule):
             raise ValueError(f"{type(self).__name__} needs its training graph: pass a MovieLensDataModule to the Trainer.")
         if graph is not None and graph is not self.graph:
             self.attach_graph(graph)
+        if self._metric_dtypes is None:  # before Lightning converts the module (see _keep_metric_dtypes)
+            self._metric_dtypes = {name: dtype for name, metric in self.named_modules()
+                                   if isinstance(metric, Metric) and (dtype := _state_dtype(metric)) is not None}
+
+    def _keep_metric_dtypes(self) -> None:
+        """Give the metrics back the state dtypes they were built with.
+
+        Lightning's "bf16-true" and "16-true" convert the whole module after ``setup``, metric states
+        included; sums over thousands of examples in bfloat16's 8 mantissa bits drift (and a count
+        stops growing at 256 additions of 1), so the metrics would report rounded values. Called as
+        each loop starts.
+        """
+        for name, metric in self.named_modules():
+            declared = (self._metric_dtypes or {}).get(name)
+            if isinstance(metric, Metric) and declared is not None and _state_dtype(metric) != declared:
+                metric.set_dtype(declared)
+
+    def on_fit_start(self) -> None:
+        self._keep_metric_dtypes()
+
+    def on_validation_start(self) -> None:
+        self._keep_metric_dtypes()
+
+    def on_test_start(self) -> None:
+        self._keep_metric_dtypes()
 
     def score_all_items(self, users: Tensor) -> Tensor:
         """``(B, I)`` scores of ``(B,)`` users for every item (higher is better)."""

@@ -311,7 +311,9 @@ class RatingModel(GraphTask):
         # tower lean on the other and was worse on validation. Tower by tower, no (T, B) squared errors.
         loss = sum(F.mse_loss(tower, ratings) for tower in scores)
         if metrics is not None:
-            metrics.update(prediction.detach().clamp(*self.rating_range), ratings)
+            # Half-precision predictions (a "bf16-true" run) are scored in float32: RMSE sums squares.
+            dtype = torch.promote_types(prediction.dtype, torch.float32)
+            metrics.update(prediction.detach().to(dtype).clamp(*self.rating_range), ratings.to(dtype))
         return loss
 
     def _log_epoch_metrics(self, metrics: MetricCollection) -> None:

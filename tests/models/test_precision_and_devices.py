@@ -39,6 +39,32 @@ def test_bf16_gradient_flows_back_in_input_dtype():
     assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("hidden_dims", [[8], [16, 4], [4, 16]])  # both product orders of GraphConv
+def test_a_model_held_in_half_precision_runs_in_its_dtype(dtype, hidden_dims):
+    """Lightning's "bf16-true"/"16-true": the weights themselves are half; the aggregation sums in
+    float32 and each layer hands on its own dtype."""
+    from movielens_gnn.models.baselines import EASE
+
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randperm(40 * 60, generator=g)[:600]
+    rated_users, rated_items = pairs // 60, pairs % 60
+    model = RatingModel(num_users=40, num_items=60, embedding_dim=8, hidden_dims=hidden_dims, rating_relations=True,
+                        autoencoder_dim=6)
+    model.attach_graph(BipartiteGraph(rated_users, rated_items, 40, 60,
+                                      ratings=torch.randint(1, 6, (600,), generator=g).float()))
+    users, items = torch.tensor([0, 5, 39]), torch.tensor([1, 2, 59])
+    reference = model(users, items)
+    model.to(dtype)
+    out = model(users, items)
+    out.sum().backward()
+    assert model.encoder.user_embedding.weight.grad.dtype == dtype
+    torch.testing.assert_close(out.float(), reference.detach(), atol=0.1, rtol=0.05)  # half's rounding only
+    ease = EASE(60, l2=10.0).fit(torch.zeros(40, 60).index_put_((rated_users, rated_items), torch.tensor(1.0)))
+    full = ease(users)
+    torch.testing.assert_close(ease.to(dtype)(users).float(), full, atol=0.05, rtol=0.05)
+
+
 @pytest.mark.gpu
 @needs_cuda
 def test_graph_moves_with_the_model_and_matches_cpu():
