@@ -189,6 +189,8 @@ def pair_dot(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tenso
     if route == "sparse":
         if pattern is None:
             pattern = PairPattern(users, items, user_table.shape[0], item_table.shape[0])
+        if dtype not in SPARSE_DTYPES:  # asked for by name with half tables: no such kernels, so in float32
+            return _SampledDot.apply(user_table.float(), item_table.float(), pattern).to(dtype)
         return _SampledDot.apply(user_table, item_table, pattern)
     return _PairDot.apply(user_table, item_table, users, items)
 
@@ -210,18 +212,23 @@ class PatternCache:
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
-        self._seen: list[tuple[weakref.ref, weakref.ref, PairPattern | None]] = []
+        self._seen: list[tuple[weakref.ref, weakref.ref, tuple[int, int], PairPattern | None]] = []
 
     def get(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> PairPattern | None:
         self._seen = [entry for entry in self._seen if entry[0]() is not None and entry[1]() is not None]
-        for index, (users_ref, items_ref, pattern) in enumerate(self._seen):
-            if users_ref() is users and items_ref() is items:
+        shape = (num_users, num_items)
+        for index, (users_ref, items_ref, seen_shape, pattern) in enumerate(self._seen):
+            if users_ref() is users and items_ref() is items and seen_shape == shape:
                 if pattern is None:  # second sighting: worth building
                     pattern = PairPattern(users, items, num_users, num_items)
-                    self._seen[index] = (users_ref, items_ref, pattern)
+                    self._seen[index] = (users_ref, items_ref, shape, pattern)
                 return pattern
-        self._seen = (self._seen + [(weakref.ref(users), weakref.ref(items), None)])[-self.size:]
+        self._seen = (self._seen + [(weakref.ref(users), weakref.ref(items), shape, None)])[-self.size:]
         return None
+
+    def __getstate__(self) -> dict:
+        # Weak references do not pickle (torch.save of a whole model); the patterns are rebuilt on demand.
+        return {"size": self.size, "_seen": []}
 
 
 class DotHead(nn.Module):

@@ -117,6 +117,48 @@ def test_pattern_cache_builds_on_the_second_sighting_only():
     assert len([e for e in cache._seen if e[0]() is not None]) == 1  # the dropped edge set's entry goes with it
 
 
+def test_pattern_cache_keys_on_the_tables_shape_too():
+    """The same edge tensors scored against tables of another size get their own pattern."""
+    cache = heads.PatternCache()
+    users, items = torch.tensor([0, 1, 1]), torch.tensor([2, 0, 1])
+    cache.get(users, items, 2, 3)
+    small = cache.get(users, items, 2, 3)
+    assert cache.get(users, items, 4, 5) is None  # first sighting at this shape
+    large = cache.get(users, items, 4, 5)
+    assert small.shape == (2, 3) and large.shape == (4, 5) and cache.get(users, items, 2, 3) is small
+    g = torch.Generator().manual_seed(3)
+    user_table, item_table = torch.randn(4, 2, generator=g), torch.randn(5, 2, generator=g)
+    torch.testing.assert_close(pair_dot(user_table, item_table, users, items, "sparse", large),
+                               (user_table[users] * item_table[items]).sum(-1))
+
+
+def test_a_dot_head_that_has_scored_pickles(tmp_path):
+    """torch.save of a whole model: the pattern cache's weak references are left out (rebuilt on demand)."""
+    import pickle
+
+    head = DotHead(3, 4, rating_mean=3.0)
+    tables, users, items = (torch.randn(3, 2), torch.randn(4, 2)), torch.tensor([0, 2]), torch.tensor([3, 1])
+    for _ in range(2):  # the second call builds a pattern
+        expected = head(*tables, users, items)
+    copy = pickle.loads(pickle.dumps(head))
+    assert copy.patterns._seen == [] and copy.patterns.size == head.patterns.size
+    torch.testing.assert_close(copy(*tables, users, items), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sparse_route_by_name_with_half_tables_runs_in_float32(dtype):
+    g = torch.Generator().manual_seed(4)
+    user_table = torch.randn(5, 4, generator=g).to(dtype).requires_grad_()
+    item_table = torch.randn(6, 4, generator=g).to(dtype).requires_grad_()
+    users, items = torch.tensor([0, 4, 2, 1]), torch.tensor([5, 0, 1, 3])
+    out = pair_dot(user_table, item_table, users, items, "sparse")
+    reference = (user_table.float()[users] * item_table.float()[items]).sum(-1)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=1e-2)
+    out.sum().backward()
+    assert user_table.grad.dtype == dtype and item_table.grad.dtype == dtype
+
+
 def test_dot_head_auto_route_switches_to_sparse_for_a_returning_edge_set(monkeypatch):
     monkeypatch.setattr(heads, "DENSE_PAIR_MAX", 0)  # a graph too large for the dense route
     head = DotHead(30, 40, rating_mean=3.0)
