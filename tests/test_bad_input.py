@@ -302,6 +302,10 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("csv_missing_column", lambda e: (e.work / "mine.csv").write_text("u,i,r\n1,2,3\n"),
      _fit("--data.dataset", "csv", "--data.split", "random", "--data.path", "mine.csv"),
      r"mine\.csv has no column 'user_id' \(--data\.columns\.user\); its header has 'u', 'i', 'r'"),
+    ("split_leaves_parts_empty", lambda e: (e.work / "one.csv").write_text("user_id,item_id,rating\n1,2,3\n"),
+     _fit("--data.dataset", "csv", "--data.split", "random", "--data.path", "one.csv"),
+     r"--data\.split random left the validation and test parts of one\.csv empty \(1 / 0 / 0 training / validation / "
+     r"test ratings\): a model cannot be trained and selected on that\. Give it more ratings"),
     ("recommend_unknown_format", None, ["recommend", "--ckpt_path", "u1.ckpt", "--user", "1", "--format", "xml"],
      r"argument --format: invalid choice: 'xml'"),
     ("recommend_on_other_ratings", None,

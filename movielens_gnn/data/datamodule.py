@@ -538,6 +538,18 @@ class MovieLensDataModule(pl.LightningDataModule):
         return ratings.take(ratings.rating >= self.implicit_threshold)
 
     def _split_ratings(self, ratings: Ratings, side: SideInfo) -> tuple[Ratings, Ratings, Ratings]:
+        parts = self._split_parts(ratings, side)
+        empty = [name for name, part in zip(("training", "validation", "test"), parts) if not len(part.user_id)]
+        if empty:
+            sizes = " / ".join(str(len(part.user_id)) for part in parts)
+            raise ValueError(
+                f"--data.split {self.split} left the {' and '.join(empty)} part{'s' if len(empty) > 1 else ''} of "
+                f"{self.dataset.ratings_source()[0]} empty ({sizes} training / validation / test ratings): a model "
+                "cannot be trained and selected on that. Give it more ratings, or larger --data.val_fraction / "
+                "--data.test_fraction (--data.ratios for the ratio split).")
+        return parts
+
+    def _split_parts(self, ratings: Ratings, side: SideInfo) -> tuple[Ratings, Ratings, Ratings]:
         ratings = self._positives(ratings)
         if self.split == "ratio":
             return ratio_split(ratings, self.ratios, self.seed, self.ratio_remainder)

@@ -39,6 +39,13 @@ class Columns:
     timestamp: Union[int, str, None] = None
 
 
+SEPARATOR_ESCAPES = {"\\t": "\t", "tab": "\t"}
+# Separators to suggest when a header reads as one field that holds one of them.
+LIKELY_SEPARATORS = (";", "\t", "|", ",", " ")
+# Excel's "CSV UTF-8" starts the file with a byte-order mark; utf-8-sig reads past it (and reads plain UTF-8).
+ENCODING = "utf-8-sig"
+
+
 class CSVRatings(Dataset):
     """Ratings from a delimited text file of your own.
 
@@ -46,7 +53,8 @@ class CSVRatings(Dataset):
         root: The data folder (the processed cache goes under it).
         path: The ratings file.
         columns: Which columns hold user, item, rating and (optionally) timestamp.
-        separator: The field separator, one character (``","``, ``"\\t"``, ``";"`` ...).
+        separator: The field separator, one character (``","``, ``";"``, a tab ...; ``\\t`` as two
+            characters, or ``tab``, also mean a tab).
         header: The first line names the columns.
         items_path: Optional items file (CSV with a header: the item column, ``title``, optionally ``genres``).
     """
@@ -60,6 +68,8 @@ class CSVRatings(Dataset):
         super().__init__(root)
         self.path = Path(path)
         self.columns = columns
+        # "\t" as typed in a shell or YAML without escapes: the tab it stands for.
+        separator = SEPARATOR_ESCAPES.get(separator, separator)
         self.separator = separator
         self.header = header
         self.items_path = Path(items_path) if items_path is not None else None
@@ -99,7 +109,10 @@ class CSVRatings(Dataset):
             wanted["timestamp"] = self.columns.timestamp
         if not self.header:
             return list(wanted), [int(v) for v in wanted.values()]
-        found = readers.header_fields(self.path, self.separator)
+        found = readers.header_fields(self.path, self.separator, ENCODING)
+        if not any(field.strip() for field in found):
+            raise ValueError(f"{self.path} is empty or starts with a blank line; expected a header naming the columns "
+                             "(or --data.header false with 0-based --data.columns positions).")
         positions = []
         for name, column in wanted.items():
             option = {"user_id": "user", "item_id": "item"}.get(name, name)
@@ -112,17 +125,27 @@ class CSVRatings(Dataset):
                 positions.append(found.index(column))
             else:
                 raise ValueError(f"{self.path} has no column {column!r} (--data.columns.{option}); its header has "
-                                 f"{', '.join(repr(f) for f in found)}. Pass --data.columns.{option} NAME, or "
-                                 "--data.header false with 0-based positions.")
+                                 f"{', '.join(repr(f) for f in found)}. {self._header_advice(found, option)}")
         return list(wanted), positions
+
+    def _header_advice(self, found: list[str], option: str) -> str:
+        """What to pass when a column is not in the header: the separator, when the header reads as one
+        field holding another likely one, else the column's name."""
+        if len(found) == 1:
+            other = next((sep for sep in LIKELY_SEPARATORS if sep != self.separator and sep in found[0]), None)
+            if other is not None:
+                return (f"The header reads as one field: the file looks {other!r}-separated; pass "
+                        f"--data.separator {'tab' if other == chr(9) else repr(other)}.")
+        return f"Pass --data.columns.{option} NAME, or --data.header false with 0-based positions."
 
     def read_ratings(self) -> Ratings:
         names, positions = self._positions()
-        table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header)
+        table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header, ENCODING)
         users = readers.check_integers(table["user_id"], "user id", self.path, self.header, low=0)
         items = readers.check_integers(table["item_id"], "item id", self.path, self.header, low=0)
         timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header)
                       if "timestamp" in table else np.zeros(len(users), dtype=np.int64))
+        readers.check_finite(table["rating"], "rating", self.path, self.header)  # the scale is the file's own
         check_unique_pairs(users, items, self.path, self.header)
         return Ratings(users, items, table["rating"].astype(np.float32), timestamps)
 
@@ -132,7 +155,10 @@ class CSVRatings(Dataset):
             return SideInfo(users=pd.DataFrame(), items=pd.DataFrame(columns=["title", "year", "genres"]), genres=())
         path = self.items_path
         key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
-        frame = pd.read_csv(path, sep=self.separator, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, sep=self.separator, dtype=str, keep_default_na=False, encoding=ENCODING)
+        if key not in frame.columns and self.separator != ",":  # a comma-separated items file beside another format
+            commas = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False, encoding=ENCODING)
+            frame = commas if key in commas.columns else frame
         missing = [c for c in (key, "title") if c not in frame.columns]
         if missing:
             raise ValueError(f"{path} has no column {missing[0]!r}; an items file needs a header with {key!r} and "

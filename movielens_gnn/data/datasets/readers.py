@@ -157,6 +157,8 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
                    engine="c", quoting=_QUOTE_NONE, encoding=encoding, skip_blank_lines=True)
     try:
         frame = pd.read_csv(path, dtype=np.float64, **options)
+    except pd.errors.EmptyDataError as err:  # nothing after the header (or an empty file)
+        raise ValueError(f"{path} has no data lines; expected lines of {sep.join(columns)}.") from err
     except pd.errors.ParserError as err:  # a line with more fields than the first ("... in line 7, saw 5")
         found = re.search(r"in line (\d+), saw", str(err))
         if found is None:
@@ -179,8 +181,13 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         number = line_number(path, row, header)
-        raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got "
-                         f"{_line_text(path, number)!r}. {FIX_LINE}")
+        text = _line_text(path, number)
+        fields = text.split(":" if colon else sep)
+        for position in used:  # a field that is there but read as missing: 'nan', 'NA', 'null' ...
+            if pd.isna(frame.at[row, position]) and position < len(fields) and fields[position].strip():
+                raise ValueError(f"{path} line {number}: {names[position]} must be a number, got "
+                                 f"{fields[position].strip()!r}. {FIX_LINE}")
+        raise ValueError(f"{path} line {number}: expected the fields {sep.join(columns)}, got {text!r}. {FIX_LINE}")
     return {names[position]: frame[position].to_numpy() for position in used}
 
 
@@ -219,17 +226,34 @@ def header_fields(path: Path, sep: str, encoding: str = "utf-8") -> list[str]:
     return next(csv.reader([first.rstrip("\r\n")], delimiter=sep), [])
 
 
+# The numeric columns are read as float64, which holds every integer below 2^53 exactly and no larger
+# ones: 9007199254740993 would silently read as 9007199254740992, so such ids are refused.
+EXACT_INTEGERS = 2.0**53
+
+
 def check_integers(values: np.ndarray, name: str, path: Path, header: bool, low: float | None = None) -> np.ndarray:
-    """``values`` as int64 when every one is a whole number (``>= low``); else ``ValueError`` naming the line."""
-    bad = values != np.round(values)
+    """``values`` as int64 when every one is a whole number (``>= low``, below 2^53 in size); else
+    ``ValueError`` naming the line."""
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) < EXACT_INTEGERS) | (values != np.round(values))  # NaN and inf included
     if low is not None:
         bad |= values < low
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         bounds = f" >= {low:g}" if low is not None else ""
-        raise ValueError(f"{path} line {line_number(path, row, header)}: {name} must be an integer{bounds}, "
-                         f"got {values[row]:g}. {FIX_LINE}")
+        number = line_number(path, row, header)
+        raise ValueError(f"{path} line {number}: {name} must be an integer{bounds} below 2^53 "
+                         f"({EXACT_INTEGERS:.0f}), got {values[row]:g} in {_line_text(path, number)!r}. {FIX_LINE}")
     return values.astype(np.int64)
+
+
+def check_finite(values: np.ndarray, name: str, path: Path, header: bool) -> None:
+    """Raise ``ValueError`` naming the line of the first value of ``values`` that is infinite or NaN."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path} line {line_number(path, row, header)}: {name} must be a finite number, "
+                         f"got {values[row]:g}. {FIX_LINE}")
 
 
 def check_scale(values: np.ndarray, scale: Sequence[float], path: Path, header: bool) -> None:

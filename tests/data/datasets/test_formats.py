@@ -111,7 +111,8 @@ def test_generated_fixtures_parse_with_gaps_and_unrated_movies(tmp_path, name):
     ("ml-1m", "1::2::x::978300760", r"ratings\.dat line 3: rating must be a number, got 'x'"),
     ("ml-1m", "1::2::3", r"ratings\.dat line 3: expected the fields user_id::item_id::rating::timestamp, got '1::2::3'"),
     ("ml-1m", "1:2::3::4::5", r"ratings\.dat line 3: expected the fields"),
-    ("ml-10m", "1::2.5::3::978300760", r"ratings\.dat line 3: item_id must be an integer >= 1, got 2\.5"),
+    ("ml-10m", "1::2.5::3::978300760", r"ratings\.dat line 3: item_id must be an integer >= 1 below 2\^53 \(9007199254740992\), "
+                                       r"got 2\.5 in '1::2\.5::3::978300760'"),
     ("ml-20m", "1,2,3.0", r"ratings\.csv line 3: expected the fields user_id,item_id,rating,timestamp, got '1,2,3.0'"),
     ("ml-20m", "1,2,3.0,4,5", r"ratings\.csv line 3: expected the fields user_id,item_id,rating,timestamp, got '1,2,3.0,4,5'"),
 ])
@@ -174,8 +175,21 @@ def test_csv_by_position_without_header_or_timestamp(tmp_path):
                                                   r"header has 'user_id', 'item_id', 'score'"),
     ("user_id,item_id,rating\n1,2,3\n1,3,good\n", Columns(), r"mine\.csv line 3: rating must be a number, got 'good'\. "
                                                             r"Fix or remove that line, or restore the original file\.$"),
-    ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0, got 3\.5\. "
+    ("user_id,item_id,rating\n1,2,3\n1,3.5,4\n", Columns(), r"mine\.csv line 3: item id must be an integer >= 0 below "
+                                                          r"2\^53 \(9007199254740992\), got 3\.5 in '1,3\.5,4'\. "
                                                           r"Fix or remove that line, or restore the original file\.$"),
+    # float64 holds integers exactly only below 2^53: larger ids would merge (...993 reads as ...992) or wrap.
+    ("user_id,item_id,rating\n1,2,3\n9007199254740993,2,4\n", Columns(),
+     r"mine\.csv line 3: user id must be an integer >= 0 below 2\^53 .*got 9\.0072e\+15 in '9007199254740993,2,4'"),
+    ("user_id,item_id,rating\n1,2,3\n99999999999999999999,2,4\n", Columns(), r"mine\.csv line 3: user id must be an integer"),
+    ("user_id,item_id,rating\n1,2,3\n1,3,inf\n", Columns(), r"mine\.csv line 3: rating must be a finite number, got inf\. "),
+    ("user_id,item_id,rating\n1,2,3\n1,3,nan\n", Columns(), r"mine\.csv line 3: rating must be a number, got 'nan'\. "),
+    ("user_id,item_id,rating\n", Columns(), r"mine\.csv has no data lines; expected lines of user_id,item_id,rating\.$"),
+    ("", Columns(), r"mine\.csv is empty or starts with a blank line; expected a header naming the columns"),
+    ("user_id;item_id;rating\n1;2;3\n", Columns(), r"mine\.csv has no column 'user_id' .*its header has 'user_id;item_id;"
+                                                    r"rating'\. The header reads as one field: the file looks ';'-separated; "
+                                                    r"pass --data\.separator ';'\.$"),
+    ("user_id\titem_id\trating\n1\t2\t3\n", Columns(), r"the file looks '\\t'-separated; pass --data\.separator tab\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,2,4\n", Columns(), r"mine\.csv line 3: user 1 rated item 2 twice \(also on line 2\); each \(user, item\) "
                                                         r"pair may appear once\. Remove one of the two lines, or restore "
                                                         r"the original file\.$"),
@@ -186,6 +200,20 @@ def test_csv_errors_name_what_and_where(tmp_path, text, columns, message):
     _write(path, text)
     with pytest.raises(ValueError, match=message):
         CSVRatings(tmp_path, path, columns).read_ratings()
+
+
+def test_csv_with_a_byte_order_mark_and_a_typed_tab(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM; "\\t" (two characters, as typed) or "tab" mean a tab; an items
+    file may be comma-separated beside a tab-separated ratings file."""
+    path = tmp_path / "mine.tsv"
+    path.write_bytes("\ufeffuser_id\titem_id\trating\n1\t2\t3\n2\t5\t4\n".encode("utf-8"))
+    items = tmp_path / "items.csv"
+    items.write_bytes("\ufeffitem_id,title,genres\n2,Two (1999),Drama\n5,Five (2001),Comedy|Drama\n".encode("utf-8"))
+    for separator in ("\\t", "tab", "\t"):
+        dataset = CSVRatings(tmp_path, path, Columns(), separator, items_path=items)
+        ratings = dataset.read_ratings()
+        assert ratings.user_id.tolist() == [1, 2] and ratings.item_id.tolist() == [2, 5]
+        assert dataset.read_side().items.title.tolist() == ["Two (1999)", "Five (2001)"]
 
 
 def test_csv_argument_errors(tmp_path):
