@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -135,6 +136,7 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
     return pd.concat(frames, ignore_index=True)
 
 
+MAX_AGE = 120
 AGE_WINDOW = 5  # ml-100k ages are years: peers are within this many years
 ML1M_AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)  # ml-1m ages are the start of the group
 
@@ -282,22 +284,39 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+USERS_USAGE = "--user takes user ids separated by commas (1,2,3), `all`, or @FILE of ids"
+ID_LIMIT = 2**63  # ids are int64 tensors
+
+
 def parse_users(text: str) -> list[int]:
     """``42``, ``1,2,3`` or ``@FILE`` (ids separated by commas, spaces or lines); ``all`` is the caller's."""
+    where = ""
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8-sig")  # past a byte-order mark
         except OSError as err:
-            raise FileNotFoundError(f"--user {text[:1]}{path}: cannot read the file of user ids "
+            raise FileNotFoundError(f"--user @{path}: cannot read the file of user ids "
                                     f"({err.strerror or err}).") from err
-    try:
-        users = [int(part) for part in text.replace("\n", ",").replace(" ", ",").split(",") if part.strip()]
-    except ValueError as err:
-        raise ValueError(f"--user takes user ids separated by commas (1,2,3), `all`, or @FILE of ids; got "
-                         f"{text[:60]!r}.") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"--user @{path} is not a text file of user ids ({err.reason} at byte {err.start}); "
+                             "give a file with one id per line (or ids separated by commas or spaces).") from err
+        where = f"@{path} "
+    users = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for part in line.replace(" ", ",").replace("\t", ",").split(","):
+            if not part.strip():
+                continue
+            try:
+                user = int(part)
+            except ValueError:
+                user = None
+            if user is None or not -ID_LIMIT < user < ID_LIMIT:
+                at = f" on line {number} of {where.strip()}" if where else ""
+                raise ValueError(f"{USERS_USAGE}; got {part.strip()!r}{at}.")
+            users.append(user)
     if not users:
-        raise ValueError("--user needs at least one user id (or `all`).")
+        raise ValueError("--user needs at least one user id (or `all`)" + (f"; {where.strip()} has none." if where else "."))
     return users
 
 
@@ -310,14 +329,36 @@ def parse_ratings(text: str) -> dict[int, float]:
             movie_id, rating = int(movie), float(value)
         except ValueError:
             sep = ""
-        if not sep:
+        if not sep or not -ID_LIMIT < movie_id < ID_LIMIT:
             raise ValueError(f"--ratings takes movie:rating pairs separated by commas, e.g. 50:5,172:4; got {part!r}.")
+        if not math.isfinite(rating):
+            raise ValueError(f"--ratings: a rating must be a number on the data's scale, got {part!r}.")
         if movie_id in rated:
             raise ValueError(f"--ratings names movie {movie_id} twice.")
         rated[movie_id] = rating
     if not rated:
         raise ValueError("--ratings needs at least one movie:rating pair, e.g. 50:5.")
     return rated
+
+
+def parse_device(text: str) -> torch.device:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (``mps`` where torch has it), present on this machine."""
+    usage = f"--device takes cpu, cuda or cuda:N, got {text!r}"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{usage}.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: no CUDA device here; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"--device {text}: torch has no MPS device here; use --device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{usage}.")
+    return device
 
 
 def main(argv: Sequence[str]) -> str:
@@ -348,6 +389,8 @@ def main(argv: Sequence[str]) -> str:
     given = [f"--{name}" for name, value in demographics.items() if value is not None]
     if given and rated is None:
         raise ValueError(f"{', '.join(given)} describe a new user: use them with --ratings or --new-user, not --user.")
+    if args.age is not None and not 1 <= args.age <= MAX_AGE:
+        raise ValueError(f"--age is the new user's age in years, 1..{MAX_AGE}; got {args.age}.")
     if args.new_user and not given:
         raise ValueError("--new-user needs at least one of --age, --gender, --occupation (or use --ratings).")
     every_user = args.user is not None and args.user.strip() == "all"
@@ -355,9 +398,7 @@ def main(argv: Sequence[str]) -> str:
     user_ids = parse_users(args.user) if args.user is not None and not every_user else None
     if args.output is not None:
         check_output_file(args.output, "--output")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no CUDA device here; use --device cpu.")
+    device = parse_device(args.device)
     model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
     if rated is not None:
         peers = None

@@ -118,3 +118,14 @@ def test_year_prefers_the_title():
 
     titles = pd.Series(["Fargo (1996)", "Untitled", "City of Lost Children, The (Cité des enfants perdus, La) (1995) "])
     assert year_of(titles).tolist() == ["1996", "", "1995"]
+
+
+def test_user_file_with_a_byte_order_mark_lines_and_spaces(tmp_path):
+    from movielens_gnn.recommend import parse_users
+
+    path = tmp_path / "ids.txt"
+    path.write_bytes("\ufeff1\r\n2 3\t4,5\n\n".encode("utf-8"))
+    assert parse_users(f"@{path}") == [1, 2, 3, 4, 5]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match=r"--user needs at least one user id \(or `all`\); @.*empty\.txt has none\.$"):
+        parse_users(f"@{tmp_path / 'empty.txt'}")
