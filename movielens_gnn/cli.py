@@ -235,6 +235,7 @@ class MovieLensCLI(LightningCLI):
         model = _as_dict(config["model"])
         task = task_class(model.get("class_path"))
         task.check_arguments(**{k: v for k, v in (model.get("init_args") or {}).items() if k not in LINKED_FROM_DATA})
+        check_optimizer_arguments(_as_dict((model.get("init_args") or {}).get("optimizer")))
         check_trainer_arguments(_as_dict(config["trainer"]))
         if self.subcommand == "predict":
             check_output_file(Path(config["predictions"]), "--predictions")
@@ -479,6 +480,25 @@ def explicit_keys(args: Any, subcommand: str) -> dict[str, set[str]]:
             found[group].add(key.split(".")[0] if not key.startswith("init_args.") else key.split(".")[1])
         index += 1
     return found
+
+
+def check_optimizer_arguments(optimizer: dict) -> None:
+    """Build the configured optimizer over one dummy parameter, so that the values it refuses (a
+    negative learning rate, say) are reported before any data is read, under the option's name."""
+    if not optimizer.get("class_path"):
+        return
+    module, _, name = optimizer["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return  # jsonargparse has already resolved it; nothing to add here
+    try:
+        cls([torch.nn.Parameter(torch.zeros(1))], **(optimizer.get("init_args") or {}))
+    except (RuntimeError, TypeError):
+        return  # device-specific settings (fused on a CPU dummy, with an old torch): the real build decides
+    except ValueError as err:
+        raise ValueError(f"--model.optimizer ({name}) refuses its settings: {err}. Fix that value under "
+                         "--model.optimizer.init_args (lr, weight_decay ...).") from err
 
 
 def check_trainer_arguments(trainer: dict) -> None:

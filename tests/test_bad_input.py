@@ -210,6 +210,11 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     # jsonargparse gives a nested option to the last callback of the list and lists every class it tried.
     ("option_of_another_callback", None, _fit("--trainer.callbacks.dirpath", "elsewhere"),
      r"--trainer\.callbacks \(EarlyStopping\): Option 'dirpath' is not accepted\. See `python -m movielens_gnn"),
+    ("negative_learning_rate", None, _fit("--model.optimizer.init_args.lr", "-1"),
+     r"--model\.optimizer \(Adam\) refuses its settings: Invalid learning rate: -1\.0\. Fix that value under "
+     r"--model\.optimizer\.init_args \(lr, weight_decay \.\.\.\)\.$"),
+    ("negative_data_seed", None, _fit("--data.seed", "-1"),
+     r"--data\.seed must be an integer in 0\.\.4294967295 \(numpy's seeds\), got -1\.$"),
     ("zero_embedding", None, _fit("--model.embedding_dim", "0"), r"--model\.embedding_dim must be a positive integer"),
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),

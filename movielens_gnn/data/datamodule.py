@@ -343,6 +343,8 @@ class MovieLensDataModule(pl.LightningDataModule):
             valid = ", ".join([*kind.CANONICAL_SPLITS, "random", "temporal", "ratio"])
             raise ValueError(f"--data.split {split} is one of ml-100k's own split files; {dataset} has none. "
                              f"Valid splits for {dataset}: {valid}.")
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+            raise ValueError(f"--data.seed must be an integer in 0..{2**32 - 1} (numpy's seeds), got {seed!r}.")
         check_fraction("--data.val_fraction", val_fraction)
         if val_strategy not in ("random", "users"):
             raise ValueError(f"Unknown val_strategy {val_strategy!r}; valid values: random, users.")
