@@ -159,7 +159,8 @@ class MovieLensCLI(LightningCLI):
         path = config["ckpt_path"]
         trained_task = task_class(checkpoint["hyper_parameters"].get("_class_path"))
         requested_task = task_class(config["model"]["class_path"])
-        if trained_task is not requested_task:
+        switched = trained_task is not requested_task
+        if switched:
             if "class_path" in explicit["model"]:
                 raise CheckpointError(
                     f"The checkpoint {path} holds a {trained_task.__name__}; this run asks for a "
@@ -173,6 +174,12 @@ class MovieLensCLI(LightningCLI):
         conflicts = [(key, value, model_config[key]) for key, value in hparams.items()
                      if key in explicit["model"] and key not in EVALUATION_ARGUMENTS
                      and normalise(model_config[key]) != normalise(value)]
+        if conflicts and switched:  # options of a config for the other task, not a choice against these weights
+            raise CheckpointError(
+                f"The checkpoint {path} holds a {trained_task.__name__}; the --model options given (from "
+                f"{', '.join('--model.' + key for key, _, _ in conflicts[:3])}{' ...' if len(conflicts) > 3 else ''}) "
+                f"are those of a {requested_task.__name__}. Leave out the --config (the checkpoint's own settings are "
+                f"used) or give the config it was trained with.")
         if conflicts:
             trained, requested = describe_differences(conflicts, "--model.")
             raise CheckpointError(

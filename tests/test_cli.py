@@ -150,6 +150,12 @@ def test_ranking_fit_test_recommend_predict_round_trip(workdir, ml100k_root, cap
         main(_args("test", config, ml100k_root, "--model", "RatingModel", "--ckpt_path", str(best)))
     assert exit_info.value.code == 2
     assert "holds a RankingModel; this run asks for a RatingModel" in capsys.readouterr().err
+    # A rating task's config (no --model given) names the task mismatch, not the options it brings along.
+    with pytest.raises(SystemExit):
+        main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(best)))
+    err = capsys.readouterr().err
+    assert f"error: The checkpoint {best} holds a RankingModel; the --model options given (from --model." in err
+    assert "are those of a RatingModel. Leave out the --config (the checkpoint's own settings are used)" in err
     # ... and with no config at all, the task and data settings come from the checkpoint.
     bare = main(["test", "--ckpt_path", str(best), "--data.root", str(ml100k_root), *QUIET])
     assert bare.trainer.callback_metrics["test_ndcg@10"].item() == pytest.approx(
