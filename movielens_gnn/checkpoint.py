@@ -134,6 +134,15 @@ def trained_fingerprint(checkpoint: dict) -> str | None:
     return state.get("data_fingerprint") if isinstance(state, dict) else None
 
 
+def data_source(datamodule: MovieLensDataModule) -> tuple[str, str]:
+    """How messages name the ratings a data module reads, and the option that points at other ones:
+    your own file by its path (``--data.path``), a MovieLens dataset by its folder (``--data.root``)."""
+    path = getattr(datamodule.dataset, "path", None)
+    if isinstance(path, Path):
+        return f"the ratings in {path}", "--data.path"
+    return f"the ratings under {datamodule.dataset.root}", "--data.root"
+
+
 def check_fingerprint(checkpoint: dict, datamodule: MovieLensDataModule, path: str | Path, allow_mismatch: bool) -> None:
     """Refuse data whose ratings differ from those the checkpoint was trained on (same settings, other files).
 
@@ -146,12 +155,13 @@ def check_fingerprint(checkpoint: dict, datamodule: MovieLensDataModule, path: s
         return
     if datamodule.fingerprint == expected:
         return
-    message = (f"The ratings under {datamodule.dataset.root} are not those the checkpoint {path} was trained on "
+    source, option = data_source(datamodule)
+    message = (f"{source[0].upper()}{source[1:]} are not those the checkpoint {path} was trained on "
                f"(data fingerprint {datamodule.fingerprint[:12]}, checkpoint {expected[:12]}).")
     if allow_mismatch:
         log.warning("%s Going on: --data.allow_mismatch is set.", message)
         return
-    raise CheckpointError(f"{message} Point --data.root to the data it was trained on, or pass "
+    raise CheckpointError(f"{message} Point {option} to the data it was trained on, or pass "
                           "--data.allow_mismatch true to use this data on purpose.")
 
 

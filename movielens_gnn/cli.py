@@ -37,7 +37,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from movielens_gnn import __version__
 from movielens_gnn.checkpoint import (
-    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, describe_differences, identity_differences,
+    RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, data_source, describe_differences, identity_differences,
     load_checkpoint, normalise, trained_data_settings,
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
@@ -292,10 +292,10 @@ class MovieLensCLI(LightningCLI):
         hparams = self.checkpoint["hyper_parameters"]
         sizes = (hparams["num_users"], hparams["num_items"])
         if sizes != (datamodule.num_users, datamodule.num_items):  # even on purpose: the weights cannot fit
+            source, option = data_source(datamodule)
             raise CheckpointError(
-                f"The checkpoint {path} was trained for {sizes[0]} users and {sizes[1]} items; the data under "
-                f"{datamodule.dataset.root} has {datamodule.num_users} and {datamodule.num_items}. Use the data it "
-                "was trained on.")
+                f"The checkpoint {path} was trained for {sizes[0]} users and {sizes[1]} items; {source} hold "
+                f"{datamodule.num_users} and {datamodule.num_items}. Point {option} to the data it was trained on.")
         check_fingerprint(self.checkpoint, datamodule, path, datamodule.allow_mismatch)
 
     # ----------------------------------------------------------------------------- running

@@ -268,7 +268,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"The ratings under other are not those the checkpoint u1\.ckpt was trained on"),
     ("other_sizes_even_on_purpose", None,
      _on("test", "u1.ckpt")[:3] + ["--data.root", "wide", "--ckpt_path", "u1.ckpt", "--data.allow_mismatch", "true"],
-     r"The checkpoint u1\.ckpt was trained for 24 users and 30 items; the data under wide has 30 and 30"),
+     r"The checkpoint u1\.ckpt was trained for 24 users and 30 items; the ratings under wide hold 30 and 30\. "
+     r"Point --data\.root to the data it was trained on\.$"),
     ("predictions_into_a_folder", lambda e: (e.work / "out").mkdir(), _on("predict", "u1.ckpt", "--predictions", "out"),
      r"--predictions out is a folder; expected a file path such as out/predictions\.csv"),
     ("predictions_under_a_file", lambda e: (e.work / "afile").write_text("x"),

@@ -84,6 +84,17 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     test_items = set(test.datamodule.data.item_ids[test.datamodule.data.test.items[
         test.datamodule.data.test.users == int(torch.searchsorted(test.datamodule.data.user_ids, torch.tensor(user)))]].tolist())
     assert not (set(frame.movie_id) & (rated - test_items))  # nothing rated in training or validation
+    # Other ratings in a file of the same shape: the advice names the file's option, not --data.root.
+    changed = tmp_path / "changed.tsv"
+    lines = path.read_text().splitlines(keepends=True)
+    first = lines[1].split("\t")
+    lines[1] = "\t".join([first[0], first[1], "0.5" if first[2] != "0.5" else "1", first[3]])
+    changed.write_text("".join(lines))
+    with pytest.raises(SystemExit):
+        main(["test", "--ckpt_path", best, *[changed.as_posix() if a == str(path) else a for a in data_args], *QUIET])
+    err = capsys.readouterr().err
+    assert f"error: The ratings in {changed} are not those the checkpoint {best} was trained on" in err
+    assert "Point --data.path to the data it was trained on, or pass --data.allow_mismatch true" in err
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs" / "data").glob("*.yaml")))
