@@ -131,6 +131,12 @@ class MovieLensCLI(LightningCLI):
             args = sys.argv[1:]
         subcommand = _subcommand_of(args)
         explicit = explicit_keys(args, subcommand)
+        linked = [name for name in LINKED_FROM_DATA if name in explicit["model"]]
+        if linked:  # the link would silently replace the value given
+            scale = (" The rating scale is the dataset's own (for your ratings file: the distinct ratings in it; fix "
+                     "or remove the lines with other values).") if linked[0] == "rating_values" else ""
+            raise ValueError(f"--model.{linked[0]} is read from the data, which sizes the model, and cannot be set: "
+                             f"drop it.{scale}")
         if "class_path" not in explicit["model"] and (subcommand or not self._subcommands):
             # No task named: the rating task, so configs written before the ranking task still work. Given
             # as if typed first, not as a parser default: a default class would pass its own defaults on
