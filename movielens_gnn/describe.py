@@ -135,10 +135,7 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
         written.append(_save(fig, out_dir / f"{name}_degree.png"))
 
     if logs is not None:
-        path = logs if logs.is_file() else next(iter(sorted(logs.glob("**/metrics.csv"))), None)
-        if path is None:
-            raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
-        metrics = pd.read_csv(path)
+        metrics = pd.read_csv(metrics_file(logs))
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ranking = "val_ndcg@10" in metrics and "val_rmse" not in metrics
         curves = (("val_ndcg@10", "validation"),) if ranking else (("train_rmse", "train"), ("val_rmse", "validation"))
@@ -155,6 +152,14 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
         ax.legend()
         written.append(_save(fig, out_dir / ("ndcg_curves.png" if ranking else "rmse_curves.png")))
     return written
+
+
+def metrics_file(logs: Path) -> Path:
+    """``logs`` itself when it is a file, else the first ``metrics.csv`` below it; ``FileNotFoundError`` without one."""
+    path = logs if logs.is_file() else next(iter(sorted(logs.glob("**/metrics.csv"))), None)
+    if path is None:
+        raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
+    return path
 
 
 def _save(fig, path: Path) -> Path:
@@ -191,8 +196,7 @@ def main(argv: Sequence[str]) -> str:
     if args.logs is not None:  # checked before any data work
         if args.plots is None:
             raise ValueError(f"--logs {args.logs} is only used for plots; add --plots DIR to draw its RMSE curves.")
-        if not args.logs.exists():
-            raise FileNotFoundError(f"No metrics.csv under {args.logs}; pass a run's log folder or its metrics.csv.")
+        metrics_file(args.logs)  # a folder without one is refused before any plot is written
     split = args.split or ("u1" if dataset_class(args.dataset).CANONICAL_SPLITS else "random")
     columns = Columns(*(_position(getattr(args, f"column_{n}"), args.header) for n in ("user", "item", "rating", "timestamp")))
     datamodule = MovieLensDataModule(root=args.root, dataset=args.dataset, split=split, cache_dir=args.cache_dir,

@@ -337,6 +337,9 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"The ratings under other are not those the checkpoint u1\.ckpt was trained on .*--data\.allow_mismatch true "),
     ("describe_missing_logs", None, ["describe", "--data.root", "data", "--logs", "nowhere", "--plots", "plots"],
      r"No metrics\.csv under nowhere; pass a run's log folder or its metrics\.csv"),
+    # A folder that exists but holds no metrics.csv: refused before any plot is written (the snapshot checks it).
+    ("describe_logs_without_metrics", None, ["describe", "--data.root", "data", "--logs", "data", "--plots", "plots"],
+     r"No metrics\.csv under data; pass a run's log folder or its metrics\.csv"),
     ("describe_root_is_a_file", lambda e: (e.work / "afile").write_text("x"), ["describe", "--data.root", "afile"],
      r"--data\.root afile is a file"),
     ("describe_logs_without_plots", None, ["describe", "--data.root", "data", "--logs", "data"],
