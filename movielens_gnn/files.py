@@ -154,6 +154,12 @@ def atomic_write(dest: Path, mode: str = "wb", encoding: str | None = None,
             yield handle
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
+    except RuntimeError as err:
+        # A Ctrl-C (or SIGTERM) inside torch.save surfaces as the RuntimeError its zip writer raises while
+        # closing the half-written file ("unexpected pos ..."): give the interrupt back, so it is handled as one.
+        if isinstance(err.__context__, BaseException) and not isinstance(err.__context__, Exception):
+            raise err.__context__ from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

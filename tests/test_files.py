@@ -74,6 +74,32 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
 
 
+def test_an_interrupt_inside_torch_save_surfaces_as_the_interrupt(tmp_path):
+    """Ctrl-C inside torch.save: its zip writer's cleanup raises RuntimeError ("unexpected pos ...") on top;
+    atomic_write gives the KeyboardInterrupt back (exit 130, no traceback) and keeps nothing."""
+    import torch
+
+    dest = tmp_path / "model.ckpt"
+
+    class Interrupted:  # the file, with Ctrl-C arriving during torch's third write to it
+        def __init__(self, handle) -> None:
+            self.handle, self.writes = handle, 0
+
+        def write(self, data) -> int:
+            self.writes += 1
+            if self.writes == 3:
+                raise KeyboardInterrupt
+            return self.handle.write(data)
+
+        def flush(self) -> None:
+            self.handle.flush()
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(dest) as handle:
+            torch.save({"w": torch.zeros(100_000), "v": torch.ones(10)}, Interrupted(handle))
+    assert list(tmp_path.iterdir()) == []
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
