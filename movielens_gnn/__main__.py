@@ -1,6 +1,7 @@
 """The command line's entry point: ``python -m movielens_gnn`` and the ``movielens-gnn`` script."""
 
 import gc
+import sys
 
 
 def run() -> None:
@@ -16,6 +17,9 @@ def run() -> None:
     gc.disable()
     try:
         from movielens_gnn.cli import main
+    except KeyboardInterrupt:  # Ctrl-C while torch loads: one line and the CLI's exit code, not a traceback
+        print("error: interrupted (Ctrl-C) while starting; nothing was written.", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         gc.freeze()
         gc.enable()

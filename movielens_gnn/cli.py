@@ -528,6 +528,8 @@ def check_trainer_arguments(trainer: dict) -> None:
     for name, low in bounds.items():
         if trainer.get(name) is not None and (not number(name) or trainer[name] < low):
             fail(name, f"a number >= {low}" + (" (-1: no limit)" if low == -1 else ""))
+    if trainer.get("max_epochs") == 0:  # Lightning would stop at once, leaving an empty run folder
+        fail("max_epochs", "a number >= 1 (-1: no limit)")
     for part in ("train", "val", "test", "predict"):
         name = f"limit_{part}_batches"
         if trainer.get(name) is not None and (not number(name) or trainer[name] < 0):

@@ -219,6 +219,7 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"--model\.num_users is read from the data, which sizes the model, and cannot be set: drop it\.$"),
     ("rating_scale_given", None, _fit("--model.rating_values", "[1,2,3]"),
      r"--model\.rating_values is read from the data, .* The rating scale is the dataset's own"),
+    ("zero_epochs", None, _fit("--trainer.max_epochs", "0"), r"--trainer\.max_epochs must be a number >= 1 \(-1: no limit\), got 0\.$"),
     ("zero_embedding", None, _fit("--model.embedding_dim", "0"), r"--model\.embedding_dim must be a positive integer"),
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),

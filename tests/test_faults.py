@@ -263,3 +263,26 @@ def test_evaluation_in_a_fresh_folder_leaves_only_its_logs(tmp_path, monkeypatch
     assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == [
         "logs", "logs/gcn_dot", "logs/gcn_dot/version_0", "logs/gcn_dot/version_0/config.yaml",
         "logs/gcn_dot/version_0/hparams.yaml", "logs/gcn_dot/version_0/metrics.csv"]  # no empty checkpoints/
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C during ``import torch`` (the first seconds of every command): no traceback."""
+    import builtins
+
+    from movielens_gnn import __main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "movielens_gnn.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            entry.run()
+    finally:
+        __import__("gc").unfreeze()  # run() froze this test process's objects
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted (Ctrl-C) while starting; nothing was written.\n"
