@@ -309,7 +309,7 @@ class RatingModel(GraphTask):
         prediction = self.mean_of_towers(scores)
         # Each tower is fitted on its own (a sum of per-tower MSEs); fitting only their mean lets one
         # tower lean on the other and was worse on validation. Tower by tower, no (T, B) squared errors.
-        loss = sum(F.mse_loss(tower, ratings) for tower in scores)
+        loss = sum(F.mse_loss(tower, ratings.to(tower.dtype)) for tower in scores)  # bf16-true: ratings in bf16
         if metrics is not None:
             # Half-precision predictions (a "bf16-true" run) are scored in float32: RMSE sums squares.
             dtype = torch.promote_types(prediction.dtype, torch.float32)
