@@ -154,13 +154,15 @@ class MovieLensCLI(LightningCLI):
             self.checkpoint = load_checkpoint(ckpt_path)
             if subcommand == "fit" and "optimizer_states" not in self.checkpoint:
                 raise CheckpointError(weights_only_resume_message(Path(ckpt_path)))
-            self._apply_checkpoint(subcommand, explicit)
+            with_config = isinstance(args, list) and any(a == "--config" or str(a).startswith("--config=") for a in args)
+            self._apply_checkpoint(subcommand, explicit, with_config)
 
     def _parse_ckpt_path(self) -> None:
         """Replaced by :meth:`_apply_checkpoint` (Lightning's silently overrides options given by the user)."""
 
-    def _apply_checkpoint(self, subcommand: str, explicit: dict[str, set[str]]) -> None:
-        """Rebuild the model and data as the checkpoint was trained, refusing conflicting options."""
+    def _apply_checkpoint(self, subcommand: str, explicit: dict[str, set[str]], with_config: bool = False) -> None:
+        """Rebuild the model and data as the checkpoint was trained, refusing conflicting options
+        (``with_config``: a ``--config`` was given, whose model options may be another task's)."""
         config, checkpoint = self.config[subcommand], self.checkpoint
         path = config["ckpt_path"]
         trained_task = task_class(checkpoint["hyper_parameters"].get("_class_path"))
@@ -180,7 +182,7 @@ class MovieLensCLI(LightningCLI):
         conflicts = [(key, value, model_config[key]) for key, value in hparams.items()
                      if key in explicit["model"] and key not in EVALUATION_ARGUMENTS
                      and normalise(model_config[key]) != normalise(value)]
-        if conflicts and switched:  # options of a config for the other task, not a choice against these weights
+        if conflicts and switched and with_config:  # a config for the other task, not a choice against these weights
             raise CheckpointError(
                 f"The checkpoint {path} holds a {trained_task.__name__}; the --model options given (from "
                 f"{', '.join('--model.' + key for key, _, _ in conflicts[:3])}{' ...' if len(conflicts) > 3 else ''}) "
@@ -506,12 +508,13 @@ def check_optimizer_arguments(optimizer: dict) -> None:
     except (ImportError, AttributeError):
         return  # jsonargparse has already resolved it; nothing to add here
     try:
-        cls([torch.nn.Parameter(torch.zeros(1))], **(optimizer.get("init_args") or {}))
+        # A 2-D parameter, as the models' tables and weights are (Muon, say, takes only matrices).
+        cls([torch.nn.Parameter(torch.zeros(2, 2))], **(optimizer.get("init_args") or {}))
     except (RuntimeError, TypeError):
         return  # device-specific settings (fused on a CPU dummy, with an old torch): the real build decides
     except ValueError as err:
-        raise ValueError(f"--model.optimizer ({name}) refuses its settings: {err}. Fix that value under "
-                         "--model.optimizer.init_args (lr, weight_decay ...).") from err
+        raise ValueError(f"--model.optimizer ({name}) refuses its settings: {err}. Fix the setting it names "
+                         "under --model.optimizer.init_args.") from err
 
 
 def check_trainer_arguments(trainer: dict) -> None:
@@ -560,6 +563,12 @@ def _terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
 
+# jsonargparse's messages around the error a class raised while being built.
+JSONARGPARSE_WRAPPERS = ("Does not validate against any of the Union subtypes", "Problem with given class_path")
+# Which option a union of classes belongs to, by the base class its message lists among the subtypes.
+UNION_OPTIONS = (("GraphTask", "--model"), ("Callback", "--trainer.callbacks"), ("Logger", "--trainer.logger"))
+
+
 def error_line(err: BaseException) -> str:
     """One ``error:`` line for a user error: the message with its lines joined."""
     if isinstance(err, OSError) and err.errno is not None and err.filename is not None:
@@ -576,12 +585,15 @@ def error_line(err: BaseException) -> str:
         key = re.match(r'\s*Parser key "([^"]+)":', text)
         text = f"--{key.group(1) if key else 'model'} ({task.group(1).rpartition('.')[2]}): {task.group(2)}"
     elif text.startswith("Does not validate against any of the Union subtypes") and err.__cause__ is not None:
-        # The same, raised while the task is built: the reason is the exception jsonargparse chained.
+        # The same, raised while a class is built (the task, a callback): the reason is the exception
+        # jsonargparse chained, past its own wrappers (a project message raised `from` another is kept).
         cause = err.__cause__
-        while cause.__cause__ is not None:
+        while cause.__cause__ is not None and str(cause).startswith(JSONARGPARSE_WRAPPERS):
             cause = cause.__cause__
         name = re.search(r"class_path='(?:[\w.]+\.)?(\w+)'", text)
-        text = f"--model ({name.group(1) if name else 'the task'}): {cause}"
+        option = next((key for kind, key in UNION_OPTIONS if kind in text.split("Errors:")[0]), None)
+        label = f"{option} ({name.group(1)})" if option and name else (name.group(1) if name else "")
+        text = f"{label}: {cause}" if label else str(cause)
     if isinstance(err, ArgumentError):
         text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())

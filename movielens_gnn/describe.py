@@ -202,6 +202,7 @@ def main(argv: Sequence[str]) -> str:
     datamodule = MovieLensDataModule(root=args.root, dataset=args.dataset, split=split, cache_dir=args.cache_dir,
                                      verify=args.verify, path=args.path, columns=columns, separator=args.separator,
                                      header=args.header, items_path=args.items_path)
+    datamodule.require_every_part = False  # a handful of ratings can be described, if not trained on
     datamodule.prepare_data()  # like fit: extract the archive, or download it
     frame = ratings_frame(datamodule)
     if args.format == "json":

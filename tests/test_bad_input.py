@@ -211,15 +211,21 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("option_of_another_callback", None, _fit("--trainer.callbacks.dirpath", "elsewhere"),
      r"--trainer\.callbacks \(EarlyStopping\): Option 'dirpath' is not accepted\. See `python -m movielens_gnn"),
     ("negative_learning_rate", None, _fit("--model.optimizer.init_args.lr", "-1"),
-     r"--model\.optimizer \(Adam\) refuses its settings: Invalid learning rate: -1\.0\. Fix that value under "
-     r"--model\.optimizer\.init_args \(lr, weight_decay \.\.\.\)\.$"),
+     r"--model\.optimizer \(Adam\) refuses its settings: Invalid learning rate: -1\.0\. Fix the setting it names "
+     r"under --model\.optimizer\.init_args\.$"),
     ("negative_data_seed", None, _fit("--data.seed", "-1"),
-     r"--data\.seed must be an integer in 0\.\.4294967295 \(numpy's seeds\), got -1\.$"),
+     r"--data\.seed must be an integer in 0\.\.18446744073709551615 \(numpy's and torch's generators take those\), "
+     r"got -1\.$"),
     ("linked_model_option_given", None, _fit("--model.num_users", "5"),
      r"--model\.num_users is read from the data, which sizes the model, and cannot be set: drop it\.$"),
     ("rating_scale_given", None, _fit("--model.rating_values", "[1,2,3]"),
      r"--model\.rating_values is read from the data, .* The rating scale is the dataset's own"),
     ("zero_epochs", None, _fit("--trainer.max_epochs", "0"), r"--trainer\.max_epochs must be a number >= 1 \(-1: no limit\), got 0\.$"),
+    # A callback that fails while being built: named under its own option, not --model.
+    ("callback_refuses_its_setting", None,
+     _fit("--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.monitor", "val_rmse",
+          "--trainer.callbacks.mode", "bogus"),
+     r"--trainer\.callbacks \(EarlyStopping\): `mode` can be min, max, got bogus"),
     ("zero_embedding", None, _fit("--model.embedding_dim", "0"), r"--model\.embedding_dim must be a positive integer"),
     ("dropout_above_one", None, _fit("--model.dropout", "1.5"), r"--model\.dropout must be a probability in \[0, 1\)"),
     ("negative_edge_dropout", None, _fit("--model.edge_dropout", "-0.1"), r"--model\.edge_dropout must be a probability"),

@@ -156,6 +156,10 @@ def test_ranking_fit_test_recommend_predict_round_trip(workdir, ml100k_root, cap
     err = capsys.readouterr().err
     assert f"error: The checkpoint {best} holds a RankingModel; the --model options given (from --model." in err
     assert "are those of a RatingModel. Leave out the --config (the checkpoint's own settings are used)" in err
+    # Without a config, an option of both tasks given against the weights is named as such.
+    with pytest.raises(SystemExit):
+        main(["test", "--ckpt_path", str(best), "--data.root", str(ml100k_root), "--model.embedding_dim", "7", *QUIET])
+    assert "was trained with --model.embedding_dim" in capsys.readouterr().err
     # ... and with no config at all, the task and data settings come from the checkpoint.
     bare = main(["test", "--ckpt_path", str(best), "--data.root", str(ml100k_root), *QUIET])
     assert bare.trainer.callback_metrics["test_ndcg@10"].item() == pytest.approx(
@@ -349,9 +353,10 @@ def test_fit_and_test_with_weights_in_bf16(workdir, ml100k_root, config):
     # The metrics keep their own dtypes (sums in bfloat16 would round): float32, float64 for the top-K sums.
     from torchmetrics import Metric
 
-    dtypes = {name: {value.dtype for value in metric.metric_state.values() if value.is_floating_point()}
+    dtypes = {name: {value.dtype for value in metric.metric_state.values()}
               for name, metric in tested.model.named_modules() if isinstance(metric, Metric)}
-    assert dtypes and all(found <= {torch.float32, torch.float64} for found in dtypes.values()), dtypes
+    assert dtypes and all(found <= {torch.float32, torch.float64, torch.int64} for found in dtypes.values()), dtypes
+    assert tested.model.test_metrics["rmse"].total.dtype == torch.int64 if config == "ml100k_best.yaml" else True
 
 
 def test_instantiate_without_running(workdir, ml100k_root):
@@ -459,3 +464,21 @@ def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml10
     # The named file resumes: the run goes on to epoch 4.
     resumed = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4", "--ckpt_path", str(last)))
     assert resumed.trainer.current_epoch == 4
+
+
+class MatricesOnly(torch.optim.SGD):
+    """An optimizer that, like Muon, takes only 2-D parameters (for the check below)."""
+
+    def __init__(self, params, lr: float = 0.1) -> None:
+        params = list(params)
+        if any(p.dim() != 2 for p in params):
+            raise ValueError("MatricesOnly only supports 2D parameters")
+        super().__init__(params, lr=lr)
+
+
+def test_the_optimizer_check_builds_over_a_matrix():
+    from movielens_gnn.cli import check_optimizer_arguments
+
+    check_optimizer_arguments({"class_path": "tests.test_cli.MatricesOnly", "init_args": {"lr": 0.1}})
+    with pytest.raises(ValueError, match=r"--model\.optimizer \(SGD\) refuses its settings: Invalid momentum value"):
+        check_optimizer_arguments({"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": -1}})

@@ -343,8 +343,9 @@ class MovieLensDataModule(pl.LightningDataModule):
             valid = ", ".join([*kind.CANONICAL_SPLITS, "random", "temporal", "ratio"])
             raise ValueError(f"--data.split {split} is one of ml-100k's own split files; {dataset} has none. "
                              f"Valid splits for {dataset}: {valid}.")
-        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
-            raise ValueError(f"--data.seed must be an integer in 0..{2**32 - 1} (numpy's seeds), got {seed!r}.")
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
+            raise ValueError(f"--data.seed must be an integer in 0..{2**64 - 1} (numpy's and torch's generators "
+                             f"take those), got {seed!r}.")
         check_fraction("--data.val_fraction", val_fraction)
         if val_strategy not in ("random", "users"):
             raise ValueError(f"Unknown val_strategy {val_strategy!r}; valid values: random, users.")
@@ -452,12 +453,30 @@ class MovieLensDataModule(pl.LightningDataModule):
         if self._data is None:
             self.dataset.prepare()
             settings = self._settings()
-            self._data = self._load_cache(settings) if self.cache else None
-            if self._data is None:
-                self._data = self._process()
-                if self.cache:
-                    self._save_cache(settings, self._data)
+            data = self._load_cache(settings) if self.cache else None
+            fresh = data is None
+            if fresh:
+                data = self._process()
+            self._check_parts(data)  # before anything is cached
+            if fresh and self.cache:
+                self._save_cache(settings, data)
+            self._data = data
         return self._data
+
+    #: Refuse a split that leaves a part empty: training needs all three. ``describe``, which only reads
+    #: the data, turns it off for its own instance.
+    require_every_part: bool = True
+
+    def _check_parts(self, data: ProcessedData) -> None:
+        parts = [getattr(data, part) for part in PARTS]
+        empty = [name for name, part in zip(("training", "validation", "test"), parts) if not len(part.ratings)]
+        if empty and self.require_every_part:
+            sizes = " / ".join(str(len(part.ratings)) for part in parts)
+            raise ValueError(
+                f"--data.split {self.split} left the {' and '.join(empty)} part{'s' if len(empty) > 1 else ''} of "
+                f"{self.dataset.ratings_source()[0]} empty ({sizes} training / validation / test ratings): a model "
+                "cannot be trained and selected on that. Give it more ratings, or larger --data.val_fraction / "
+                "--data.test_fraction (--data.ratios for the ratio split).")
 
     @property
     def cache_path(self) -> Path:
@@ -540,18 +559,6 @@ class MovieLensDataModule(pl.LightningDataModule):
         return ratings.take(ratings.rating >= self.implicit_threshold)
 
     def _split_ratings(self, ratings: Ratings, side: SideInfo) -> tuple[Ratings, Ratings, Ratings]:
-        parts = self._split_parts(ratings, side)
-        empty = [name for name, part in zip(("training", "validation", "test"), parts) if not len(part.user_id)]
-        if empty:
-            sizes = " / ".join(str(len(part.user_id)) for part in parts)
-            raise ValueError(
-                f"--data.split {self.split} left the {' and '.join(empty)} part{'s' if len(empty) > 1 else ''} of "
-                f"{self.dataset.ratings_source()[0]} empty ({sizes} training / validation / test ratings): a model "
-                "cannot be trained and selected on that. Give it more ratings, or larger --data.val_fraction / "
-                "--data.test_fraction (--data.ratios for the ratio split).")
-        return parts
-
-    def _split_parts(self, ratings: Ratings, side: SideInfo) -> tuple[Ratings, Ratings, Ratings]:
         ratings = self._positives(ratings)
         if self.split == "ratio":
             return ratio_split(ratings, self.ratios, self.seed, self.ratio_remainder)

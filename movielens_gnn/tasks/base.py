@@ -183,7 +183,9 @@ class GraphTask(pl.LightningModule):
         for name, metric in self.named_modules():
             declared = (self._metric_dtypes or {}).get(name)
             if isinstance(metric, Metric) and declared is not None and _state_dtype(metric) != declared:
-                metric.set_dtype(declared)
+                # Floating states (and their reset values) only: counts stay integers. Metric._apply
+                # converts both, as for a device move; set_dtype would convert the counts too.
+                metric._apply(lambda t, dtype=declared: t.to(dtype) if t.is_floating_point() else t)
 
     def on_fit_start(self) -> None:
         self._keep_metric_dtypes()

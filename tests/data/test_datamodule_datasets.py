@@ -109,3 +109,20 @@ def test_temporal_needs_timestamps(tmp_path):
     dm = MovieLensDataModule(root=str(tmp_path), dataset="csv", path=str(path), split="temporal", cache=False)
     with pytest.raises(ValueError, match=r"--data.split temporal needs timestamps; .*plain\.csv has none"):
         dm.data
+
+
+def test_a_handful_of_ratings_is_described_but_not_trained_on(tmp_path, capsys):
+    """``describe`` reads a file too small to split into three parts; training on it (from the cache that
+    describe wrote, too) is refused; any seed a generator takes is accepted."""
+    from movielens_gnn.describe import main as describe_main
+
+    path = tmp_path / "tiny.csv"
+    path.write_text("user_id,item_id,rating\n1,2,3\n2,2,4\n")
+    args = dict(root=str(tmp_path / "data"), dataset="csv", split="random", path=str(path))
+    text = describe_main(["--data.root", args["root"], "--data.dataset", "csv", "--data.path", str(path),
+                          "--format", "json"])
+    assert __import__("json").loads(text)["ratings"] == 2
+    with pytest.raises(ValueError, match=r"--data\.split random left the validation part of .*tiny\.csv empty "
+                                         r"\(1 / 0 / 1 training / validation / test ratings\)"):
+        MovieLensDataModule(**args).data
+    assert MovieLensDataModule(**args, seed=2**32).seed == 2**32

@@ -143,7 +143,7 @@ class CSVRatings(Dataset):
         table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header, ENCODING)
         users = readers.check_integers(table["user_id"], "user id", self.path, self.header, low=0)
         items = readers.check_integers(table["item_id"], "item id", self.path, self.header, low=0)
-        timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header)
+        timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header, below=2.0**63)
                       if "timestamp" in table else np.zeros(len(users), dtype=np.int64))
         readers.check_finite(table["rating"], "rating", self.path, self.header)  # the scale is the file's own
         check_unique_pairs(users, items, self.path, self.header)
@@ -157,7 +157,10 @@ class CSVRatings(Dataset):
         key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
         frame = pd.read_csv(path, sep=self.separator, dtype=str, keep_default_na=False, encoding=ENCODING)
         if key not in frame.columns and self.separator != ",":  # a comma-separated items file beside another format
-            commas = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False, encoding=ENCODING)
+            try:
+                commas = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False, encoding=ENCODING)
+            except pd.errors.ParserError:  # not comma-separated either: the message below names the header
+                commas = frame
             frame = commas if key in commas.columns else frame
         missing = [c for c in (key, "title") if c not in frame.columns]
         if missing:

@@ -231,19 +231,22 @@ def header_fields(path: Path, sep: str, encoding: str = "utf-8") -> list[str]:
 EXACT_INTEGERS = 2.0**53
 
 
-def check_integers(values: np.ndarray, name: str, path: Path, header: bool, low: float | None = None) -> np.ndarray:
-    """``values`` as int64 when every one is a whole number (``>= low``, below 2^53 in size); else
-    ``ValueError`` naming the line."""
+def check_integers(values: np.ndarray, name: str, path: Path, header: bool, low: float | None = None,
+                   below: float = EXACT_INTEGERS) -> np.ndarray:
+    """``values`` as int64 when every one is a whole number (``>= low``, below ``below`` in size: 2^53 for
+    ids, which must stay distinct; timestamps only order ratings, and 2^63 fits them); else ``ValueError``
+    naming the line."""
     with np.errstate(invalid="ignore"):
-        bad = ~(np.abs(values) < EXACT_INTEGERS) | (values != np.round(values))  # NaN and inf included
+        bad = ~(np.abs(values) < below) | (values != np.round(values))  # NaN and inf included
     if low is not None:
         bad |= values < low
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         bounds = f" >= {low:g}" if low is not None else ""
+        power = int(np.log2(below))
         number = line_number(path, row, header)
-        raise ValueError(f"{path} line {number}: {name} must be an integer{bounds} below 2^53 "
-                         f"({EXACT_INTEGERS:.0f}), got {values[row]:g} in {_line_text(path, number)!r}. {FIX_LINE}")
+        raise ValueError(f"{path} line {number}: {name} must be an integer{bounds} below 2^{power} "
+                         f"({below:.0f}), got {values[row]:g} in {_line_text(path, number)!r}. {FIX_LINE}")
     return values.astype(np.int64)
 
 

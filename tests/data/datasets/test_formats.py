@@ -216,6 +216,19 @@ def test_csv_with_a_byte_order_mark_and_a_typed_tab(tmp_path):
         assert dataset.read_side().items.title.tolist() == ["Two (1999)", "Five (2001)"]
 
 
+def test_csv_timestamps_in_nanoseconds_and_an_items_file_that_fits_no_separator(tmp_path):
+    """Timestamps only order ratings: 2^53 (ids) does not bound them. An items file that is neither
+    ';'- nor comma-separated is named by its header, not by pandas' tokenizer."""
+    path = tmp_path / "mine.csv"
+    path.write_text("user_id;item_id;rating;ts\n1;2;3;1700000000123456789\n2;3;4;1700000000123456999\n")
+    ratings = CSVRatings(tmp_path, path, Columns(timestamp="ts"), ";").read_ratings()
+    assert ratings.timestamp[0] < ratings.timestamp[1] and ratings.timestamp[0] > 2**60
+    items = tmp_path / "items.csv"
+    items.write_text("movieId;title;genres\n2;Two (1999);Drama\n3;Three, The (1995);Drama\n")
+    with pytest.raises(ValueError, match=r"items\.csv has no column 'item_id'.*its header has 'movieId', 'title', 'genres'"):
+        CSVRatings(tmp_path, path, Columns(timestamp="ts"), ";", items_path=items).read_side()
+
+
 def test_csv_argument_errors(tmp_path):
     with pytest.raises(ValueError, match=r"--data.columns.user must be a 0-based column position when --data.header "
                                          r"is false, got 'user_id'"):
