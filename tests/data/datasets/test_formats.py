@@ -220,7 +220,7 @@ def test_csv_timestamps_in_nanoseconds_and_an_items_file_that_fits_no_separator(
     """Timestamps only order ratings: 2^53 (ids) does not bound them. An items file that is neither
     ';'- nor comma-separated is named by its header, not by pandas' tokenizer."""
     path = tmp_path / "mine.csv"
-    path.write_text("user_id;item_id;rating;ts\n1;2;3;1700000000123456789\n2;3;4;1700000000123456999\n")
+    path.write_text("user_id;item_id;rating;ts\n1;2;3;1700000000123456789\n2;3;4;1700000000223456789\n")
     ratings = CSVRatings(tmp_path, path, Columns(timestamp="ts"), ";").read_ratings()
     assert ratings.timestamp[0] < ratings.timestamp[1] and ratings.timestamp[0] > 2**60
     items = tmp_path / "items.csv"
