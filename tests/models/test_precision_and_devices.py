@@ -39,9 +39,10 @@ def test_bf16_gradient_flows_back_in_input_dtype():
     assert x.grad.dtype == torch.bfloat16 and torch.isfinite(x.grad.float()).all()
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, needs_cuda])])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("hidden_dims", [[8], [16, 4], [4, 16]])  # both product orders of GraphConv
-def test_a_model_held_in_half_precision_runs_in_its_dtype(dtype, hidden_dims):
+def test_a_model_held_in_half_precision_runs_in_its_dtype(dtype, hidden_dims, device):
     """Lightning's "bf16-true"/"16-true": the weights themselves are half; the aggregation sums in
     float32 and each layer hands on its own dtype."""
     from movielens_gnn.models.baselines import EASE
@@ -55,14 +56,15 @@ def test_a_model_held_in_half_precision_runs_in_its_dtype(dtype, hidden_dims):
                                       ratings=torch.randint(1, 6, (600,), generator=g).float()))
     users, items = torch.tensor([0, 5, 39]), torch.tensor([1, 2, 59])
     reference = model(users, items)
-    model.to(dtype)
-    out = model(users, items)
+    model.to(device=device, dtype=dtype)
+    out = model(users.to(device), items.to(device))
     out.sum().backward()
     assert model.encoder.user_embedding.weight.grad.dtype == dtype
-    torch.testing.assert_close(out.float(), reference.detach(), atol=0.1, rtol=0.05)  # half's rounding only
+    torch.testing.assert_close(out.float().cpu(), reference.detach(), atol=0.1, rtol=0.05)  # half's rounding only
     ease = EASE(60, l2=10.0).fit(torch.zeros(40, 60).index_put_((rated_users, rated_items), torch.tensor(1.0)))
     full = ease(users)
-    torch.testing.assert_close(ease.to(dtype)(users).float(), full, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(ease.to(device=device, dtype=dtype)(users.to(device)).float().cpu(), full,
+                               atol=0.05, rtol=0.05)
 
 
 @pytest.mark.gpu
