@@ -357,6 +357,8 @@ def test_fit_and_test_with_weights_in_bf16(workdir, ml100k_root, config):
               for name, metric in tested.model.named_modules() if isinstance(metric, Metric)}
     assert dtypes and all(found <= {torch.float32, torch.float64, torch.int64} for found in dtypes.values()), dtypes
     assert tested.model.test_metrics["rmse"].total.dtype == torch.int64 if config == "ml100k_best.yaml" else True
+    validated = main(_args("validate", config, ml100k_root, "--ckpt_path", best, "--trainer.precision", "bf16-true"))
+    assert validated.model.train_loss.total.dtype == torch.float32  # restored for the validate command too
 
 
 def test_instantiate_without_running(workdir, ml100k_root):

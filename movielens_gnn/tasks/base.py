@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -191,7 +192,8 @@ class GraphTask(pl.LightningModule):
         self._keep_metric_dtypes()
 
     def on_validation_start(self) -> None:
-        self._keep_metric_dtypes()
+        if self.trainer.state.fn == TrainerFn.VALIDATING:  # the validate command; fit did it in on_fit_start
+            self._keep_metric_dtypes()
 
     def on_test_start(self) -> None:
         self._keep_metric_dtypes()
