@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import torch
 
 from movielens_gnn.data.datamodule import MovieLensDataModule, split_identity
+from movielens_gnn.data.datasets import CSVRatings
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,10 @@ def trained_fingerprint(checkpoint: dict) -> str | None:
 def data_source(datamodule: MovieLensDataModule) -> tuple[str, str]:
     """How messages name the ratings a data module reads, and the option that points at other ones:
     your own file by its path (``--data.path``), a MovieLens dataset by its folder (``--data.root``)."""
-    path = getattr(datamodule.dataset, "path", None)
-    if isinstance(path, Path):
-        return f"the ratings in {path}", "--data.path"
-    return f"the ratings under {datamodule.dataset.root}", "--data.root"
+    dataset = datamodule.dataset
+    if isinstance(dataset, CSVRatings):
+        return f"the ratings in {dataset.path}", "--data.path"
+    return f"the ratings under {dataset.root}", "--data.root"
 
 
 def check_fingerprint(checkpoint: dict, datamodule: MovieLensDataModule, path: str | Path, allow_mismatch: bool) -> None:
