@@ -178,8 +178,8 @@ class GraphTask(pl.LightningModule):
 
         Lightning's "bf16-true" and "16-true" convert the whole module after ``setup``, metric states
         included; sums over thousands of examples in bfloat16's 8 mantissa bits drift (and a count
-        stops growing at 256 additions of 1), so the metrics would report rounded values. Called as
-        each loop starts.
+        stops growing at 256 additions of 1), so the metrics would report rounded values. Called once
+        a command, after that conversion: as fit, validate or test starts.
         """
         for name, metric in self.named_modules():
             declared = (self._metric_dtypes or {}).get(name)
