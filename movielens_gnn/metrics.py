@@ -17,12 +17,39 @@ from torchmetrics import Metric
 RANKING_METRICS = ("precision", "recall", "ndcg", "hitrate", "mrr")
 
 
+def top_k_indices(scores: Tensor, k: int) -> Tensor:
+    """``(B, min(k, I))`` indices of each row's ``k`` highest ``(B, I)`` scores, best first, equal scores
+    in ascending index order: exactly ``scores.sort(dim=1, descending=True, stable=True).indices[:, :k]``.
+
+    Why not that sort: it orders all ``I`` items, about 60x the time of ``topk`` on 84,000 items (7.2 s
+    against 0.12 s for 1,024 users on 2 CPU cores). ``topk`` of ``k + 1`` tells whether the k-th value is
+    tied with an item outside the top k; where it is not, the top k is a set that ``topk`` found exactly
+    and only its order among equal scores needs fixing, in ``(B, k)``. The rows with a tie at the cut (a
+    popularity count, a degenerate model, fewer than ``k`` finite scores, a NaN) take the full sort.
+    """
+    num_items = scores.shape[1]
+    k = min(k, num_items)
+    if k == num_items:
+        return scores.sort(dim=1, descending=True, stable=True).indices
+    values, indices = scores.topk(k + 1, dim=1)  # sorted: the (k+1)-th is the best item left out
+    exact = values[:, k - 1] > values[:, k]  # (B,) False at a tie across the cut (and with NaN there)
+    # Ascending index order first, then a stable sort by score keeps it among equal scores.
+    columns = indices[:, :k].sort(dim=1).values
+    order = scores.gather(1, columns).sort(dim=1, descending=True, stable=True).indices
+    out = columns.gather(1, order)
+    if not bool(exact.all()):
+        out[~exact] = scores[~exact].sort(dim=1, descending=True, stable=True).indices[:, :k]
+    return out
+
+
 def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
     """Mean top-K metrics over the users that have at least one relevant item.
 
     Each user's items are ranked by score after removing ``exclude`` (the items the user rated in
     training), so known items never take a slot; equal scores rank the lower item index first.
-    Relevance is binary. ``mrr@K`` is the reciprocal
+    A user with a NaN score among the items ranked gets NaN metrics: sorted as the largest value, NaN
+    would otherwise rank a diverged model's items by index, which on MovieLens (popular films first)
+    scores well above chance and would never trip a finiteness check. Relevance is binary. ``mrr@K`` is the reciprocal
     rank of the first relevant item within the top K (0 when there is none).
 
     Args:
@@ -40,11 +67,12 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive cut-offs, got {list(ks)}.")
     k_max = min(max(ks), scores.shape[1])
-    # A stable sort, not topk: ties (popularity counts, say) go to the lower item index, so the top K
-    # does not depend on which other cut-offs are asked for or on the kernel.
-    ranked = scores.masked_fill(exclude, float("-inf")).sort(dim=1, descending=True, stable=True).indices[:, :k_max]
+    # Ties (popularity counts, say) go to the lower item index, so the top K does not depend on which
+    # other cut-offs are asked for or on the kernel.
+    ranked = top_k_indices(scores.masked_fill(exclude, float("-inf")), k_max)
     # The arithmetic in float64 whatever the scores' dtype (bf16 scores would round the sums).
     dtype = torch.float64 if scores.device.type != "mps" else torch.float32
+    diverged = (scores.isnan() & ~exclude).any(1)  # (B,)
     rankable = relevant & ~exclude  # an excluded item can never be a hit, so it is not counted as relevant
     hits = rankable.gather(1, ranked).to(dtype)
     n_relevant = rankable.sum(1)
@@ -66,7 +94,7 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
             "mrr": 1.0 / first,
         }
         for name in RANKING_METRICS:
-            out[f"{name}@{k}"] = per_user[name][counted].sum()
+            out[f"{name}@{k}"] = per_user[name].masked_fill(diverged, float("nan"))[counted].sum()
     return out
 
 

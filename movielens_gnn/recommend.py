@@ -24,6 +24,7 @@ from movielens_gnn.checkpoint import (
 )
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.files import atomic_write, check_output_file, created_dirs
+from movielens_gnn.metrics import top_k_indices
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.tasks import GraphTask, task_class
 
@@ -222,7 +223,13 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
     """The rows of the top-``k`` unknown items of each user, and ``(user, unrated count)`` of users with fewer."""
     data, side = datamodule.data, datamodule.side
     unseen = (~known).sum(1)
-    top = ranking.masked_fill(known, float("-inf")).topk(min(k, datamodule.num_items), dim=1).indices
+    diverged = (ranking.isnan() & ~known).any(1)
+    if bool(diverged.any()):
+        users = [user_ids[r] for r in diverged.nonzero().flatten()[:10].tolist()]
+        raise ValueError(f"The model scores movies as NaN for user(s) {users}: its training diverged. Use an "
+                         "earlier checkpoint (the best one rather than last.ckpt), or train again with a lower lr.")
+    # Equal scores (the popularity fallback's counts) in the order the ranking metrics use: lower index first.
+    top = top_k_indices(ranking.masked_fill(known, float("-inf")), k)
     counts = unseen.clamp(max=top.shape[1])
     keep = torch.arange(top.shape[1])[None, :] < counts[:, None]
     rows, ranks = keep.nonzero(as_tuple=True)

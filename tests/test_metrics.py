@@ -94,6 +94,21 @@ def test_ties_go_to_the_lower_item_whatever_the_cut_offs():
     assert alone["mrr@10"].item() == together["mrr@10"].item() == pytest.approx(0.1)
 
 
+def test_a_nan_score_makes_that_users_metrics_nan_not_an_index_ranking():
+    # NaN sorts above every number: without the check a diverged model would rank items 0, 1, 2, ...
+    # and user 0, whose relevant item is item 0, would score a perfect hit.
+    scores = torch.tensor([[float("nan")] * 4, [1.0, 2, 3, 4], [float("nan"), 1, 2, 3]])
+    exclude = torch.zeros(3, 4, dtype=torch.bool)
+    exclude[2, 0] = True  # user 2's NaN is on an item left out of the ranking: it does not count
+    relevant = torch.zeros(3, 4, dtype=torch.bool)
+    relevant[:, 0] = True
+    relevant[2, 3] = True
+    out = ranking_metrics(scores, exclude, relevant, ks=(1,))
+    assert out["users"] == 3 and math.isnan(out["hitrate@1"].item()) and math.isnan(out["ndcg@1"].item())
+    healthy = ranking_metrics(scores[1:], exclude[1:], relevant[1:], ks=(1,))
+    assert healthy["hitrate@1"].item() == 1.0  # user 1 misses item 0, user 2 ranks item 3 first
+
+
 def test_low_precision_scores_are_counted_in_float64_and_excluded_items_are_not_relevant():
     generator = torch.Generator().manual_seed(2)
     scores = torch.rand(50, 40, generator=generator)
@@ -118,3 +133,24 @@ def test_mean_loss_weights_each_batch_by_its_size_and_resets():
     metric.reset()
     metric.update(torch.tensor(0.5), 10)
     assert metric.compute().item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_top_k_indices_equals_the_stable_full_sort(dtype):
+    """Oracle: ``sort(stable=True)`` over all items, on rows with and without ties across the cut."""
+    from movielens_gnn.metrics import top_k_indices
+
+    generator = torch.Generator().manual_seed(3)
+    for trial in range(200):
+        rows, items = torch.randint(1, 12, (2,), generator=generator).tolist()
+        if trial % 2:  # few levels: ties inside the top k and across the cut
+            scores = torch.randint(0, 4, (rows, items), generator=generator).to(dtype)
+        else:
+            scores = torch.rand(rows, items, generator=generator).to(dtype)
+        if dtype != torch.int64 and trial % 3 == 0:
+            scores[torch.rand(rows, items, generator=generator) < 0.3] = float("-inf")  # excluded items
+        if dtype != torch.int64 and trial % 5 == 0:
+            scores[torch.rand(rows, items, generator=generator) < 0.2] = float("nan")
+        for k in (1, max(1, items // 2), items, items + 2):
+            expected = scores.sort(dim=1, descending=True, stable=True).indices[:, :k]
+            assert torch.equal(top_k_indices(scores, k), expected), (scores, k)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from movielens_gnn.cli import main
 from movielens_gnn.recommend import POPULAR, load_for_inference, recommend
@@ -71,8 +72,18 @@ def test_user_without_training_ratings_gets_labelled_popular_fallback(trained):
     frame = recommend(model, dm, [COLD_USER], k=4)
     assert (frame.source == POPULAR).all()
     counts = pd.Series([i for _, i in _train_pairs(root)]).value_counts()
-    # The top-4 are among the most rated movies (ties allowed at the boundary).
-    assert frame.movie_id.map(counts).min() >= counts.sort_values(ascending=False).iloc[3]
+    # The four most rated movies; equal counts in ascending id order, as the ranking metrics break ties.
+    expected = sorted(counts.index, key=lambda movie: (-counts[movie], movie))[:4]
+    assert frame.movie_id.tolist() == expected
+
+
+def test_a_diverged_model_is_refused_not_ranked_by_index(trained):
+    ckpt, _ = trained
+    model, dm = load_for_inference(ckpt)
+    with torch.no_grad():
+        model.encoder.item_embedding.weight[3] = float("nan")
+    with pytest.raises(ValueError, match=r"scores movies as NaN for user\(s\) \[1, 2\]: its training diverged"):
+        recommend(model, dm, [1, 2], k=4)
 
 
 @pytest.mark.parametrize(
