@@ -19,14 +19,14 @@ class NegativeSampler(nn.Module):
     counting with one ``searchsorted`` over all users' ``q`` (offset by ``user * I`` so the keys are
     globally sorted) gives a uniform non-positive for every row at once, on the tensors' device.
 
+    A user who interacted with every item has nothing to draw: their rows get ``-1`` (see
+    :attr:`full_users`), for the caller to leave out of the loss.
+
     Args:
         users: ``(E,)`` user of each training interaction.
         items: ``(E,)`` item of each training interaction (duplicates count once).
         num_users: ``U``.
         num_items: ``I``.
-
-    Raises:
-        ValueError: A user interacted with every item (there is nothing to sample).
     """
 
     def __init__(self, users: Tensor, items: Tensor, num_users: int, num_items: int) -> None:
@@ -34,9 +34,8 @@ class NegativeSampler(nn.Module):
         keys = torch.unique(users.long() * num_items + items.long())  # sorted, de-duplicated
         key_users = keys // num_items
         degree = torch.bincount(key_users, minlength=num_users)
-        if bool((degree >= num_items).any()):
-            full = torch.nonzero(degree >= num_items).flatten()[:5].tolist()
-            raise ValueError(f"Users {full} interacted with all {num_items} items; no negatives can be drawn for them.")
+        #: ``(F,)`` the users who interacted with every item: no negatives, ``-1`` in their rows.
+        self.full_users = torch.nonzero(degree >= num_items).flatten().cpu()
         starts = torch.cumsum(degree, 0) - degree
         rank_in_user = torch.arange(len(keys), device=keys.device) - starts[key_users]
         # q_j = p_j - j, offset per user so one sorted array serves every user.
@@ -47,7 +46,8 @@ class NegativeSampler(nn.Module):
 
     def forward(self, users: Tensor, per_user: int = 1, generator: torch.Generator | None = None) -> Tensor:
         """``(B, per_user)`` negative items for ``(B,)`` users, drawn independently and uniformly, on
-        the sampler's device (``generator``, if given, must live there too)."""
+        the sampler's device (``generator``, if given, must live there too); ``-1`` for a user in
+        :attr:`full_users`."""
         users = users.long().to(self.degree.device)
         free = (self.num_items - self.degree[users]).unsqueeze(1)  # (B, 1) non-positives per user
         # float64: float32 has 2^24 levels, which would bias the draw over very large catalogues.
@@ -55,6 +55,8 @@ class NegativeSampler(nn.Module):
         rank = (draw * free).long().clamp(max=free - 1)  # r in [0, free)
         query = users.unsqueeze(1) * self.num_items + rank
         before = torch.searchsorted(self.shifted, query, right=True) - self.starts[users].unsqueeze(1)
+        if len(self.full_users):
+            return (rank + before).masked_fill(free == 0, -1)
         return rank + before
 
 
@@ -67,7 +69,8 @@ def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
     """
     if negative.dim() == positive.dim() + 1:
         positive = positive.unsqueeze(-1)
-    return F.softplus(negative - positive).mean()  # softplus(-x) = -log sigmoid(x), stable
+    pairs = F.softplus(negative - positive)  # softplus(-x) = -log sigmoid(x), stable
+    return pairs.sum() / max(pairs.numel(), 1)  # 0, not NaN, for a batch with no pairs
 
 
 def l2_penalty(*rows: Tensor) -> Tensor:

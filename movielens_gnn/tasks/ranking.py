@@ -9,6 +9,7 @@ compares.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal, Optional, Sequence
 
@@ -24,6 +25,8 @@ from movielens_gnn.models.encoder import GraphEncoder
 from movielens_gnn.models.graph import BipartiteGraph
 from movielens_gnn.models.lightgcn import LightGCN, MatrixFactorization
 from movielens_gnn.tasks.base import GraphTask, check_layer_widths
+
+log = logging.getLogger(__name__)
 
 ENCODERS = ("mf", "lightgcn", "graphconv")
 # The hybrid's EASE part inverts a dense items x items float64 matrix: 20,000 items is 3 GiB (and an
@@ -204,6 +207,12 @@ class RankingModel(GraphTask):
         """Build the negative sampler (and solve the EASE part) from the graph's training interactions."""
         users, items = graph.interactions()
         self.sampler = NegativeSampler(users, items, graph.num_users, graph.num_items).to(graph.crow.device)
+        if len(full := self.sampler.full_users):
+            data = getattr(getattr(self._trainer, "datamodule", None), "data", None)
+            named = (f"user id(s) {data.user_ids[full[:10]].tolist()}" if data is not None
+                     else f"user(s) at index {full[:10].tolist()}")
+            log.warning("%d %s interacted with every one of the %d items in training: there is nothing to rank "
+                        "below their items, so they are left out of the BPR loss.", len(full), named, graph.num_items)
         self._item_item_cache = None
         if self.item_item is not None:
             # Sparse: the users x items matrix of a large dataset would not fit densely.
@@ -291,7 +300,10 @@ class RankingModel(GraphTask):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         users, items, _ = batch
         assert self.sampler is not None, "on_graph_attached builds the sampler"
-        negatives = self.sampler(users, self.hparams.negatives)  # (B, K)
+        negatives = self.sampler(users, self.hparams.negatives, generator=self._negative_generator())  # (B, K)
+        if len(self.sampler.full_users):  # -1 rows: nothing to rank below these users' items
+            keep = negatives[:, 0] >= 0
+            users, items, negatives = users[keep], items[keep], negatives[keep]
         user_table, item_table = self.encode()
         user_vectors = user_table[users]
         positive = (user_vectors * item_table[items]).sum(-1)
@@ -302,6 +314,24 @@ class RankingModel(GraphTask):
         loss = bpr_loss(positive, negative) + self.hparams.l2_weight * penalty
         self.record_train_loss(loss, len(users), batch_idx)
         return loss
+
+    def _negative_generator(self) -> torch.Generator | None:
+        """Under data parallelism, a generator of this rank's own for the step's negatives; alone, ``None``
+        (torch's global stream, as the published runs drew them).
+
+        ``seed_everything`` seeds every rank alike, so that their initial weights agree; the global stream
+        would then hand all ranks the same draws. With full-batch data each rank's rows are nearly the
+        same users (rank r takes edges r::W of a user-sorted list), so the ranks would draw the same
+        negatives: half of them wasted at two ranks. Seeding from (seed, rank, step) instead of carrying a
+        state keeps a resumed run's draws those of an uninterrupted one.
+        """
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        generator = torch.Generator(device=self.device)
+        # Python hashes int tuples without a per-process salt: every rank and every run agree.
+        generator.manual_seed(hash((torch.initial_seed(), trainer.global_rank, trainer.global_step)) & (2**63 - 1))
+        return generator
 
     def validation_step(self, batch, batch_idx: int) -> None:
         """Nothing per batch: the whole ranking is scored at the end of the epoch."""

@@ -37,9 +37,11 @@ def test_sampler_never_returns_a_positive_and_covers_all_other_items():
     assert ((counts - expected) ** 2 / expected).sum() < 25  # chi-square, 5 dof: uniform
 
 
-def test_sampler_refuses_a_user_with_every_item():
-    with pytest.raises(ValueError, match=r"Users \[0\] interacted with all 2 items"):
-        NegativeSampler(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), 2, 2)
+def test_a_user_with_every_item_gets_minus_one_and_the_others_still_draw():
+    sampler = NegativeSampler(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), 2, 2)
+    assert sampler.full_users.tolist() == [0]
+    drawn = sampler(torch.tensor([0, 1, 0, 1]), per_user=3)
+    assert drawn.tolist() == [[-1] * 3, [1] * 3, [-1] * 3, [1] * 3]
 
 
 def test_bpr_loss_and_gradient_by_hand():

@@ -54,6 +54,44 @@ def test_training_step_is_bpr_plus_l2_of_the_batch_embeddings_by_hand(encoder):
     assert model.encoder.user_embedding.weight.grad[batch.users].abs().sum() > 0
 
 
+def test_a_user_with_every_item_is_left_out_of_the_loss_with_a_warning(caplog):
+    # User 0 rated all three items: nothing to rank below them. User 1 rated items 0 and 1, so their
+    # only negative is item 2, and the step's loss is user 1's one pair, exactly.
+    graph = BipartiteGraph(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 0, 1]), 2, 3)
+    with caplog.at_level("WARNING", logger="movielens_gnn.tasks.ranking"):
+        model = RankingModel(num_users=2, num_items=3, embedding_dim=3, encoder="mf", negatives=2, l2_weight=0.0)
+        model.attach_graph(graph)
+    assert "1 user(s) at index [0] interacted with every one of the 3 items" in caplog.text
+    model.log = lambda *args, **kwargs: None
+    loss = model.training_step(EdgeBatch(torch.tensor([0, 1, 0]), torch.tensor([1, 0, 2]), torch.ones(3)), 0)
+    with torch.no_grad():
+        user_table, item_table = model.encode()
+    assert loss.item() == pytest.approx(math.log1p(math.exp(float(user_table[1] @ (item_table[2] - item_table[0])))))
+    empty = model.training_step(EdgeBatch(torch.tensor([0]), torch.tensor([1]), torch.ones(1)), 0)
+    assert empty.item() == 0.0  # a batch of such users alone: no pairs, no NaN
+
+
+def test_data_parallel_ranks_draw_their_own_negatives_reproducibly():
+    from types import SimpleNamespace
+
+    model = _model(encoder="mf")
+    batch = torch.tensor([0, 1, 2, 0, 1, 2] * 50)
+
+    def draw(world_size: int, rank: int, step: int) -> torch.Tensor:
+        model._trainer = SimpleNamespace(world_size=world_size, global_rank=rank, global_step=step)
+        try:
+            return model.sampler(batch, 4, generator=model._negative_generator())
+        finally:
+            model._trainer = None
+
+    torch.manual_seed(11)
+    assert draw(1, 0, 0) is not None and model._negative_generator() is None  # alone: torch's global stream
+    torch.manual_seed(11)
+    first = draw(2, 0, 5)
+    assert torch.equal(first, draw(2, 0, 5))  # a resumed run at step 5 draws the same
+    assert not torch.equal(first, draw(2, 1, 5)) and not torch.equal(first, draw(2, 0, 6))
+
+
 def test_scores_are_dot_products_and_pairs_agree_with_the_full_ranking():
     model = _model(encoder="lightgcn")
     user_table, item_table = model.encode()
