@@ -28,7 +28,7 @@ from movielens_gnn.models.graph import BipartiteGraph
 log = logging.getLogger(__name__)
 
 SplitName = Literal["u1", "u2", "u3", "u4", "u5", "ua", "ub", "random", "temporal", "ratio"]
-CACHE_FORMAT = 2  # 2: the rating scale is cached too
+CACHE_FORMAT = 3  # 2: the rating scale is cached too; 3: raw-file fingerprints in a list, not keyed by name
 PARTS = ("train", "val", "test")
 
 
@@ -486,16 +486,17 @@ class MovieLensDataModule(pl.LightningDataModule):
         return self.cache_dir / f"{name}-{self.split}.pt"
 
     def _settings(self) -> dict:
-        fingerprints = {}
+        # A list in raw_files' order, not a dict by name: your own ratings and items files may share a name.
+        fingerprints = []
         for path in self.dataset.raw_files(self.split):
             stat = path.stat() if path.is_file() else None
-            fingerprints[str(path.name)] = [stat.st_size, stat.st_mtime_ns] if stat else None
+            fingerprints.append([path.name, *([stat.st_size, stat.st_mtime_ns] if stat else [None])])
         settings = {"format": CACHE_FORMAT, **split_identity(dict(self.hparams)), "files": fingerprints}
         if isinstance(self.dataset, CSVRatings):  # how the file is read decides what the data is
             csv = self.dataset
             settings["csv"] = {"path": str(csv.path.resolve()), "columns": repr(csv.columns),
                                "separator": csv.separator, "header": csv.header,
-                               "items_path": str(csv.items_path) if csv.items_path else None}
+                               "items_path": str(csv.items_path.resolve()) if csv.items_path else None}
         return settings
 
     @property

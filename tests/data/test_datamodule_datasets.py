@@ -126,3 +126,27 @@ def test_a_handful_of_ratings_is_described_but_not_trained_on(tmp_path, capsys):
                                          r"\(1 / 0 / 1 training / validation / test ratings\)"):
         MovieLensDataModule(**args).data
     assert MovieLensDataModule(**args, seed=2**32).seed == 2**32
+
+
+def test_csv_cache_sees_the_ratings_file_change_beside_an_items_file_of_the_same_name(tmp_path, caplog):
+    """Both files called data.csv: a fingerprint keyed by file name kept only the items file's, and an
+    edited ratings file was served from the stale cache."""
+    caplog.set_level("INFO")
+    rows = ratings_table(half_stars=True, user_gaps=True)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "i").mkdir()
+    ratings, items = tmp_path / "r" / "data.csv", tmp_path / "i" / "data.csv"
+    ratings.write_text("user_id,item_id,rating\n" + "".join(f"{int(u)},{int(i)},{r:g}\n" for u, i, r, _ in rows))
+    items.write_text("item_id,title\n" + "".join(f"{int(i)},Film {int(i)} (2001)\n" for i in sorted(set(rows[:, 1]))))
+
+    def module() -> MovieLensDataModule:
+        return MovieLensDataModule(root=str(tmp_path / "data"), dataset="csv", path=str(ratings), items_path=str(items),
+                                   split="random", cache_dir=str(tmp_path / "cache"))
+
+    first = module().data
+    assert sum(len(getattr(first, part).ratings) for part in ("train", "val", "test")) == len(rows)
+    ratings.write_text("".join(ratings.read_text().splitlines(keepends=True)[:-20]))
+    caplog.clear()
+    second = module().data
+    assert "built with other settings" in caplog.text
+    assert sum(len(getattr(second, part).ratings) for part in ("train", "val", "test")) == len(rows) - 20
