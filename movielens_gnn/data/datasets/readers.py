@@ -103,8 +103,8 @@ def read_text_table(path: Path, columns: Sequence[str], sep: str = "|", encoding
 def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str] = ("utf-8", "latin-1")) -> pd.DataFrame:
     """Read a small CSV file with a header and quoted fields (``movies.csv``: ``2,"Jumanji (1995)",Adventure``).
 
-    The header must name ``columns`` in order. Values are strings; a row with a missing field is reported
-    by line.
+    The header must name ``columns`` in order. Values are strings; a row with a missing or an extra field is
+    reported by line (pandas would pad a short row with empty strings).
     """
     import pandas as pd
     text = decode(path, encodings)
@@ -112,18 +112,27 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
     found = next(csv.reader([first]), [])
     if found != list(columns):
         raise ValueError(f"{path}: expected the header {','.join(columns)}, got {first!r}; restore the original file.")
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{path}: {err}. Fix or remove that line (quote fields that hold commas), or restore the "
-                         "original file.") from err
-    missing = frame.isna().any(axis=1).to_numpy()
-    if missing.any():
-        row = int(np.flatnonzero(missing)[0])
-        raise ValueError(f"{path} row {row + 1} (after the header): expected {len(columns)} fields "
-                         f"({', '.join(columns)}); some are missing. Fix or remove that row, or restore the original "
-                         "file.")
-    frame.attrs["lines"] = np.arange(len(frame)) + 2  # after the header; exact unless a quoted title spans lines
+    # The csv module walks the records as pandas reads them (quotes, a quoted line break) and knows each
+    # one's lines: a small file (ml-32m's movies.csv has 87,585 rows), read in well under a second.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, end, header = [], 0, True
+    for fields in reader:
+        start, end = end + 1, reader.line_num
+        if not fields:  # a blank line: pandas skips it too
+            continue
+        if header:
+            header = False
+            continue
+        if len(fields) != len(columns):
+            line = _LINE_BREAK.split(text)[start - 1]
+            raise ValueError(f"{path} line {start}: expected {len(columns)} fields ({', '.join(columns)}), got "
+                             f"{len(fields)} in {line!r} (quote a field that holds a comma). {FIX_LINE}")
+        starts.append(start)
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
+    if len(frame) != len(starts):  # pandas saw other rows than the csv module: say so rather than misnumber
+        raise ValueError(f"{path} could not be read row by row ({len(starts)} records, {len(frame)} rows); "
+                         "restore the original file.")
+    frame.attrs["lines"] = np.asarray(starts)
     return frame
 
 

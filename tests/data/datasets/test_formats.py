@@ -92,6 +92,24 @@ def test_csv_release_header_quotes_and_half_stars(tmp_path):
         dataset.read_ratings()
 
 
+@pytest.mark.parametrize(("row", "message"), [
+    ("2", r"line 4: expected 3 fields \(movieId, title, genres\), got 1 in '2'"),
+    ("2,Jumanji (1995)", r"line 4: expected 3 fields .*, got 2 in '2,Jumanji \(1995\)'"),
+    ("2,Jumanji, The (1995),Adventure", r"line 4: expected 3 fields .*, got 4 .*\(quote a field that holds a comma\)"),
+])
+def test_movies_csv_rows_with_missing_or_extra_fields_name_their_line(tmp_path, row, message):
+    # pandas pads a short row with empty strings: without the count, '2' loaded as a movie with no title.
+    # Line 2's quoted title spans two lines, so the bad row is on line 4, not at row 2 + 1.
+    folder = tmp_path / "ml-latest-small"
+    _write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    _write(folder / "movies.csv", f'movieId,title,genres\n1,"Toy Story\n(1995)",Animation\n{row}\n')
+    with pytest.raises(ValueError, match=r"movies\.csv " + message + r".* Fix or remove that line"):
+        MovieLensLatestSmall(tmp_path).read_side()
+    _write(folder / "movies.csv", 'movieId,title,genres\n\n1,"Toy Story\n(1995)",Animation\n2,Jumanji (1995),Adventure\n')
+    side = MovieLensLatestSmall(tmp_path).read_side()
+    assert side.items.loc[2, "title"] == "Jumanji (1995)" and side.items.loc[1, "title"] == "Toy Story\n(1995)"
+
+
 @pytest.mark.parametrize("name", list(WRITERS))
 def test_generated_fixtures_parse_with_gaps_and_unrated_movies(tmp_path, name):
     WRITERS[name](tmp_path)
