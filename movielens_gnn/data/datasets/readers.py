@@ -284,7 +284,12 @@ def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
     """The row of the first (user, item) pair that repeats an earlier row, in file order; ``None`` if none does."""
     if len(users) == 0:
         return None
-    key = users.astype(np.int64) * (int(items.max()) + 1) + items.astype(np.int64)
+    users, items = users.astype(np.int64), items.astype(np.int64)
+    if min(users.min(), items.min()) < 0 or int(users.max()) * (int(items.max()) + 1) + int(items.max()) >= 2**63:
+        # Ids of your own file may reach 2^53 or be negative: the key would wrap (or collide) in int64,
+        # so key on dense indices instead, whose product fits. np.unique keeps the order of the ids.
+        users, items = np.unique(users, return_inverse=True)[1], np.unique(items, return_inverse=True)[1]
+    key = users * (int(items.max()) + 1) + items
     steps = np.diff(key)
     if (steps >= 0).all():  # sorted by user, then item (the CSV releases are): repeats are neighbours
         repeats = np.flatnonzero(steps == 0)

@@ -22,6 +22,16 @@ def test_first_duplicate_in_file_order_sorted_or_not():
     assert readers.first_duplicate(np.array([3, 1, 2]), np.array([1, 1, 1])) is None
 
 
+def test_first_duplicate_with_ids_whose_pair_key_would_wrap_in_int64():
+    # 2^32 * (2^32 + 1) wraps: distinct pairs collided (and the caller found no earlier equal line).
+    users, items = np.array([0, 2**32, 7]), np.array([5, 5, 2**32 - 1])
+    assert readers.first_duplicate(users, items) is None
+    assert readers.first_duplicate(np.append(users, 2**32), np.append(items, 5)) == 3
+    big = 2**53 - 1  # the largest id your own file may hold
+    assert readers.first_duplicate(np.array([big, 1, big]), np.array([big, big, big])) == 2
+    assert readers.first_duplicate(np.array([-1, 0, -1]), np.array([3, 3, 2])) is None  # negative ids too
+
+
 def test_unknown_ids():
     assert readers.unknown_ids(np.array([5, 1, 9, 2]), np.array([9, 1, 2])).tolist() == [True, False, False, False]
     assert readers.unknown_ids(np.array([1]), np.array([], dtype=np.int64)).tolist() == [True]
