@@ -201,20 +201,30 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
 
 
 def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, header: bool, sep: str) -> None:
-    """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number."""
+    """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number.
+
+    In chunks of :data:`TEXT_CHUNK` lines: the whole of ml-32m as strings would take several GiB more than
+    reading it as numbers did, only to name one line.
+    """
     import pandas as pd
+    offset = 0
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
+        for frame in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=TEXT_CHUNK, **options):
+            for position, name in names.items():
+                text = frame[position]
+                values = pd.to_numeric(text.str.strip(), errors="coerce")
+                bad = (values.isna() & (text != "")).to_numpy()
+                if bad.any():
+                    row = int(np.flatnonzero(bad)[0])
+                    number = line_number(path, offset + row, header)
+                    raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
+                                     f"{FIX_LINE}")
+            offset += len(frame)
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not {options['encoding']} text ({err}); restore the original file.") from err
-    for position, name in names.items():
-        text = frame[position]
-        values = pd.to_numeric(text.str.strip(), errors="coerce")
-        bad = (values.isna() & (text != "")).to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            number = line_number(path, row, header)
-            raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. {FIX_LINE}")
+
+
+TEXT_CHUNK = 200_000
 
 
 def _line_text(path: Path, number: int) -> str:

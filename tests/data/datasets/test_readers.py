@@ -52,3 +52,15 @@ def test_a_repeated_id_names_both_lines_and_what_to_do():
                                          r"the two lines, or restore the original file\.$"):
         readers.check_unique(frame, "item_id", "movies.csv")
     readers.check_unique(frame.iloc[:3], "item_id", "movies.csv")  # no repeat: nothing raised
+
+
+def test_a_non_numeric_field_is_found_chunk_by_chunk_with_its_line(tmp_path, monkeypatch):
+    # The text re-read that names the bad line goes a chunk at a time (ml-32m as strings is GiBs): the
+    # line number must count the chunks before it.
+    monkeypatch.setattr(readers, "TEXT_CHUNK", 2)
+    path = tmp_path / "r.csv"
+    lines = [f"{u},{u + 1},4" for u in range(1, 8)]
+    lines[5] = "6,7,four"
+    path.write_text("u,i,r\n" + "\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"r\.csv line 7: rating must be a number, got 'four'\. Fix or remove"):
+        readers.read_numeric_table(path, ["user", "item", "rating"], [0, 1, 2], ",", header=True)
