@@ -140,7 +140,8 @@ class CSVRatings(Dataset):
 
     def read_ratings(self) -> Ratings:
         names, positions = self._positions()
-        table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header, ENCODING)
+        table = readers.read_numeric_table(self.path, names, positions, self.separator, self.header, ENCODING,
+                                           quoted=True)
         users = readers.check_integers(table["user_id"], "user id", self.path, self.header, low=0)
         items = readers.check_integers(table["item_id"], "item id", self.path, self.header, low=0)
         timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header, below=2.0**63)

@@ -137,7 +137,7 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
 
 
 def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[int], sep: str, header: bool,
-                       encoding: str = "utf-8", fields: int | None = None) -> dict[str, np.ndarray]:
+                       encoding: str = "utf-8", fields: int | None = None, quoted: bool = False) -> dict[str, np.ndarray]:
     """Read numeric columns of a large table fast: ``{name: (E,) float64}`` in file order.
 
     Args:
@@ -149,6 +149,8 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
         encoding: The file's encoding.
         fields: How many fields every line has, when the format fixes it (the GroupLens files): a line with
             more is then an error. ``None`` (a file of your own) reads only ``positions`` and ignores the rest.
+        quoted: Read CSV quoting (``"1","50","4.5"``, a quoted separator in a text column), as tools that
+            write a file of your own may; the GroupLens files have none, so a quote there is an error.
 
     Raises:
         ValueError: A field is missing or not a number, or a line has extra fields; the message names the
@@ -163,7 +165,8 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
     width = (2 * fields - 1 if colon else fields) if fields is not None else None
     options = dict(sep=":" if colon else sep, header=None, skiprows=1 if header else None,
                    usecols=read if width is None else None,
-                   engine="c", quoting=_QUOTE_NONE, encoding=encoding, skip_blank_lines=True)
+                   engine="c", quoting=csv.QUOTE_MINIMAL if quoted else _QUOTE_NONE, encoding=encoding,
+                   skip_blank_lines=True)
     try:
         frame = pd.read_csv(path, dtype=np.float64, **options)
     except pd.errors.EmptyDataError as err:  # nothing after the header (or an empty file)

@@ -178,6 +178,18 @@ def test_csv_with_header_names_and_items_file(tmp_path):
     assert dataset.item_features(side, np.array([10, 30])).tolist() == [[1, 1], [0, 0]]
 
 
+def test_csv_with_every_field_quoted_and_a_quoted_comma_in_a_column_not_read(tmp_path):
+    # As some database and spreadsheet exports write it: quotes everywhere, a comment column with commas.
+    path = tmp_path / "export.csv"
+    _write(path, '"user","note","item","rating"\n"7","good, really","30","4.5"\n"12","","10","2"\n')
+    ratings = CSVRatings(tmp_path, path, Columns(user="user", item="item", rating="rating"), ",").read_ratings()
+    assert ratings.user_id.tolist() == [7, 12] and ratings.item_id.tolist() == [30, 10]
+    assert ratings.rating.tolist() == [4.5, 2.0]
+    _write(path, '"user","note","item","rating"\n"7","a, b","30","4.5"\n"12","","ten","2"\n')
+    with pytest.raises(ValueError, match=r"export\.csv line 3: item_id must be a number, got 'ten'"):
+        CSVRatings(tmp_path, path, Columns(user="user", item="item", rating="rating"), ",").read_ratings()
+
+
 def test_csv_by_position_without_header_or_timestamp(tmp_path):
     path = tmp_path / "plain.tsv"
     _write(path, "u1x\t5\t3\t4\n")
