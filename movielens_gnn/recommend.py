@@ -112,6 +112,7 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
         raise ValueError(f"k must be at least 1, got {k}.")
     data = datamodule.data
     known_ids = data.user_ids
+    user_ids = list(dict.fromkeys(user_ids))  # one list per user, in the order asked (--user 42,7,42)
     users, unknown = _indices(known_ids, user_ids)
     if unknown:
         raise ValueError(f"Unknown user id(s) {unknown[:10]}; this data has {len(known_ids)} users with ids "

@@ -77,6 +77,20 @@ def test_user_without_training_ratings_gets_labelled_popular_fallback(trained):
     assert frame.movie_id.tolist() == expected
 
 
+def test_a_repeated_user_gets_one_list_of_movies_they_did_not_rate(trained):
+    # The known-items mask gave the first copy of a repeated user an empty row: labelled "popular" and
+    # listing movies the user had rated.
+    ckpt, root = trained
+    model, dm = load_for_inference(ckpt)
+    frame = recommend(model, dm, [2, 1, 2], k=3)
+    assert frame.user_id.tolist() == [2, 2, 2, 1, 1, 1] and (frame.source != POPULAR).all()
+    assert not {(u, i) for u, i in zip(frame.user_id, frame.movie_id)} & _train_pairs(root)
+    users = torch.tensor([1, 0, 1])
+    mask = dm.known_items(users)
+    assert torch.equal(mask[0], mask[2]) and torch.equal(mask[0], dm.known_items(torch.tensor([1]))[0])
+    assert mask[0].any()
+
+
 def test_a_diverged_model_is_refused_not_ranked_by_index(trained):
     ckpt, _ = trained
     model, dm = load_for_inference(ckpt)

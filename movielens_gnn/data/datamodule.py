@@ -629,15 +629,17 @@ class MovieLensDataModule(pl.LightningDataModule):
         return self._graph
 
     def _user_item_mask(self, users: Tensor, parts: tuple[EdgeBatch, ...]) -> Tensor:
-        """``(B, I)`` bool: which items each of ``users`` has an edge to in ``parts``."""
-        mask = torch.zeros(len(users), self.num_items, dtype=torch.bool)
+        """``(B, I)`` bool: which items each of ``users`` has an edge to in ``parts`` (a user listed twice
+        gets the same row twice)."""
+        distinct, row = torch.unique(users, return_inverse=True)
+        mask = torch.zeros(len(distinct), self.num_items, dtype=torch.bool)
         row_of = torch.full((self.num_users,), -1, dtype=torch.int64)
-        row_of[users] = torch.arange(len(users))
+        row_of[distinct] = torch.arange(len(distinct))
         for part in parts:
             rows = row_of[part.users]
             keep = rows >= 0
             mask[rows[keep], part.items[keep]] = True
-        return mask
+        return mask[row]
 
     def known_items(self, users: Tensor, parts: tuple[str, ...] = ("train", "val")) -> Tensor:
         """``(B, I)`` bool: the items each user rated in ``parts`` (by default the whole training part,
