@@ -204,6 +204,12 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     values = torch.tensor(list(rated.values()), dtype=torch.float32)
     if bool(((values < low) | (values > high)).any()):
         raise ValueError(f"--ratings must be on the data's scale {low:g}..{high:g}; got {sorted(rated.values())}.")
+    if not model.predicts_ratings and (len(set(rated.values())) > 1 or min(rated.values()) < (low + high) / 2):
+        log.warning("A ranking checkpoint takes every movie in --ratings as one the user chose, whatever its stars "
+                    "(its training counted every rating as an interaction): %s pull similar movies up as much as "
+                    "the others. Leave out the movies the user disliked, or use a rating checkpoint.",
+                    ", ".join(f"{movie}:{value:g}" for movie, value in rated.items()
+                              if value < max(rated.values())) or "low stars")
     scores = model.score_new_user(items, values, peers=peers).cpu()[None]
     known = torch.zeros_like(scores, dtype=torch.bool)
     known[0, items] = True

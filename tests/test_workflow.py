@@ -186,6 +186,16 @@ def test_new_user_fold_in_fits_the_ratings_and_skips_rated_movies(trained, capsy
         recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", "5-4"])
 
 
+def test_a_ranking_checkpoint_says_it_does_not_weigh_the_stars_of_ratings(trained, caplog):
+    args = ["--ckpt_path", str(trained["lightgcn_ease"]), "--k", "3", "--format", "csv"]
+    with caplog.at_level("WARNING", logger="movielens_gnn.recommend"):
+        recommend_main([*args, "--ratings", "1:5,2:5"])
+        assert "whatever its stars" not in caplog.text  # all top marks: nothing to warn about
+        recommend_main([*args, "--ratings", "1:5,2:1,3:4"])
+    assert "takes every movie in --ratings as one the user chose, whatever its stars" in caplog.text
+    assert "1:1, 3:4 pull similar movies up" not in caplog.text and "2:1, 3:4 pull similar movies up" in caplog.text
+
+
 def test_ranking_fold_in_moves_toward_the_rated_movies_neighbours():
     from movielens_gnn.models.graph import BipartiteGraph
     from movielens_gnn.tasks.ranking import RankingModel
