@@ -154,3 +154,18 @@ def test_user_file_with_a_byte_order_mark_lines_and_spaces(tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
     with pytest.raises(ValueError, match=r"--user needs at least one user id \(or `all`\); @.*empty\.txt has none\.$"):
         parse_users(f"@{tmp_path / 'empty.txt'}")
+
+
+def test_a_relative_data_root_is_kept_absolute_so_the_checkpoint_works_from_another_folder(tmp_path, monkeypatch):
+    from tests.synthetic import write_ml100k
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    write_ml100k(work / "mydata")
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    fit = main(_args("fit", "gcn_dot.yaml", "mydata", "--trainer.max_epochs", "1"))
+    assert fit.datamodule.hparams.root == str(work / "mydata")
+    ckpt = Path(fit.trainer.checkpoint_callback.best_model_path)
+    monkeypatch.chdir(elsewhere)  # "mydata" here would be a folder that does not exist
+    model, dm = load_for_inference(ckpt)
+    assert dm.dataset.root == work / "mydata" and len(recommend(model, dm, [1], k=2)) == 2

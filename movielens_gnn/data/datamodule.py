@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, NamedTuple, Optional, Sequence
@@ -190,6 +191,11 @@ class IdIndex:
         return np.searchsorted(self.ids, ids)
 
 
+def _absolute(path: str) -> str:
+    """``path`` as an absolute path (``~`` expanded, symbolic links kept as named)."""
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
 def split_identity(settings: dict) -> dict:
     """The data settings that decide which ratings land in which part, from data-module arguments.
 
@@ -369,6 +375,11 @@ class MovieLensDataModule(pl.LightningDataModule):
         if isinstance(columns, dict):  # as checkpoints store it (plain values only: they load weights-only)
             columns = Columns(**columns)
         self.save_hyperparameters(ignore=["columns"])
+        # The paths absolute in what checkpoints store: recommend, test or export run from another folder
+        # would read a relative root as another folder (and download into it). Messages of this run keep
+        # the paths as typed.
+        self.hparams.update({name: _absolute(value) for name, value in (("root", root), ("path", path),
+                             ("items_path", items_path), ("cache_dir", cache_dir)) if value is not None})
         self.hparams["columns"] = dataclasses.asdict(columns)
         self.predict_part = predict_part
         if kind is CSVRatings:
