@@ -138,6 +138,9 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     # --- data: where it is, archives, extraction
     ("root_is_a_file", lambda e: (e.work / "afile").write_text("x"), _fit()[:3] + ["--data.root", "afile"],
      r"--data\.root afile is a file; expected a folder that holds ml-100k/ or ml-100k\.zip"),
+    ("root_is_the_dataset_folder", None, _fit()[:3] + ["--data.root", "data/ml-100k"],
+     r"--data\.root data/ml-100k holds MovieLens-100K's files itself \(u\.data, \.\.\.\); it names the folder above "
+     r"ml-100k/\. Pass --data\.root /\S+/data instead\.$"),
     ("raw_folder_is_a_file", lambda e: (shutil.rmtree(e.raw), e.raw.write_text("x")), _fit(),
      r"ml-100k/ in --data\.root data/ml-100k is a file"),
     ("no_data_and_no_network", None, _fit("--data.root", "fresh", "--data.url", "file:///nonexistent/ml-100k.zip"),

@@ -164,6 +164,11 @@ class Dataset:
         for name in (folder, self.archive.name):  # what a killed extraction or download left
             remove_stale(self.root, name)
         if not self.raw_dir.is_dir():
+            inside = [name for name in self.RAW_FILES if (self.root / name).is_file()]
+            if inside and not self.archive.is_file():  # the dataset's own folder, given as the root
+                raise FileNotFoundError(
+                    f"--data.root {self.root} holds {self.TITLE}'s files itself ({inside[0]}, ...); it names the "
+                    f"folder above {folder}/. Pass --data.root {self.root.resolve().parent} instead.")
             if not self.archive.is_file():
                 try:
                     download(self.url, self.archive, *self._checksum())
