@@ -190,10 +190,12 @@ class MovieLensCLI(LightningCLI):
                 f"used) or give the config it was trained with.")
         if conflicts:
             trained, requested = describe_differences(conflicts, "--model.")
+            where = (" from the command line or the --config that sets them (or leave the --config out: the "
+                     "checkpoint's own settings are then used)") if with_config else ""
             raise CheckpointError(
                 f"The checkpoint {path} was trained with {trained}; this run asks for {requested}, which its weights "
-                "cannot honour. Drop those --model options (the model is rebuilt from the checkpoint), or train a "
-                "new model with them."
+                f"cannot honour. Drop those --model options{where} (the model is rebuilt from the checkpoint), or "
+                "train a new model with them."
             )
         model_update = {k: v for k, v in hparams.items() if not (k in explicit["model"] and k in EVALUATION_ARGUMENTS)}
 

@@ -277,7 +277,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"The checkpoint u1\.ckpt was trained with seed 42; this run asks for seed 7"),
     ("model_option_the_checkpoint_cannot_honour", None, _on("test", "u1.ckpt", "--model.hidden_dims", "[128]"),
      r"The checkpoint u1\.ckpt was trained with --model\.hidden_dims \[64\]; this run asks for --model\.hidden_dims "
-     r"\[128\], which its weights cannot honour"),
+     r"\[128\], which its weights cannot honour\. Drop those --model options from the command line or the --config "
+     r"that sets them \(or leave the --config out"),
     ("checkpoint_of_other_ratings", None, _on("test", "u1.ckpt")[:3] + ["--data.root", "other", "--ckpt_path", "u1.ckpt"],
      r"The ratings under other are not those the checkpoint u1\.ckpt was trained on"),
     ("other_sizes_even_on_purpose", None,
