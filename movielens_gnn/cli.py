@@ -31,7 +31,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -46,7 +46,7 @@ from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, remove_if_empty,
-                                run_config)
+                                run_config, wandb_run_folder)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -99,6 +99,22 @@ def _gather_shards(columns: tuple[Tensor, ...], world_size: int) -> tuple[Tensor
 
 class Terminated(BaseException):
     """SIGTERM outside a Trainer run (reading data, say): unwinds so temporary files are removed."""
+
+
+class RunConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml``, and for a Weights & Biases run a copy in the run's own folder.
+
+    Lightning writes ``config.yaml`` into ``trainer.log_dir``, which for a ``WandbLogger`` is the shared
+    ``save_dir`` (``logs/``): each W&B run would overwrite the one before. The copy in the run's files
+    folder (``logs/wandb/<run>/files``, uploaded with the run) is the one the printed ``test`` and resume
+    commands name (:func:`runs.run_config`).
+    """
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        folder = wandb_run_folder(trainer.logger)  # rank 0 only: the hook runs there
+        if folder is not None:
+            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+                             multifile=self.multifile)
 
 
 class MovieLensCLI(LightningCLI):
@@ -676,6 +692,7 @@ def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], prev
             MovieLensDataModule,
             subclass_mode_model=True,
             seed_everything_default=42,
+            save_config_callback=RunConfig,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": callbacks},
             # No abbreviated options: the checkpoint checks must see which options were given, by their full names.

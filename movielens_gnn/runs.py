@@ -218,14 +218,25 @@ def remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def wandb_run_folder(logger: Any) -> Path | None:
+    """The files folder of a ``WandbLogger``'s run (``logs/wandb/<run>/files``, uploaded with it); ``None``
+    for other loggers. Starts the run if it has not started (on rank 0, where Lightning would anyway)."""
+    if type(logger).__name__ != "WandbLogger":
+        return None
+    return Path(logger.experiment.dir)
+
+
 def run_config(trainer: pl.Trainer) -> Path | None:
-    """The run's saved ``config.yaml`` (LightningCLI writes it into the log folder), if there is one.
+    """The run's saved ``config.yaml`` (LightningCLI writes it into the log folder; a W&B run's is in
+    its own files folder, see ``cli.RunConfig``), if there is one.
 
     Like ``trainer.log_dir`` but without its broadcast, so it can be called on rank 0 alone.
     """
     if trainer.loggers:
         logger = trainer.loggers[0]
-        folder = logger.log_dir if hasattr(logger, "log_dir") and hasattr(logger, "root_dir") else logger.save_dir
+        folder = wandb_run_folder(logger)
+        if folder is None:
+            folder = logger.log_dir if hasattr(logger, "log_dir") and hasattr(logger, "root_dir") else logger.save_dir
     else:
         folder = trainer.default_root_dir
     path = Path(folder or ".") / "config.yaml"

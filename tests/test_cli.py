@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from movielens_gnn.cli import main
 from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.runs import run_config
 from movielens_gnn.tasks.rating import RatingModel
 from tests.conftest import REPO
 
@@ -303,8 +305,9 @@ def test_malformed_file_names_file_and_line(workdir, ml100k_root, capsys):
 
 
 @pytest.mark.parametrize(("config", "column"), [("gcn_dot.yaml", "predicted_rating"), ("mf_bpr.yaml", "score")])
-def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column):
+def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column, caplog):
     pytest.importorskip("wandb")
+    caplog.set_level("INFO", logger="movielens_gnn")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     cli = main([*_args("fit", config, ml100k_root, "--trainer.max_epochs", "2"),
@@ -316,6 +319,11 @@ def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column)
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     tables = list(runs[0].glob("files/media/table/sample_recommendations_*.table.json"))
     assert len(tables) == 1
+    # The run's own config.yaml (logs/config.yaml is every W&B run's), named by the printed test command.
+    saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
+    assert saved["trainer"]["max_epochs"] == 2 and saved["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+    assert run_config(cli.trainer) == Path(cli.trainer.logger.experiment.dir) / "config.yaml"
+    assert f"test --config {run_config(cli.trainer)} --ckpt_path" in caplog.text
     table = json.loads(tables[0].read_text())
     assert "title" in table["columns"] and column in table["columns"] and len(table["data"]) == 3 * 10
 
