@@ -135,7 +135,7 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
         written.append(_save(fig, out_dir / f"{name}_degree.png"))
 
     if logs is not None:
-        metrics = pd.read_csv(metrics_file(logs))
+        metrics = training_curves(logs)
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ranking = "val_ndcg@10" in metrics and "val_rmse" not in metrics
         curves = (("val_ndcg@10", "validation"),) if ranking else (("train_rmse", "train"), ("val_rmse", "validation"))
@@ -160,6 +160,20 @@ def metrics_file(logs: Path) -> Path:
     if path is None:
         raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
     return path
+
+
+CURVES = ("train_rmse", "val_rmse", "val_ndcg@10")
+
+
+def training_curves(logs: Path) -> pd.DataFrame:
+    """The metrics of :func:`metrics_file`, refused (``ValueError``) when they hold no curve to draw: the log
+    of a ``test`` or ``validate`` run, say, which claims a version folder of its own."""
+    path = metrics_file(logs)
+    metrics = pd.read_csv(path)
+    if "epoch" not in metrics or not any(column in metrics and metrics[column].notna().any() for column in CURVES):
+        raise ValueError(f"{path} holds no training curves ({', '.join(CURVES)} by epoch): it is not the log of a fit "
+                         "(a test or validate run logs to a version folder of its own). Pass the log folder of a fit.")
+    return metrics
 
 
 def _save(fig, path: Path) -> Path:
@@ -196,7 +210,7 @@ def main(argv: Sequence[str]) -> str:
     if args.logs is not None:  # checked before any data work
         if args.plots is None:
             raise ValueError(f"--logs {args.logs} is only used for plots; add --plots DIR to draw its RMSE curves.")
-        metrics_file(args.logs)  # a folder without one is refused before any plot is written
+        training_curves(args.logs)  # a folder without them is refused before any plot is written
     split = args.split or ("u1" if dataset_class(args.dataset).CANONICAL_SPLITS else "random")
     columns = Columns(*(_position(getattr(args, f"column_{n}"), args.header) for n in ("user", "item", "rating", "timestamp")))
     datamodule = MovieLensDataModule(root=args.root, dataset=args.dataset, split=split, cache_dir=args.cache_dir,
