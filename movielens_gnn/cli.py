@@ -59,7 +59,7 @@ COMMANDS = {
     "fit": "train a model: --config configs/<name>.yaml; checkpoints go to checkpoints/<config>/version_N/",
     "validate": "score a checkpoint on the validation part (--ckpt_path)",
     "test": "score a checkpoint once on the test part (--ckpt_path); fit prints the exact command",
-    "predict": "write a checkpoint's predictions (or ranking scores) for the test or validation pairs to CSV",
+    "predict": "write a checkpoint's predictions (or ranking scores) for the test pairs (validation: --predict_part val) to CSV",
     "recommend": "top-K unseen movies for users (--user 42, 1,2,3 or all; --output FILE) or for a new user "
                  "(--ratings 50:5,172:4 and/or --age, --gender, --occupation)",
     "describe": "what is in a dataset: counts, rating distribution, degrees, the split (--format json, --plots)",

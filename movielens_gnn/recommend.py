@@ -264,10 +264,8 @@ def _import_pyarrow():
 
 
 def write_output(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` as CSV or Parquet (by extension), atomically."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"--output {path}: the extension says the format; use .csv or .parquet.")
+    """Write ``frame`` to ``path`` as CSV, JSON or Parquet (by extension), atomically."""
+    suffix = check_output_format(path)
     if suffix == ".parquet":
         try:
             _import_pyarrow()
@@ -275,10 +273,24 @@ def write_output(frame: pd.DataFrame, path: Path) -> None:
             raise ImportError(f"--output {path}: Parquet needs pyarrow (pip install pyarrow), or write .csv.") from err
     check_output_file(path, "--output")
     with created_dirs(path.parent), atomic_write(path) as handle:
-        if suffix == ".csv":
-            handle.write(frame.to_csv(index=False).encode())
-        else:
+        if suffix == ".parquet":
             frame.to_parquet(handle, index=False)
+        else:
+            handle.write(render(frame, suffix[1:]).encode())
+
+
+OUTPUT_FORMATS = (".csv", ".json", ".parquet")
+
+
+def check_output_format(path: Path, fmt: str = "table") -> str:
+    """``path``'s extension, one of :data:`OUTPUT_FORMATS`, agreeing with ``--format`` when one was given."""
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"--output {path}: the extension says the format; use .csv, .json or .parquet.")
+    if fmt != "table" and suffix != f".{fmt}":
+        raise ValueError(f"--format {fmt} with --output {path}: the file's extension says its format. Name the file "
+                         f"{path.with_suffix('.' + fmt).name}, or leave --format out.")
+    return suffix
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
@@ -389,7 +401,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--occupation", help="new user: as in the data (ml-100k: writer, ...; ml-1m: code 0..20)")
     parser.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     parser.add_argument("--format", default="table", choices=FORMATS, help="what is printed (without --output)")
-    parser.add_argument("--output", type=Path, help="write the recommendations to FILE (.csv or .parquet) instead")
+    parser.add_argument("--output", type=Path, help="write the recommendations to FILE (.csv, .json or .parquet) instead")
     parser.add_argument("--device", default="cpu", help="where users are scored: cpu, cuda, cuda:1 ...")
     parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
@@ -411,6 +423,7 @@ def main(argv: Sequence[str]) -> str:
     # A malformed list is reported before the checkpoint is read.
     user_ids = parse_users(args.user) if args.user is not None and not every_user else None
     if args.output is not None:
+        check_output_format(args.output, args.format)
         check_output_file(args.output, "--output")
     device = parse_device(args.device)
     model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)

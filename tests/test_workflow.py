@@ -141,8 +141,17 @@ def test_recommend_all_users_to_a_file(trained, tmp_path, capsys):
     listed = pd.read_csv(io.StringIO(recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", f"@{ids}",
                                                      "--k", "5", "--format", "csv"])))
     assert listed.user_id.unique().tolist() == [3, 7]
-    with pytest.raises(ValueError, match=r"--output .*r\.txt: the extension says the format; use \.csv or \.parquet"):
+    with pytest.raises(ValueError, match=r"--output .*r\.txt: the extension says the format; use \.csv, \.json or \.parquet"):
         recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "1", "--output", str(tmp_path / "r.txt")])
+    # JSON to a file, as printed; a --format that disagrees with the file's extension is refused, not ignored.
+    printed = recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "3,7", "--k", "5", "--format", "json"])
+    recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "3,7", "--k", "5", "--output", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text()) == json.loads(printed)
+    with pytest.raises(ValueError, match=r"--format json with --output .*r2\.csv: the file's extension says its format\. "
+                                         r"Name the file r2\.json, or leave --format out"):
+        recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--user", "1", "--format", "json",
+                        "--output", str(tmp_path / "r2.csv")])
+    assert not (tmp_path / "r2.csv").exists()
 
 
 def test_recommend_to_parquet(trained, tmp_path, monkeypatch):
