@@ -36,8 +36,10 @@ def _umask() -> int:
     return mask
 
 
-# Files are created private by mkstemp; once whole they get the mode a plain open() would give.
+# Files are created private by mkstemp (folders by mkdtemp); once whole they get the mode a plain open()
+# (or mkdir) would give.
 _FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,8 +135,11 @@ def remove_stale(folder: Path, name: str | None = None) -> list[Path]:
 
 
 def temp_dir(dest: Path) -> Path:
-    """A new, empty temporary folder beside ``dest``, named for this process."""
-    return Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
+    """A new, empty temporary folder beside ``dest``, named for this process, with a plain mkdir's mode
+    (it is renamed into place as the finished folder: an export, an extracted dataset)."""
+    path = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
+    os.chmod(path, _DIR_MODE)
+    return path
 
 
 @contextlib.contextmanager

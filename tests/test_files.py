@@ -74,6 +74,13 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
 
 
+def test_a_temporary_folder_gets_a_plain_folders_mode(tmp_path):
+    from movielens_gnn.files import temp_dir
+
+    made = temp_dir(tmp_path / "export")  # renamed into place as the finished folder
+    assert made.parent == tmp_path and made.stat().st_mode & 0o777 == 0o777 & ~_umask()  # not mkdtemp's 0700
+
+
 def test_an_interrupt_inside_torch_save_surfaces_as_the_interrupt(tmp_path):
     """Ctrl-C inside torch.save: its zip writer's cleanup raises RuntimeError ("unexpected pos ...") on top;
     atomic_write gives the KeyboardInterrupt back (exit 130, no traceback) and keeps nothing."""
