@@ -128,6 +128,27 @@ def best_config(config: dict, values: dict[str, Any]) -> dict:
     return out
 
 
+def passthrough_options(passthrough: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """The ``--a.b value`` (or ``--a.b=value``) options given after ``--``, as ``{"a.b": value}``, and the
+    rest (a ``--config``, anything not such a pair), in order."""
+    options: dict[str, str] = {}
+    rest: list[str] = []
+    index = 0
+    while index < len(passthrough):
+        name, equals, value = passthrough[index].partition("=")
+        pair = name.startswith("--") and "." in name and (equals or index + 1 < len(passthrough))
+        if pair and not equals:
+            value = passthrough[index + 1]
+            pair = not value.startswith("--")
+        if pair:
+            options[name[2:]] = value
+            index += 1 if equals else 2
+        else:
+            rest.append(passthrough[index])
+            index += 1
+    return options, rest
+
+
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``search``), run the search, print and return the table of trials."""
     argv = list(argv)
@@ -181,6 +202,13 @@ def main(argv: Sequence[str]) -> str:
     # Seeded past the trials already stored: a resumed search would otherwise draw its first run's values
     # again (TPE starts with seeded random draws), and repeat those trials.
     study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
+    before = study.user_attrs.get("passthrough")
+    if before is None:
+        study.set_user_attr("passthrough", passthrough)
+    elif before != passthrough:
+        log.warning("This study's earlier trials ran with `-- %s`, these with `-- %s`: their values compare only if "
+                    "those options do not change what a trial measures (epochs, data). Use another --out for another "
+                    "setting.", " ".join(before), " ".join(passthrough))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study.optimize(objective, n_trials=args.trials, catch=())
     text = _table(study, space, args)
@@ -188,9 +216,14 @@ def main(argv: Sequence[str]) -> str:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = study.best_trial
+        # The options given after -- are part of what the trials ran: written in too (max_epochs, the data).
+        options, rest = passthrough_options(passthrough)
+        also = (f"# The trials also ran with {' '.join(rest)}: give that to fit with --config best.yaml.\n"
+                if rest else "")
         (out / "best.yaml").write_text(f"# Best of {len(complete)} complete trials (validation {best.value:.4f}); "
-                                       f"python -m movielens_gnn search ... --out {out}\n"
-                                       + yaml.safe_dump(best_config(config, best.params), sort_keys=False))
+                                       f"python -m movielens_gnn search ... --out {out}\n{also}"
+                                       + yaml.safe_dump(best_config(best_config(config, options), best.params),
+                                                        sort_keys=False))
         text += f"\nBest config: {out / 'best.yaml'}\n"
     print(text, end="")
     return text

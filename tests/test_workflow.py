@@ -264,7 +264,7 @@ def test_export_round_trips_scores_and_ids(trained, tmp_path):
         export_main(["--ckpt_path", str(trained["gcn_dot"]), "--out", str(tmp_path / "gcn_dot")])
 
 
-def test_a_resumed_search_proposes_new_values(tmp_path, monkeypatch):
+def test_a_resumed_search_proposes_new_values(tmp_path, monkeypatch, caplog):
     pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
     import optuna
 
@@ -277,10 +277,15 @@ def test_a_resumed_search_proposes_new_values(tmp_path, monkeypatch):
     args = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--space", str(space), "--out", str(tmp_path / "out"),
             "--no-prune", "--", "--data.root", str(tmp_path / "data"), "--trainer.max_epochs", "1"]
     search_main(["--trials", "2", *args])
-    search_main(["--trials", "2", *args])  # resumed: two more
+    with caplog.at_level("WARNING", logger="movielens_gnn.search"):
+        search_main(["--trials", "2", *args])  # resumed: two more
+    assert "earlier trials ran with" not in caplog.text
+    with caplog.at_level("WARNING", logger="movielens_gnn.search"):
+        search_main(["--trials", "1", *args[:-1], "2"])  # another budget: the trials no longer compare
+    assert "This study's earlier trials ran with `-- --data.root" in caplog.text and "max_epochs 2`" in caplog.text
     study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
     values = [t.params["model.dropout"] for t in study.trials]
-    assert len(values) == 4 and len(set(values)) == 4, values  # not the first run's draws again
+    assert len(values) == 5 and len(set(values)) == 5, values  # not the first run's draws again
 
 
 def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypatch, capsys):
@@ -311,10 +316,13 @@ def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypa
     # Its best epoch is the one that checkpoint holds (0-based, as in its file name).
     assert best.user_attrs["best_epoch"] == int(Path(best.user_attrs["checkpoint"]).stem.split("-")[0][len("epoch="):])
     written = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    # The options after -- too: fit --config best.yaml trains as the trials did, not for the config's 500 epochs.
+    assert written["trainer"]["max_epochs"] == 8 and written["data"]["root"] == str(tmp_path / "data")
     assert written["model"]["dropout"] == best.params["model.dropout"]
     assert written["model"]["optimizer"]["init_args"]["lr"] == best.params["model.optimizer.init_args.lr"]
     assert written["model"]["hidden_dims"] == yaml.safe_load(best.params["model.hidden_dims"])
-    assert written["trainer"] == yaml.safe_load((REPO / "configs" / "gcn_dot.yaml").read_text())["trainer"]
+    assert written["trainer"] == {**yaml.safe_load((REPO / "configs" / "gcn_dot.yaml").read_text())["trainer"],
+                                  "max_epochs": 8}  # the rest of the config's trainer as it was
 
 
 def test_pruning_callback_stops_the_fit_when_the_pruner_says_so(tmp_path, monkeypatch):
