@@ -9,7 +9,6 @@ its train/validation RMSE curves.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Sequence
@@ -187,8 +186,7 @@ def _save(fig, path: Path) -> Path:
 
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``describe``), print the report and return it."""
-    parser = ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__)
     parser.add_argument("--data.root", dest="root", default="data", help="folder holding the dataset or its archive")
     parser.add_argument("--data.dataset", dest="dataset", default="ml-100k", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--data.split", dest="split",

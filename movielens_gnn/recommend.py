@@ -446,7 +446,12 @@ def main(argv: Sequence[str]) -> str:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ``ValueError`` (one ``error:`` line from the CLI, exit 2) instead of
-    printing the usage; ``--help`` still prints and exits 0."""
+    printing the usage; ``--help`` still prints and exits 0, with the module docstring's lines (its
+    examples) as written."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise ValueError(f"{message}. See `{self.prog} --help` for the accepted options.")
