@@ -641,7 +641,10 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
 
 # Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
 # on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and logged advertisements.
-THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                     # A resumed run (and validate/test on last.ckpt) writes to a version folder of its own, on
+                     # purpose (runs.claim_run_folders): that its checkpoint's folder differs is no news.
+                     r"The dirpath has changed from")
 # Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
 ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")
 
@@ -696,7 +699,7 @@ def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], prev
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": callbacks},
             # No abbreviated options: the checkpoint checks must see which options were given, by their full names.
-            parser_kwargs={"exit_on_error": False, "allow_abbrev": False,
+            parser_kwargs={"prog": "python -m movielens_gnn", "exit_on_error": False, "allow_abbrev": False,
                            **{c: {"exit_on_error": False, "allow_abbrev": False} for c in LIGHTNING_COMMANDS}},
             args=args,
             run=run,
