@@ -423,8 +423,8 @@ def main(argv: Sequence[str]) -> str:
     # A malformed list is reported before the checkpoint is read.
     user_ids = parse_users(args.user) if args.user is not None and not every_user else None
     if args.output is not None:
-        check_output_format(args.output, args.format)
         check_output_file(args.output, "--output")
+        check_output_format(args.output, args.format)
     device = parse_device(args.device)
     model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
     if rated is not None:
