@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
 import re
 from pathlib import Path
 from typing import Sequence, TYPE_CHECKING
@@ -126,7 +127,8 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
         if len(fields) != len(columns):
             line = _LINE_BREAK.split(text)[start - 1]
             raise ValueError(f"{path} line {start}: expected {len(columns)} fields ({', '.join(columns)}), got "
-                             f"{len(fields)} in {line!r} (quote a field that holds a comma). {FIX_LINE}")
+                             f"{len(fields)} in {line!r} (quote a field that holds a comma, and close every quote). "
+                             f"{FIX_LINE}")
         starts.append(start)
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
     if len(frame) != len(starts):  # pandas saw other rows than the csv module: say so rather than misnumber
@@ -157,6 +159,7 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
             file, the line and the value.
     """
     import pandas as pd
+    quoted = quoted and check_quotes(path)  # no quote in the file: read it as the GroupLens files are
     colon = sep == "::"
     used = [2 * p for p in positions] if colon else list(positions)
     gaps = [2 * p + 1 for p in range(max(positions))] if colon else []  # the empty fields between '::'
@@ -203,6 +206,29 @@ def read_numeric_table(path: Path, columns: Sequence[str], positions: Sequence[i
     return {names[position]: frame[position].to_numpy() for position in used}
 
 
+def check_quotes(path: Path) -> bool:
+    """Whether ``path`` holds a double quote; ``ValueError`` naming the first line whose quotes do not pair up.
+
+    A quote left open (``1,"12 inch,5,4``) would make CSV quoting join the lines after it into one record,
+    and the file would read as other ratings without a word; a ratings file has no field that spans lines.
+    """
+    with open(path, "rb") as handle:
+        try:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                if view.find(b'"') < 0:  # the usual case, found at memchr speed
+                    return False
+        except ValueError:  # an empty file cannot be mapped
+            return False
+        handle.seek(0)
+        for number, line in enumerate(handle, start=1):
+            if line.count(b'"') % 2:
+                text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                raise ValueError(f"{path} line {number}: a quote (\") opens a field that the line does not close, in "
+                                 f"{text!r}; left open, it would join the lines after it into one. Close it or remove "
+                                 f"it. {FIX_LINE}")
+    return True
+
+
 def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, header: bool, sep: str) -> None:
     """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number.
 
@@ -212,17 +238,18 @@ def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, h
     import pandas as pd
     offset = 0
     try:
-        for frame in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=TEXT_CHUNK, **options):
-            for position, name in names.items():
-                text = frame[position]
-                values = pd.to_numeric(text.str.strip(), errors="coerce")
-                bad = (values.isna() & (text != "")).to_numpy()
-                if bad.any():
-                    row = int(np.flatnonzero(bad)[0])
-                    number = line_number(path, offset + row, header)
-                    raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
-                                     f"{FIX_LINE}")
-            offset += len(frame)
+        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=TEXT_CHUNK, **options) as chunks:
+            for frame in chunks:
+                for position, name in names.items():
+                    text = frame[position]
+                    values = pd.to_numeric(text.str.strip(), errors="coerce")
+                    bad = (values.isna() & (text != "")).to_numpy()
+                    if bad.any():
+                        row = int(np.flatnonzero(bad)[0])
+                        number = line_number(path, offset + row, header)
+                        raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
+                                         f"{FIX_LINE}")
+                offset += len(frame)
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not {options['encoding']} text ({err}); restore the original file.") from err
 

@@ -95,7 +95,7 @@ def test_csv_release_header_quotes_and_half_stars(tmp_path):
 @pytest.mark.parametrize(("row", "message"), [
     ("2", r"line 4: expected 3 fields \(movieId, title, genres\), got 1 in '2'"),
     ("2,Jumanji (1995)", r"line 4: expected 3 fields .*, got 2 in '2,Jumanji \(1995\)'"),
-    ("2,Jumanji, The (1995),Adventure", r"line 4: expected 3 fields .*, got 4 .*\(quote a field that holds a comma\)"),
+    ("2,Jumanji, The (1995),Adventure", r"line 4: expected 3 fields .*, got 4 .*\(quote a field that holds a comma, and close every quote\)"),
 ])
 def test_movies_csv_rows_with_missing_or_extra_fields_name_their_line(tmp_path, row, message):
     # pandas pads a short row with empty strings: without the count, '2' loaded as a movie with no title.
@@ -187,6 +187,11 @@ def test_csv_with_every_field_quoted_and_a_quoted_comma_in_a_column_not_read(tmp
     assert ratings.rating.tolist() == [4.5, 2.0]
     _write(path, '"user","note","item","rating"\n"7","a, b","30","4.5"\n"12","","ten","2"\n')
     with pytest.raises(ValueError, match=r"export\.csv line 3: item_id must be a number, got 'ten'"):
+        CSVRatings(tmp_path, path, Columns(user="user", item="item", rating="rating"), ",").read_ratings()
+    # A quote left open would join the lines after it into one record (user 1 with user 4's item and rating).
+    _write(path, 'user,note,item,rating\n1,"12 inch,5,4\n2,ok,6,3\n4,he said "hi",8,2\n5,"x",9,1\n')
+    with pytest.raises(ValueError, match=r"export\.csv line 2: a quote \(\"\) opens a field that the line does not "
+                                         r"close, in '1,\"12 inch,5,4'; left open, it would join the lines after it"):
         CSVRatings(tmp_path, path, Columns(user="user", item="item", rating="rating"), ",").read_ratings()
 
 
