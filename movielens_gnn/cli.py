@@ -46,7 +46,7 @@ from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, remove_if_empty,
-                                run_config, wandb_run_folder)
+                                run_config, WANDB_CONFIG, wandb_run_folder)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -102,7 +102,8 @@ class Terminated(BaseException):
 
 
 class RunConfig(SaveConfigCallback):
-    """LightningCLI's ``config.yaml``, and for a Weights & Biases run a copy in the run's own folder.
+    """LightningCLI's ``config.yaml``, and for a Weights & Biases run a copy in the run's own folder
+    (:data:`runs.WANDB_CONFIG`).
 
     Lightning writes ``config.yaml`` into ``trainer.log_dir``, which for a ``WandbLogger`` is the shared
     ``save_dir`` (``logs/``): each W&B run would overwrite the one before. The copy in the run's files
@@ -113,7 +114,7 @@ class RunConfig(SaveConfigCallback):
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         folder = wandb_run_folder(trainer.logger)  # rank 0 only: the hook runs there
         if folder is not None:
-            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+            self.parser.save(self.config, str(folder / WANDB_CONFIG), skip_none=False, overwrite=True,
                              multifile=self.multifile)
 
 

@@ -218,6 +218,11 @@ def remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+# The run's config in a W&B run's files folder: not "config.yaml", which is W&B's own file there (its
+# run config, rewritten by W&B), and which --config could not read.
+WANDB_CONFIG = "cli_config.yaml"
+
+
 def wandb_run_folder(logger: Any) -> Path | None:
     """The files folder of a ``WandbLogger``'s run (``logs/wandb/<run>/files``, uploaded with it); ``None``
     for other loggers. Starts the run if it has not started (on rank 0, where Lightning would anyway)."""
@@ -227,19 +232,22 @@ def wandb_run_folder(logger: Any) -> Path | None:
 
 
 def run_config(trainer: pl.Trainer) -> Path | None:
-    """The run's saved ``config.yaml`` (LightningCLI writes it into the log folder; a W&B run's is in
-    its own files folder, see ``cli.RunConfig``), if there is one.
+    """The run's saved ``config.yaml`` (LightningCLI writes it into the log folder; a W&B run's is
+    :data:`WANDB_CONFIG` in its own files folder, see ``cli.RunConfig``), if there is one.
 
     Like ``trainer.log_dir`` but without its broadcast, so it can be called on rank 0 alone.
     """
+    name = "config.yaml"
     if trainer.loggers:
         logger = trainer.loggers[0]
         folder = wandb_run_folder(logger)
-        if folder is None:
+        if folder is not None:
+            name = WANDB_CONFIG
+        else:
             folder = logger.log_dir if hasattr(logger, "log_dir") and hasattr(logger, "root_dir") else logger.save_dir
     else:
         folder = trainer.default_root_dir
-    path = Path(folder or ".") / "config.yaml"
+    path = Path(folder or ".") / name
     return path if path.is_file() else None
 
 

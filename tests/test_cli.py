@@ -320,9 +320,9 @@ def test_wandb_logger_offline(workdir, ml100k_root, monkeypatch, config, column,
     tables = list(runs[0].glob("files/media/table/sample_recommendations_*.table.json"))
     assert len(tables) == 1
     # The run's own config.yaml (logs/config.yaml is every W&B run's), named by the printed test command.
-    saved = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
+    saved = yaml.safe_load((runs[0] / "files" / "cli_config.yaml").read_text())  # W&B's config.yaml is its own
     assert saved["trainer"]["max_epochs"] == 2 and saved["trainer"]["logger"]["class_path"].endswith("WandbLogger")
-    assert run_config(cli.trainer) == Path(cli.trainer.logger.experiment.dir) / "config.yaml"
+    assert run_config(cli.trainer) == Path(cli.trainer.logger.experiment.dir) / "cli_config.yaml"
     assert f"test --config {run_config(cli.trainer)} --ckpt_path" in caplog.text
     table = json.loads(tables[0].read_text())
     assert "title" in table["columns"] and column in table["columns"] and len(table["data"]) == 3 * 10
