@@ -635,17 +635,18 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
     previous = _set_sigterm(_terminate)
     hint = ResumeHint()
     with warnings.catch_warnings(), _quiet_third_party():
-        for message in THIRD_PARTY_NOISE:
+        for message in THIRD_PARTY_NOISE + (EVALUATION_NOISE if argv[:1] in (["validate"], ["test"], ["predict"]) else ()):
             warnings.filterwarnings("ignore", message=message)
         return _main(args, argv, run, [hint, *callbacks], previous)
 
 
 # Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
 # on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and logged advertisements.
-THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                     # A resumed run (and validate/test on last.ckpt) writes to a version folder of its own, on
-                     # purpose (runs.claim_run_folders): that its checkpoint's folder differs is no news.
-                     r"The dirpath has changed from")
+THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+# validate/test/predict with a last.ckpt: Lightning restores the checkpoint callbacks' states and warns that
+# their folder differs from this run's, which writes no checkpoint. (In fit it means a resumed run lost its
+# best-checkpoint records: shown there.)
+EVALUATION_NOISE = (r"The dirpath has changed from",)
 # Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
 ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")
 

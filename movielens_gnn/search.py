@@ -136,7 +136,9 @@ def passthrough_options(passthrough: Sequence[str]) -> tuple[dict[str, str], lis
     index = 0
     while index < len(passthrough):
         name, equals, value = passthrough[index].partition("=")
-        pair = name.startswith("--") and "." in name and (equals or index + 1 < len(passthrough))
+        # Not "--a.b+ value" (jsonargparse's list append): a config file has no key for it.
+        pair = (name.startswith("--") and "." in name and not name.endswith("+")
+                and bool(equals or index + 1 < len(passthrough)))
         if pair and not equals:
             value = passthrough[index + 1]
             pair = not value.startswith("--")
@@ -190,6 +192,7 @@ def main(argv: Sequence[str]) -> str:
         trial.set_user_attr("best_epoch", int(load_checkpoint(checkpoint.best_model_path)["epoch"]))
         trial.set_user_attr("epochs", cli.trainer.current_epoch)
         trial.set_user_attr("checkpoint", checkpoint.best_model_path)
+        trial.set_user_attr("passthrough", passthrough)  # best.yaml writes in the best trial's own
         if pruner.pruned:
             raise optuna.TrialPruned()
         return float(checkpoint.best_model_score)
@@ -217,9 +220,9 @@ def main(argv: Sequence[str]) -> str:
     if complete:
         best = study.best_trial
         # The options given after -- are part of what the trials ran: written in too (max_epochs, the data).
-        options, rest = passthrough_options(passthrough)
-        also = (f"# The trials also ran with {' '.join(rest)}: give that to fit with --config best.yaml.\n"
-                if rest else "")
+        options, rest = passthrough_options(best.user_attrs.get("passthrough", passthrough))
+        also = (f"# The best trial also ran with {' '.join(rest)}, which is not written in below: give it to fit "
+                "again, after --config best.yaml.\n" if rest else "")
         (out / "best.yaml").write_text(f"# Best of {len(complete)} complete trials (validation {best.value:.4f}); "
                                        f"python -m movielens_gnn search ... --out {out}\n{also}"
                                        + yaml.safe_dump(best_config(best_config(config, options), best.params),

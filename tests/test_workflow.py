@@ -318,6 +318,7 @@ def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypa
     written = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     # The options after -- too: fit --config best.yaml trains as the trials did, not for the config's 500 epochs.
     assert written["trainer"]["max_epochs"] == 8 and written["data"]["root"] == str(tmp_path / "data")
+    assert best.user_attrs["passthrough"] == ["--data.root", str(tmp_path / "data"), "--trainer.max_epochs", "8"]
     assert written["model"]["dropout"] == best.params["model.dropout"]
     assert written["model"]["optimizer"]["init_args"]["lr"] == best.params["model.optimizer.init_args.lr"]
     assert written["model"]["hidden_dims"] == yaml.safe_load(best.params["model.hidden_dims"])

@@ -300,7 +300,7 @@ class RankingModel(GraphTask):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         users, items, _ = batch
         assert self.sampler is not None, "on_graph_attached builds the sampler"
-        negatives = self.sampler(users, self.hparams.negatives, generator=self._negative_generator())  # (B, K)
+        negatives = self.sampler(users, self.hparams.negatives, generator=self._negative_generator(batch_idx))  # (B, K)
         if len(self.sampler.full_users):  # -1 rows: nothing to rank below these users' items
             keep = negatives[:, 0] >= 0
             users, items, negatives = users[keep], items[keep], negatives[keep]
@@ -315,22 +315,24 @@ class RankingModel(GraphTask):
         self.record_train_loss(loss, len(users), batch_idx)
         return loss
 
-    def _negative_generator(self) -> torch.Generator | None:
+    def _negative_generator(self, batch_idx: int) -> torch.Generator | None:
         """Under data parallelism, a generator of this rank's own for the step's negatives; alone, ``None``
         (torch's global stream, as the published runs drew them).
 
         ``seed_everything`` seeds every rank alike, so that their initial weights agree; the global stream
         would then hand all ranks the same draws. With full-batch data each rank's rows are nearly the
         same users (rank r takes edges r::W of a user-sorted list), so the ranks would draw the same
-        negatives: half of them wasted at two ranks. Seeding from (seed, rank, step) instead of carrying a
-        state keeps a resumed run's draws those of an uninterrupted one.
+        negatives: half of them wasted at two ranks. Seeding from (seed, rank, epoch, batch) instead of
+        carrying a state keeps a resumed run's draws those of an uninterrupted one (the batch, not the
+        optimizer step, which gradient accumulation repeats over several batches).
         """
         trainer = self._trainer
         if trainer is None or trainer.world_size == 1:
             return None
         generator = torch.Generator(device=self.device)
         # Python hashes int tuples without a per-process salt: every rank and every run agree.
-        generator.manual_seed(hash((torch.initial_seed(), trainer.global_rank, trainer.global_step)) & (2**63 - 1))
+        key = (torch.initial_seed(), trainer.global_rank, trainer.current_epoch, batch_idx)
+        generator.manual_seed(hash(key) & (2**63 - 1))
         return generator
 
     def validation_step(self, batch, batch_idx: int) -> None:

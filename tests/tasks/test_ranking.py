@@ -77,19 +77,21 @@ def test_data_parallel_ranks_draw_their_own_negatives_reproducibly():
     model = _model(encoder="mf")
     batch = torch.tensor([0, 1, 2, 0, 1, 2] * 50)
 
-    def draw(world_size: int, rank: int, step: int) -> torch.Tensor:
-        model._trainer = SimpleNamespace(world_size=world_size, global_rank=rank, global_step=step)
+    def draw(world_size: int, rank: int, epoch: int, batch_idx: int) -> torch.Tensor:
+        model._trainer = SimpleNamespace(world_size=world_size, global_rank=rank, current_epoch=epoch)
         try:
-            return model.sampler(batch, 4, generator=model._negative_generator())
+            return model.sampler(batch, 4, generator=model._negative_generator(batch_idx))
         finally:
             model._trainer = None
 
+    model._trainer = SimpleNamespace(world_size=1, global_rank=0, current_epoch=0)
+    assert model._negative_generator(0) is None  # alone: torch's global stream, as the published runs drew
+    model._trainer = None
     torch.manual_seed(11)
-    assert draw(1, 0, 0) is not None and model._negative_generator() is None  # alone: torch's global stream
-    torch.manual_seed(11)
-    first = draw(2, 0, 5)
-    assert torch.equal(first, draw(2, 0, 5))  # a resumed run at step 5 draws the same
-    assert not torch.equal(first, draw(2, 1, 5)) and not torch.equal(first, draw(2, 0, 6))
+    first = draw(2, 0, 5, 3)
+    assert torch.equal(first, draw(2, 0, 5, 3))  # a resumed run at epoch 5, batch 3 draws the same
+    # Another rank, epoch or batch (gradient accumulation: several batches in one optimizer step) draws anew.
+    assert not any(torch.equal(first, draw(*other)) for other in ((2, 1, 5, 3), (2, 0, 6, 3), (2, 0, 5, 4)))
 
 
 def test_scores_are_dot_products_and_pairs_agree_with_the_full_ranking():
