@@ -8,6 +8,7 @@ only rebuilds tensors and plain containers; the project's own checkpoints need n
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import re
 import struct
@@ -124,9 +125,18 @@ def _weights_unpickler_reason(message: str) -> str:
 
 
 def trained_data_settings(checkpoint: dict) -> dict:
-    """The data-module arguments the checkpoint was trained with (empty for very old checkpoints)."""
-    settings = checkpoint.get("datamodule_hyper_parameters") or {}
-    return {k: v for k, v in dict(settings).items() if not k.startswith("_")}
+    """The data-module arguments the checkpoint was trained with (empty for very old checkpoints).
+
+    Paths are stored absolute; where one no longer exists (the checkpoint was taken to another machine or
+    clone) and the relative path it was typed as exists from here, that one is used.
+    """
+    stored = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    settings = {k: v for k, v in stored.items() if not k.startswith("_")}
+    typed = stored.get("_typed_paths")
+    for name, value in (typed.items() if isinstance(typed, dict) else ()):
+        if isinstance(settings.get(name), str) and not os.path.exists(settings[name]) and os.path.exists(value):
+            settings[name] = value
+    return settings
 
 
 def trained_fingerprint(checkpoint: dict) -> str | None:

@@ -169,3 +169,11 @@ def test_a_relative_data_root_is_kept_absolute_so_the_checkpoint_works_from_anot
     monkeypatch.chdir(elsewhere)  # "mydata" here would be a folder that does not exist
     model, dm = load_for_inference(ckpt)
     assert dm.dataset.root == work / "mydata" and len(recommend(model, dm, [1], k=2)) == 2
+    # Taken elsewhere with its data beside it (another machine, a copied project): the path as typed serves.
+    moved = tmp_path / "moved"
+    (work / "mydata").rename(tmp_path / "gone")
+    moved.mkdir()
+    (tmp_path / "gone").rename(moved / "mydata")
+    monkeypatch.chdir(moved)
+    model, dm = load_for_inference(ckpt)
+    assert dm.dataset.root == Path("mydata") and len(recommend(model, dm, [1], k=2)) == 2

@@ -378,8 +378,12 @@ class MovieLensDataModule(pl.LightningDataModule):
         # The paths absolute in what checkpoints store: recommend, test or export run from another folder
         # would read a relative root as another folder (and download into it). Messages of this run keep
         # the paths as typed.
-        self.hparams.update({name: _absolute(value) for name, value in (("root", root), ("path", path),
-                             ("items_path", items_path), ("cache_dir", cache_dir)) if value is not None})
+        paths = {name: str(value) for name, value in (("root", root), ("path", path), ("items_path", items_path),
+                                                       ("cache_dir", cache_dir)) if value is not None}
+        self.hparams.update({name: _absolute(value) for name, value in paths.items()})
+        # And as typed, where relative: a checkpoint taken to another machine or clone finds its data there
+        # too, as before (checkpoint.trained_data_settings falls back to them when the absolute ones are gone).
+        self.hparams["_typed_paths"] = {name: value for name, value in paths.items() if not os.path.isabs(value)}
         self.hparams["columns"] = dataclasses.asdict(columns)
         self.predict_part = predict_part
         if kind is CSVRatings:
