@@ -204,12 +204,14 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     values = torch.tensor(list(rated.values()), dtype=torch.float32)
     if bool(((values < low) | (values > high)).any()):
         raise ValueError(f"--ratings must be on the data's scale {low:g}..{high:g}; got {sorted(rated.values())}.")
-    if not model.predicts_ratings and (len(set(rated.values())) > 1 or min(rated.values()) < (low + high) / 2):
-        log.warning("A ranking checkpoint takes every movie in --ratings as one the user chose, whatever its stars "
-                    "(its training counted every rating as an interaction): %s pull similar movies up as much as "
-                    "the others. Leave out the movies the user disliked, or use a rating checkpoint.",
-                    ", ".join(f"{movie}:{value:g}" for movie, value in rated.items()
-                              if value < max(rated.values())) or "low stars")
+    # Below the data's implicit threshold (training's positives were the ratings at or above it), else below
+    # the middle of the scale: ratings a ranking model cannot tell from liked ones.
+    cut = datamodule.implicit_threshold if datamodule.implicit_threshold is not None else (low + high) / 2
+    disliked = [f"{movie}:{value:g}" for movie, value in rated.items() if value < cut]
+    if not model.predicts_ratings and disliked:
+        log.warning("A ranking checkpoint takes every movie in --ratings as one the user chose, whatever its stars: "
+                    "%s pull similar movies up as much as the others. Leave out the movies the user disliked, or "
+                    "use a rating checkpoint.", ", ".join(disliked))
     scores = model.score_new_user(items, values, peers=peers).cpu()[None]
     known = torch.zeros_like(scores, dtype=torch.bool)
     known[0, items] = True
@@ -233,8 +235,10 @@ def _top_k(model: GraphTask, datamodule: MovieLensDataModule, user_ids: list, sc
     diverged = (ranking.isnan() & ~known).any(1)
     if bool(diverged.any()):
         users = [user_ids[r] for r in diverged.nonzero().flatten()[:10].tolist()]
-        raise ValueError(f"The model scores movies as NaN for user(s) {users}: its training diverged. Use an "
-                         "earlier checkpoint (the best one rather than last.ckpt), or train again with a lower lr.")
+        who = "the new user (from --ratings)" if users == [NEW_USER] else f"user(s) {users}"
+        raise ValueError(f"The model scores movies as NaN for {who}: its weights hold NaN, as when training "
+                         "diverged. Use an earlier checkpoint (the best one rather than last.ckpt), or train again "
+                         "with a lower lr.")
     # Equal scores (the popularity fallback's counts) in the order the ranking metrics use: lower index first.
     top = top_k_indices(ranking.masked_fill(known, float("-inf")), k)
     counts = unseen.clamp(max=top.shape[1])

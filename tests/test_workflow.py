@@ -198,11 +198,10 @@ def test_new_user_fold_in_fits_the_ratings_and_skips_rated_movies(trained, capsy
 def test_a_ranking_checkpoint_says_it_does_not_weigh_the_stars_of_ratings(trained, caplog):
     args = ["--ckpt_path", str(trained["lightgcn_ease"]), "--k", "3", "--format", "csv"]
     with caplog.at_level("WARNING", logger="movielens_gnn.recommend"):
-        recommend_main([*args, "--ratings", "1:5,2:5"])
-        assert "whatever its stars" not in caplog.text  # all top marks: nothing to warn about
-        recommend_main([*args, "--ratings", "1:5,2:1,3:4"])
-    assert "takes every movie in --ratings as one the user chose, whatever its stars" in caplog.text
-    assert "1:1, 3:4 pull similar movies up" not in caplog.text and "2:1, 3:4 pull similar movies up" in caplog.text
+        recommend_main([*args, "--ratings", "1:5,2:4,3:3"])
+        assert "whatever its stars" not in caplog.text  # nothing below the middle of the scale: nothing to warn about
+        recommend_main([*args, "--ratings", "1:5,2:1,3:4,4:2"])
+    assert "takes every movie in --ratings as one the user chose, whatever its stars: 2:1, 4:2 pull" in caplog.text
 
 
 def test_ranking_fold_in_moves_toward_the_rated_movies_neighbours():

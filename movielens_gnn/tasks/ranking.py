@@ -207,12 +207,6 @@ class RankingModel(GraphTask):
         """Build the negative sampler (and solve the EASE part) from the graph's training interactions."""
         users, items = graph.interactions()
         self.sampler = NegativeSampler(users, items, graph.num_users, graph.num_items).to(graph.crow.device)
-        if len(full := self.sampler.full_users):
-            data = getattr(getattr(self._trainer, "datamodule", None), "data", None)
-            named = (f"user id(s) {data.user_ids[full[:10]].tolist()}" if data is not None
-                     else f"user(s) at index {full[:10].tolist()}")
-            log.warning("%d %s interacted with every one of the %d items in training: there is nothing to rank "
-                        "below their items, so they are left out of the BPR loss.", len(full), named, graph.num_items)
         self._item_item_cache = None
         if self.item_item is not None:
             # Sparse: the users x items matrix of a large dataset would not fit densely.
@@ -314,6 +308,17 @@ class RankingModel(GraphTask):
         loss = bpr_loss(positive, negative) + self.hparams.l2_weight * penalty
         self.record_train_loss(loss, len(users), batch_idx)
         return loss
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        full = self.sampler.full_users if self.sampler is not None else ()
+        if len(full) and self.trainer.is_global_zero:  # once, where there is a loss to leave them out of
+            data = getattr(self.trainer.datamodule, "data", None)
+            named = (f"user id(s) {data.user_ids[full[:10]].tolist()}" if data is not None
+                     else f"user(s) at index {full[:10].tolist()}")
+            log.warning("%d %s interacted with every one of the %d items in training: there is nothing to rank "
+                        "below their items, so they are left out of the BPR loss.", len(full), named,
+                        self.hparams.num_items)
 
     def _negative_generator(self, batch_idx: int) -> torch.Generator | None:
         """Under data parallelism, a generator of this rank's own for the step's negatives; alone, ``None``

@@ -58,9 +58,15 @@ def test_a_user_with_every_item_is_left_out_of_the_loss_with_a_warning(caplog):
     # User 0 rated all three items: nothing to rank below them. User 1 rated items 0 and 1, so their
     # only negative is item 2, and the step's loss is user 1's one pair, exactly.
     graph = BipartiteGraph(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 2, 0, 1]), 2, 3)
+    from types import SimpleNamespace
+
     with caplog.at_level("WARNING", logger="movielens_gnn.tasks.ranking"):
         model = RankingModel(num_users=2, num_items=3, embedding_dim=3, encoder="mf", negatives=2, l2_weight=0.0)
         model.attach_graph(graph)
+        assert "interacted with every one" not in caplog.text  # not at attach: recommend and test have no loss
+        model._trainer = SimpleNamespace(is_global_zero=True, datamodule=None)
+        model.on_fit_start()  # once a fit starts, on rank 0
+        model._trainer = None
     assert "1 user(s) at index [0] interacted with every one of the 3 items" in caplog.text
     model.log = lambda *args, **kwargs: None
     loss = model.training_step(EdgeBatch(torch.tensor([0, 1, 0]), torch.tensor([1, 0, 2]), torch.ones(3)), 0)
