@@ -136,8 +136,9 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
     if logs is not None:
         metrics = training_curves(logs)
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ranking = "val_ndcg@10" in metrics and "val_rmse" not in metrics
-        curves = (("val_ndcg@10", "validation"),) if ranking else (("train_rmse", "train"), ("val_rmse", "validation"))
+        ndcg = _ndcg_column(metrics)
+        ranking = ndcg is not None and "val_rmse" not in metrics
+        curves = ((ndcg, "validation"),) if ranking else (("train_rmse", "train"), ("val_rmse", "validation"))
         for column, label in curves:
             if column in metrics:
                 curve = metrics.dropna(subset=[column]).groupby("epoch")[column].last()
@@ -146,7 +147,7 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
                     best = curve.idxmax() if ranking else curve.idxmin()
                     ax.plot([best], [curve[best]], "o", color="#c44e52", label=f"best (epoch={best})")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs only
-        metric = "NDCG@10" if ranking else "RMSE"
+        metric = ndcg[len("val_"):].replace("ndcg", "NDCG") if ranking else "RMSE"
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} during training")
         ax.legend()
         written.append(_save(fig, out_dir / ("ndcg_curves.png" if ranking else "rmse_curves.png")))
@@ -161,18 +162,29 @@ def metrics_file(logs: Path) -> Path:
     return path
 
 
-CURVES = ("train_rmse", "val_rmse", "val_ndcg@10")
+def _ndcg_column(metrics: pd.DataFrame) -> str | None:
+    """The ranking task's validation NDCG column: ``val_ndcg@10`` if logged, else the first ``val_ndcg@K``."""
+    found = [column for column in metrics.columns if column.startswith("val_ndcg@")]
+    return "val_ndcg@10" if "val_ndcg@10" in found else (found[0] if found else None)
+
+
+def _has_curves(metrics: pd.DataFrame) -> bool:
+    columns = ["train_rmse", "val_rmse", *[c for c in metrics.columns if c.startswith("val_ndcg@")]]
+    return "epoch" in metrics and any(c in metrics and metrics[c].notna().any() for c in columns)
 
 
 def training_curves(logs: Path) -> pd.DataFrame:
-    """The metrics of :func:`metrics_file`, refused (``ValueError``) when they hold no curve to draw: the log
-    of a ``test`` or ``validate`` run, say, which claims a version folder of its own."""
-    path = metrics_file(logs)
-    metrics = pd.read_csv(path)
-    if "epoch" not in metrics or not any(column in metrics and metrics[column].notna().any() for column in CURVES):
-        raise ValueError(f"{path} holds no training curves ({', '.join(CURVES)} by epoch): it is not the log of a fit "
-                         "(a test or validate run logs to a version folder of its own). Pass the log folder of a fit.")
-    return metrics
+    """The metrics of a fit under ``logs`` (a ``metrics.csv``, or the first one below the folder that has
+    curves), refused (``ValueError``) when there is none: the log of a ``test`` or ``validate`` run, say,
+    which claims a version folder of its own."""
+    first = metrics_file(logs)
+    for path in [first] if logs.is_file() else sorted(logs.glob("**/metrics.csv")):
+        metrics = pd.read_csv(path)
+        if _has_curves(metrics):
+            return metrics
+    raise ValueError(f"{first} holds no training curves (train_rmse, val_rmse or val_ndcg@K by epoch): it is not the "
+                     "log of a fit (a test or validate run logs to a version folder of its own). Pass the log folder "
+                     "of a fit.")
 
 
 def _save(fig, path: Path) -> Path:

@@ -355,7 +355,7 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("describe_logs_of_a_test_run",
      lambda e: ((e.work / "testlog").mkdir(), (e.work / "testlog" / "metrics.csv").write_text("test_rmse,test_mae\n0.91,0.72\n")),
      ["describe", "--data.root", "data", "--logs", "testlog", "--plots", "plots"],
-     r"testlog/metrics\.csv holds no training curves \(train_rmse, val_rmse, val_ndcg@10 by epoch\): it is not the log "
+     r"testlog/metrics\.csv holds no training curves \(train_rmse, val_rmse or val_ndcg@K by epoch\): it is not the log "
      r"of a fit .*Pass the log folder of a fit\.$"),
     ("describe_root_is_a_file", lambda e: (e.work / "afile").write_text("x"), ["describe", "--data.root", "afile"],
      r"--data\.root afile is a file"),

@@ -40,3 +40,16 @@ def test_json_counts(ml100k_root, capsys):
     assert facts["rating_counts"] == {str(v): int((raw[:, 2] == v).sum()) for v in range(1, 6) if (raw[:, 2] == v).any()}
     assert facts["rating_mean"] == round(float(raw[:, 2].mean()), 4)
     assert facts["first_timestamp"] == int(raw[:, 3].min()) and facts["user_columns"] == ["age", "gender", "occupation", "zip_code"]
+
+
+def test_logs_folder_with_a_test_log_first_and_a_ranking_fit_without_k_10(ml100k_root, tmp_path):
+    from movielens_gnn.describe import training_curves
+
+    logs = tmp_path / "logs"
+    (logs / "version_0").mkdir(parents=True)
+    (logs / "version_1").mkdir()
+    (logs / "version_0" / "metrics.csv").write_text("test_ndcg@20\n0.41\n")  # a test run's log comes first
+    (logs / "version_1" / "metrics.csv").write_text("epoch,step,val_ndcg@20\n0,0,0.30\n1,1,0.35\n")
+    assert training_curves(logs)["val_ndcg@20"].tolist() == [0.30, 0.35]
+    text = main(["describe", "--data.root", str(ml100k_root), "--plots", str(tmp_path / "plots"), "--logs", str(logs)])
+    assert "ndcg_curves.png" in text and (tmp_path / "plots" / "ndcg_curves.png").is_file()
