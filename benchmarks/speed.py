@@ -16,6 +16,8 @@ Every figure is the median of several repeats in this one run (the step section:
            off), with the code lines that cause them.
   profile  torch.profiler over 10 bare steps of each config: operators by self time on the host and
            (CUDA) the device, and CUDA runtime calls per step (not in the default sections).
+  topk     the ranking metrics' top K of 1,024 users' scores at the item counts of ml-100k, ml-20m and
+           ml-32m: metrics.top_k_indices against the full stable sort it equals (not in the default sections).
   fit      `python -m movielens_gnn fit` from process start to exit, then the test RMSE of its best
            checkpoint (measured separately, not in the wall time).
   scaling  synthetic bipartite graphs with power-law degrees at ML-1M/10M/25M sizes: seconds per
@@ -566,6 +568,21 @@ def _scaling_table(results: list[dict], pyg_best: dict, device: torch.device, py
     return lines
 
 
+def section_topk(device: torch.device, repeats: int, users: int = 1024, k: int = 20) -> list[str]:
+    """The top ``k`` of ``users`` rows of random scores: :func:`top_k_indices` against the full stable sort."""
+    from movielens_gnn.metrics import top_k_indices
+
+    rows = ["| items | top_k_indices ms | full stable sort ms | sort / top_k_indices | equal |", "|---|---|---|---|---|"]
+    for items in (1_682, 27_278, 87_585):  # ml-100k, ml-20m, ml-32m
+        scores = torch.rand(users, items, generator=torch.Generator().manual_seed(0)).to(device)
+        ours = timed(lambda: top_k_indices(scores, k), device, max(3, repeats // 4), warmup=1)
+        full = timed(lambda: scores.sort(dim=1, descending=True, stable=True).indices[:, :k], device,
+                     max(3, repeats // 4), warmup=1)
+        equal = torch.equal(top_k_indices(scores, k), scores.sort(dim=1, descending=True, stable=True).indices[:, :k])
+        rows.append(f"| {items:,} | {ours * 1e3:.1f} | {full * 1e3:.1f} | {full / ours:.1f} | {equal} |")
+    return [f"{users:,} users' scores (uniform random, float32), K = {k}; medians.", "", *rows]
+
+
 def run_sections(args: argparse.Namespace, device: torch.device, cache: Path) -> None:
     """Print the chosen sections' tables, one after the other (``cache``: the processed-data cache's folder)."""
     sections = args.sections.split(",")
@@ -587,6 +604,9 @@ def run_sections(args: argparse.Namespace, device: torch.device, cache: Path) ->
     if "profile" in sections:
         print("\n### Profile of a training step\n")
         print("\n".join(section_profile(args.data_root, cache, device, configs=configs)), flush=True)
+    if "topk" in sections:
+        print("\n### Top K of the ranking metrics\n")
+        print("\n".join(section_topk(device, args.repeats)), flush=True)
     if "fit" in sections:
         print("\n### fit, start to finish\n")
         print("\n".join(section_fit(args.data_root, cache, device, args.overrides, configs)), flush=True)
