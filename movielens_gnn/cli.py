@@ -643,10 +643,10 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
 # Third-party messages that say nothing to a user of this tool, printed at every start (Lightning 2.6
 # on torch >= 2.10): a deprecation warning inside Lightning itself, twice, and logged advertisements.
 THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
-# validate/test/predict with a last.ckpt: Lightning restores the checkpoint callbacks' states and warns that
-# their folder differs from this run's, which writes no checkpoint. (In fit it means a resumed run lost its
-# best-checkpoint records: shown there.)
-EVALUATION_NOISE = (r"The dirpath has changed from",)
+# validate/test/predict with a checkpoint: Lightning restores the checkpoint callbacks' states and warns that
+# their folder differs from this run's, or that this run lacks them (a run without --config), though it writes
+# no checkpoint and stops no training. (In fit both mean a resumed run lost something: shown there.)
+EVALUATION_NOISE = (r"The dirpath has changed from", r"Be aware that when using `ckpt_path`, callbacks used to create")
 # Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
 ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")
 
