@@ -271,6 +271,7 @@ class MovieLensCLI(LightningCLI):
         task.check_arguments(**{k: v for k, v in (model.get("init_args") or {}).items() if k not in LINKED_FROM_DATA})
         check_optimizer_arguments(_as_dict((model.get("init_args") or {}).get("optimizer")))
         check_trainer_arguments(_as_dict(config["trainer"]))
+        check_monitored_cutoffs((model.get("init_args") or {}).get("ranking_ks"), _as_dict(config["trainer"]))
         if self.subcommand == "predict":
             check_output_file(Path(config["predictions"]), "--predictions")
 
@@ -560,6 +561,23 @@ def check_trainer_arguments(trainer: dict) -> None:
     if isinstance(accelerator, str) and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--trainer.accelerator {accelerator} needs a CUDA device, and none is visible here. Use "
                          "--trainer.accelerator cpu (or leave out configs/trainer/gpu.yaml).")
+
+
+def check_monitored_cutoffs(ranking_ks: Any, trainer: dict) -> None:
+    """Raise ``ValueError`` when a configured callback monitors a top-K metric (``val_ndcg@10``) at a K that
+    ``--model.ranking_ks`` leaves out: it would never be logged, and the callback would stop the run with a
+    traceback after the first validation."""
+    if not isinstance(ranking_ks, (list, tuple)):
+        return
+    for callback in trainer.get("callbacks") or []:
+        callback = _as_dict(callback)
+        monitor = (callback.get("init_args") or {}).get("monitor")
+        found = re.fullmatch(r"\w+@(\d+)", monitor) if isinstance(monitor, str) else None
+        if found and int(found.group(1)) not in ranking_ks:
+            k, name = int(found.group(1)), str(callback.get("class_path", "a callback")).rsplit(".", 1)[-1]
+            raise ValueError(f"--model.ranking_ks {list(ranking_ks)} leaves out {k}, but the config's {name} monitors "
+                             f"{monitor}, which would then never be logged. Add {k} to --model.ranking_ks, e.g. "
+                             f"{sorted({*ranking_ks, k})}.")
 
 
 def _set_sigterm(handler: Any) -> Any:

@@ -138,6 +138,10 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     # --- data: where it is, archives, extraction
     ("root_is_a_file", lambda e: (e.work / "afile").write_text("x"), _fit()[:3] + ["--data.root", "afile"],
      r"--data\.root afile is a file; expected a folder that holds ml-100k/ or ml-100k\.zip"),
+    ("ranking_ks_without_the_monitored_k", None,
+     ["fit", "--config", str(REPO / "configs" / "mf_bpr.yaml"), "--data.root", "data", *QUIET, "--model.ranking_ks", "[5]"],
+     r"--model\.ranking_ks \[5\] leaves out 10, but the config's ModelCheckpoint monitors val_ndcg@10, which would then "
+     r"never be logged\. Add 10 to --model\.ranking_ks, e\.g\. \[5, 10\]\.$"),
     ("root_is_the_dataset_folder", None, _fit()[:3] + ["--data.root", "data/ml-100k"],
      r"--data\.root data/ml-100k holds MovieLens-100K's files itself \(u\.data, \.\.\.\); it names the folder above "
      r"ml-100k/\. Pass --data\.root /\S+/data instead\.$"),
