@@ -606,7 +606,7 @@ JSONARGPARSE_WRAPPERS = ("Does not validate against any of the Union subtypes", 
 UNION_OPTIONS = (("GraphTask", "--model"), ("Callback", "--trainer.callbacks"), ("Logger", "--trainer.logger"))
 
 
-def error_line(err: BaseException) -> str:
+def error_line(err: BaseException, command: str | None = None) -> str:
     """One ``error:`` line for a user error: the message with its lines joined."""
     if isinstance(err, OSError) and err.errno is not None and err.filename is not None:
         text = (f"{err.strerror}: {err.filename}. Check that the path exists, is of the kind expected (file or "
@@ -632,7 +632,8 @@ def error_line(err: BaseException) -> str:
         label = f"{option} ({name.group(1)})" if option and name else (name.group(1) if name else "")
         text = f"{label}: {cause}" if label else str(cause)
     if isinstance(err, ArgumentError):
-        text = text.strip().rstrip(".") + ". See `python -m movielens_gnn <command> --help` for the accepted options."
+        text = (text.strip().rstrip(".") + f". See `python -m movielens_gnn {command or '<command>'} --help` for the "
+                "accepted options.")
     return "error: " + " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
@@ -739,7 +740,7 @@ def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], prev
     except USER_ERRORS as err:
         if os.environ.get("MOVIELENS_GNN_DEBUG"):
             raise
-        print(error_line(err), file=sys.stderr)
+        print(error_line(err, argv[0] if argv[:1] and argv[0] in LIGHTNING_COMMANDS else None), file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from err
     finally:
         _set_sigterm(previous)

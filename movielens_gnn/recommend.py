@@ -171,9 +171,11 @@ def demographic_peers(datamodule: MovieLensDataModule, age: int | None = None, g
         else:
             conditions.append((f"age {age - AGE_WINDOW}-{age + AGE_WINDOW}", (frame["age"] - age).abs() <= AGE_WINDOW))
     if occupation is not None:
-        known = sorted(set(frame["occupation"].astype(str)))
+        known = sorted(set(frame["occupation"].astype(str)), key=lambda v: (len(v), v) if v.isdigit() else (0, v))
         if str(occupation) not in known:
-            raise ValueError(f"--occupation {occupation!r} is not one of the data's: {', '.join(known)}.")
+            codes = " (ml-1m codes occupations 0..20, as its README lists them: 20 is writer)" if all(
+                v.isdigit() for v in known) else ""
+            raise ValueError(f"--occupation {occupation!r} is not one of the data's: {', '.join(known)}{codes}.")
         conditions.append((f"occupation {occupation}", frame["occupation"].astype(str) == str(occupation)))
     # Relax the most specific condition first (occupation, then age, then gender) until someone matches.
     order = sorted(conditions, key=lambda c: ("gender", "age", "occupation").index(c[0].split()[0]))

@@ -252,7 +252,7 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("misspelt_option", None, _fit("--model.hiden_dims", "[3]"),
      r"--model \(RatingModel\): Option 'hiden_dims' is not accepted\. See"),
     ("abbreviated_option", None, _on("test", "u1.ckpt", "--data.spl", "u2"),
-     r"unrecognized arguments: --data\.spl u2\. See"),  # abbreviations would hide options from the checks
+     r"unrecognized arguments: --data\.spl u2\. See `python -m movielens_gnn test --help`"),  # abbreviations would hide options
     ("missing_config_file", None, ["fit", "--config", "nope.yaml"], r"Parser key \"config\": File does not exist: '.*work/nope\.yaml'\. See `python -m movielens_gnn"),
     ("config_not_yaml", lambda e: (e.work / "bad.yaml").write_text("model: [unclosed\n"), ["fit", "--config", "bad.yaml"],
      r"Problems parsing config: while parsing a flow sequence"),
@@ -335,7 +335,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("unknown_dataset", None, _fit("--data.dataset", "ml-2m"),
      r"Unknown --data\.dataset 'ml-2m'; valid values: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m"),
     ("canonical_split_on_ml1m", None, _fit("--data.dataset", "ml-1m"),
-     r"--data\.split u1 is one of ml-100k's own split files; ml-1m has none\. Valid splits for ml-1m: random"),
+     r"--data\.split u1 is one of ml-100k's own split files; ml-1m has none\. Valid splits for ml-1m: random, temporal, ratio "
+     r"\(configs/data/ml-1m\.yaml sets its usual one\)\.$"),
     ("csv_without_path", None, _fit("--data.dataset", "csv", "--data.split", "random"),
      r"--data\.dataset csv reads your own ratings file: pass --data\.path FILE"),
     ("csv_missing_column", lambda e: (e.work / "mine.csv").write_text("u,i,r\n1,2,3\n"),

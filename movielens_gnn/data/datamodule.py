@@ -347,8 +347,9 @@ class MovieLensDataModule(pl.LightningDataModule):
         kind = dataset_class(dataset)
         if split not in ("random", "temporal", "ratio") and split not in kind.CANONICAL_SPLITS:
             valid = ", ".join([*kind.CANONICAL_SPLITS, "random", "temporal", "ratio"])
+            usual = f" (configs/data/{dataset}.yaml sets its usual one)" if dataset != "csv" else ""
             raise ValueError(f"--data.split {split} is one of ml-100k's own split files; {dataset} has none. "
-                             f"Valid splits for {dataset}: {valid}.")
+                             f"Valid splits for {dataset}: {valid}{usual}.")
         if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
             raise ValueError(f"--data.seed must be an integer in 0..{2**64 - 1} (numpy's and torch's generators "
                              f"take those), got {seed!r}.")
