@@ -29,7 +29,7 @@ import torch
 
 from movielens_gnn.files import remove_stale, temp_dir
 from movielens_gnn.models.heads import DotHead
-from movielens_gnn.recommend import ArgumentParser, add_allow_mismatch, load_for_inference
+from movielens_gnn.recommend import ArgumentParser, add_allow_mismatch, add_data_location, load_for_inference
 from movielens_gnn.tasks.ranking import RankingModel
 
 
@@ -96,13 +96,13 @@ def main(argv: Sequence[str]) -> str:
     parser = ArgumentParser(prog="python -m movielens_gnn export", description=__doc__)
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by fit")
     parser.add_argument("--out", required=True, type=Path, help="new (or empty) folder to write into")
-    parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
-    parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
+    add_data_location(parser)
     add_allow_mismatch(parser, "export")
     args = parser.parse_args(list(argv))
     check_out(args.out)  # before the checkpoint is read
     model, datamodule = load_for_inference(args.ckpt_path, args.root, cache_dir=args.cache_dir,
-                                           allow_mismatch=args.allow_mismatch)
+                                           allow_mismatch=args.allow_mismatch, path=args.path,
+                                           items_path=args.items_path)
     manifest = export(model, datamodule, args.out)
     text = (f"Exported {manifest['task']} ({len(manifest['towers'])} tower(s), {manifest['users']} users, "
             f"{manifest['items']} items) to {args.out}\n")

@@ -57,8 +57,8 @@ def load_model(state: dict, graph: BipartiteGraph, engine: str = "native") -> Gr
 
 
 def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: str = "native",
-                       cache_dir: str | None = None, allow_mismatch: bool = False,
-                       ) -> tuple[GraphTask, MovieLensDataModule]:
+                       cache_dir: str | None = None, allow_mismatch: bool = False, path: str | None = None,
+                       items_path: str | None = None) -> tuple[GraphTask, MovieLensDataModule]:
     """Rebuild the model and its data module from a checkpoint, graph attached, in eval mode.
 
     The checkpoint is read weights-only (nothing in it can run code).
@@ -70,6 +70,8 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
         cache_dir: Replaces the processed-cache folder stored in the checkpoint.
         allow_mismatch: Go on (with a warning) when the data under ``root`` is not the data the
             checkpoint was trained on.
+        path: Replaces the ratings file of a checkpoint trained on your own file (``--data.dataset csv``).
+        items_path: Replaces its items file.
 
     Raises:
         FileNotFoundError: No checkpoint at ``ckpt_path``.
@@ -81,8 +83,9 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
     settings = {k: v for k, v in trained_data_settings(state).items() if k not in RUN_ONLY_DATA_ARGUMENTS}
     if root is not None:
         settings["root"] = root
-    if cache_dir is not None:
-        settings["cache_dir"] = cache_dir
+    for name, value in (("cache_dir", cache_dir), ("path", path), ("items_path", items_path)):
+        if value is not None:
+            settings[name] = value
     try:
         datamodule = MovieLensDataModule(**settings)
     except TypeError as err:  # settings of another version of this project
@@ -409,8 +412,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--format", default="table", choices=FORMATS, help="what is printed (without --output)")
     parser.add_argument("--output", type=Path, help="write the recommendations to FILE (.csv, .json or .parquet) instead")
     parser.add_argument("--device", default="cpu", help="where users are scored: cpu, cuda, cuda:1 ...")
-    parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
-    parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
+    add_data_location(parser)
     add_allow_mismatch(parser, "recommend")
     parser.add_argument("--engine", default="native", choices=("native", "dgl"))
     args = parser.parse_args(list(argv))
@@ -432,7 +434,8 @@ def main(argv: Sequence[str]) -> str:
         check_output_file(args.output, "--output")
         check_output_format(args.output, args.format)
     device = parse_device(args.device)
-    model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch)
+    model, datamodule = load_for_inference(args.ckpt_path, args.root, args.engine, args.cache_dir, args.allow_mismatch,
+                                           args.path, args.items_path)
     if rated is not None:
         peers = None
         if given:
@@ -461,6 +464,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ValueError(f"{message}. See `{self.prog} --help` for the accepted options.")
+
+
+def add_data_location(parser: argparse.ArgumentParser) -> None:
+    """Where the checkpoint's data is now, when it has moved: ``--data.root`` (a MovieLens dataset),
+    ``--data.path`` and ``--data.items_path`` (your own file), ``--data.cache_dir``."""
+    parser.add_argument("--data.root", dest="root", help="data folder, if not the one the checkpoint was trained on")
+    parser.add_argument("--data.path", dest="path", help="your own ratings file, if not the one the checkpoint was "
+                                                         "trained on (--data.dataset csv)")
+    parser.add_argument("--data.items_path", dest="items_path", help="its items file, if it moved too")
+    parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
 
 
 def add_allow_mismatch(parser: argparse.ArgumentParser, command: str) -> None:

@@ -95,6 +95,19 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"error: The ratings in {changed} are not those the checkpoint {best} was trained on" in err
     assert "Point --data.path to the data it was trained on, or pass --data.allow_mismatch true" in err
+    # The files moved: recommend and export take --data.path / --data.items_path as test does.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    path.rename(moved / path.name)
+    items.rename(moved / items.name)
+    with pytest.raises(FileNotFoundError, match=r"--data\.path .*my ratings\.tsv is not a file; expected your ratings"):
+        recommend_main(["--ckpt_path", best, "--user", str(user)])
+    args = ["--ckpt_path", best, "--data.path", str(moved / path.name), "--data.items_path", str(moved / items.name)]
+    again = pd.read_csv(io.StringIO(recommend_main([*args, "--user", str(user), "--format", "csv"])))
+    pd.testing.assert_frame_equal(again, frame)
+    from movielens_gnn.export import main as export_main
+
+    assert "Exported RankingModel" in export_main([*args, "--out", str(tmp_path / "export")])
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs" / "data").glob("*.yaml")))

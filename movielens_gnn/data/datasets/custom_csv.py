@@ -91,10 +91,12 @@ class CSVRatings(Dataset):
         return [self.path] + ([self.items_path] if self.items_path is not None else [])
 
     def prepare(self) -> Path:
-        for path, option in ((self.path, "--data.path"), (self.items_path, "--data.items_path")):
+        for path, option, what in ((self.path, "--data.path", "your ratings file (see --data.columns, --data.separator "
+                                    "and --data.header)"),
+                                   (self.items_path, "--data.items_path", "your items file (the item column, title, "
+                                    "genres)")):
             if path is not None and not path.is_file():
-                raise FileNotFoundError(f"{option} {path} is not a file; expected your ratings file "
-                                        "(see --data.columns, --data.separator and --data.header).")
+                raise FileNotFoundError(f"{option} {path} is not a file; expected {what}.")
         return self.raw_dir
 
     def check_files(self, names=None) -> None:
