@@ -244,6 +244,15 @@ def test_run_without_config_defaults_follow_root_dir_given_callbacks_and_ranking
     assert Path(fit.trainer.checkpoint_callback.best_model_path).name.startswith("epoch=")
 
 
+def test_a_cut_off_as_large_as_the_catalogue_is_warned_about_once(workdir, ml100k_root, caplog):
+    caplog.set_level("WARNING", logger="movielens_gnn.tasks.base")
+    main(["fit", "--model", "RankingModel", "--model.encoder", "mf", "--model.ranking_ks", "[5, 30, 40]",
+          "--data.root", str(ml100k_root), "--trainer.max_epochs", "2", *QUIET])
+    warned = [r.getMessage() for r in caplog.records if "reach the" in r.getMessage()]
+    assert warned == ["--model.ranking_ks [30, 40] reach the 30 items of this data: the top K is then every item, so "
+                      "recall and hit rate there are 1 whatever the model. Use cut-offs below 30."]
+
+
 def test_early_stopping_stops_before_max_epochs(workdir, ml100k_root):
     cli = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "500",
                      "--model.optimizer.init_args.lr", "0.2"))

@@ -132,6 +132,7 @@ class GraphTask(pl.LightningModule):
         #: The epoch whose training metrics were logged last (``None`` before any): the progress line names it.
         self.train_metrics_epoch: int | None = None
         self._metric_dtypes: dict[str, torch.dtype] | None = None  # see _keep_metric_dtypes
+        self._whole_list_warned = False  # log_ranking's warning about K >= the number of items, once
 
     # ------------------------------------------------------------------------------ graph
     def attach_graph(self, graph: BipartiteGraph) -> None:
@@ -251,6 +252,12 @@ class GraphTask(pl.LightningModule):
         datamodule = self.trainer.datamodule
         if not ks or not hasattr(datamodule, "ranking_batches"):
             return
+        whole = [k for k in ks if k >= self.hparams.num_items]
+        if whole and not self._whole_list_warned and self.trainer.is_global_zero:
+            log.warning("--model.ranking_ks %s reach the %d items of this data: the top K is then every item, so "
+                        "recall and hit rate there are 1 whatever the model. Use cut-offs below %d.", whole,
+                        self.hparams.num_items, self.hparams.num_items)
+            self._whole_list_warned = True
         metric = RankingMetrics(ks).to(self.device)
         users = torch.unique(getattr(datamodule.data, part).users)[self.trainer.global_rank :: self.trainer.world_size]
         for chunk, exclude, relevant in datamodule.ranking_batches(users, part, threshold):
