@@ -220,7 +220,10 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     scores = model.score_new_user(items, values, peers=peers).cpu()[None]
     known = torch.zeros_like(scores, dtype=torch.bool)
     known[0, items] = True
-    frame, _ = _top_k(model, datamodule, [NEW_USER], scores, scores, known, k, [MODEL])
+    frame, short = _top_k(model, datamodule, [NEW_USER], scores, scores, known, k, [MODEL])
+    if short:
+        log.warning("Asked for %d recommendations, but the new user rated all but %d movies; returning those.",
+                    k, short[0][1])
     return frame
 
 
@@ -307,7 +310,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(frame.to_dict(orient="records"), indent=1, ensure_ascii=False)
+        return json.dumps(frame.to_dict(orient="records"), indent=1, ensure_ascii=False) + "\n"
     if fmt != "table":
         raise ValueError(f"Unknown format {fmt!r}; valid values: {', '.join(FORMATS)}.")
     blocks = []

@@ -61,6 +61,7 @@ def test_json_and_table_formats(trained, capsys):
     # Stars as printed in the CSV: three decimals, no float32 tail (4.978000164031982).
     assert all(r["predicted_rating"] == round(r["predicted_rating"], 3) for r in rows)
     raw = main(["recommend", "--ckpt_path", str(ckpt), "--user", "2", "--k", "3", "--format", "json"])
+    assert raw.endswith("]\n")  # a whole last line, as the CSV and the table end
     assert all(len(line.split(".")[-1].rstrip(",")) <= 3 for line in raw.splitlines() if '"predicted_rating"' in line)
     table = main(["recommend", "--ckpt_path", str(ckpt), "--user", "2", "--k", "3"])
     assert table.startswith("Top 3 for user 2\n") and rows[0]["title"] in table

@@ -204,6 +204,14 @@ def test_a_ranking_checkpoint_says_it_does_not_weigh_the_stars_of_ratings(traine
     assert "takes every movie in --ratings as one the user chose, whatever its stars: 2:1, 4:2 pull" in caplog.text
 
 
+def test_a_new_user_who_rated_every_movie_gets_an_empty_list_and_a_warning(trained, caplog):
+    model, dm = load_for_inference(trained["gcn_dot"])
+    every = ",".join(f"{movie}:4" for movie in dm.data.item_ids.tolist())
+    with caplog.at_level("WARNING", logger="movielens_gnn.recommend"):
+        text = recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", every, "--format", "json"])
+    assert text == "[]\n" and "the new user rated all but 0 movies; returning those" in caplog.text
+
+
 def test_ranking_fold_in_moves_toward_the_rated_movies_neighbours():
     from movielens_gnn.models.graph import BipartiteGraph
     from movielens_gnn.tasks.ranking import RankingModel
