@@ -125,6 +125,9 @@ def test_ranking_fit_test_recommend_predict_round_trip(workdir, ml100k_root, cap
     # validate with the checkpoint gives the score it was selected with
     val = main(_args("validate", config, ml100k_root, "--ckpt_path", str(best)))
     assert val.trainer.callback_metrics["val_ndcg@10"].item() == pytest.approx(checkpoint.best_model_score.item(), abs=1e-6)
+    # Other cut-offs at test, though the config's callbacks monitor @10 (they select nothing there).
+    other = main(_args("test", config, ml100k_root, "--ckpt_path", str(best), "--model.ranking_ks", "[5]"))
+    assert "test_ndcg@5" in other.trainer.callback_metrics and "test_ndcg@10" not in other.trainer.callback_metrics
 
     # recommend: ten movies per user, none of them rated in training or validation, ranked by score.
     capsys.readouterr()
