@@ -154,14 +154,6 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
     return written
 
 
-def metrics_file(logs: Path) -> Path:
-    """``logs`` itself when it is a file, else the first ``metrics.csv`` below it; ``FileNotFoundError`` without one."""
-    path = logs if logs.is_file() else next(iter(sorted(logs.glob("**/metrics.csv"))), None)
-    if path is None:
-        raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
-    return path
-
-
 def _ndcg_column(metrics: pd.DataFrame) -> str | None:
     """The ranking task's validation NDCG column: ``val_ndcg@10`` if logged, else the first ``val_ndcg@K``."""
     found = [column for column in metrics.columns if column.startswith("val_ndcg@")]
@@ -177,12 +169,14 @@ def training_curves(logs: Path) -> pd.DataFrame:
     """The metrics of a fit under ``logs`` (a ``metrics.csv``, or the first one below the folder that has
     curves), refused (``ValueError``) when there is none: the log of a ``test`` or ``validate`` run, say,
     which claims a version folder of its own."""
-    first = metrics_file(logs)
-    for path in [first] if logs.is_file() else sorted(logs.glob("**/metrics.csv")):
+    paths = [logs] if logs.is_file() else sorted(logs.glob("**/metrics.csv"))
+    if not paths:
+        raise FileNotFoundError(f"No metrics.csv under {logs}; pass a run's log folder or its metrics.csv.")
+    for path in paths:
         metrics = pd.read_csv(path)
         if _has_curves(metrics):
             return metrics
-    raise ValueError(f"{first} holds no training curves (train_rmse, val_rmse or val_ndcg@K by epoch): it is not the "
+    raise ValueError(f"{paths[0]} holds no training curves (train_rmse, val_rmse or val_ndcg@K by epoch): it is not the "
                      "log of a fit (a test or validate run logs to a version folder of its own). Pass the log folder "
                      "of a fit.")
 

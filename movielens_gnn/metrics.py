@@ -70,10 +70,12 @@ def ranking_metrics(scores: Tensor, exclude: Tensor, relevant: Tensor, ks: Seque
     k_max = min(max(ks), scores.shape[1])
     # Ties (popularity counts, say) go to the lower item index, so the top K does not depend on which
     # other cut-offs are asked for or on the kernel.
-    ranked = top_k_indices(scores.masked_fill(exclude, float("-inf")), k_max)
+    ranked_scores = scores.masked_fill(exclude, float("-inf"))
+    ranked = top_k_indices(ranked_scores, k_max)
+    # NaN ranks first, so a row holds a NaN among its ranked items exactly when its first one is NaN: (B,).
+    diverged = ranked_scores.gather(1, ranked[:, :1]).isnan().squeeze(1)
     # The arithmetic in float64 whatever the scores' dtype (bf16 scores would round the sums).
     dtype = torch.float64 if scores.device.type != "mps" else torch.float32
-    diverged = (scores.isnan() & ~exclude).any(1)  # (B,)
     rankable = relevant & ~exclude  # an excluded item can never be a hit, so it is not counted as relevant
     hits = rankable.gather(1, ranked).to(dtype)
     n_relevant = rankable.sum(1)

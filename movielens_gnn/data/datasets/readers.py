@@ -113,10 +113,10 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
     found = next(csv.reader([first]), [])
     if found != list(columns):
         raise ValueError(f"{path}: expected the header {','.join(columns)}, got {first!r}; restore the original file.")
-    # The csv module walks the records as pandas reads them (quotes, a quoted line break) and knows each
-    # one's lines: a small file (ml-32m's movies.csv has 87,585 rows), read in well under a second.
+    # The csv module reads the records (quotes, a quoted line break) and knows each one's lines: a small
+    # file (ml-32m's movies.csv has 87,585 rows), read in well under a second.
     reader = csv.reader(io.StringIO(text, newline=""))
-    starts, end, header = [], 0, True
+    rows, starts, end, header = [], [], 0, True
     for fields in reader:
         start, end = end + 1, reader.line_num
         if not fields:  # a blank line: pandas skips it too
@@ -129,12 +129,10 @@ def read_quoted_csv(path: Path, columns: Sequence[str], encodings: Sequence[str]
             raise ValueError(f"{path} line {start}: expected {len(columns)} fields ({', '.join(columns)}), got "
                              f"{len(fields)} in {line!r} (quote a field that holds a comma, and close every quote). "
                              f"{FIX_LINE}")
+        rows.append(fields)
         starts.append(start)
-    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c")
-    if len(frame) != len(starts):  # pandas saw other rows than the csv module: say so rather than misnumber
-        raise ValueError(f"{path} could not be read row by row ({len(starts)} records, {len(frame)} rows); "
-                         "restore the original file.")
-    frame.attrs["lines"] = np.asarray(starts)
+    frame = pd.DataFrame(rows, columns=list(columns)).astype(str)  # strings, as read_csv(dtype=str) gives them
+    frame.attrs["lines"] = np.asarray(starts, dtype=np.int64)
     return frame
 
 
