@@ -46,7 +46,7 @@ from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, remove_if_empty,
-                                run_config, WANDB_CONFIG, wandb_run_folder)
+                                run_config, WANDB_CONFIG, is_wandb, wandb_run_folder)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -385,7 +385,7 @@ class MovieLensCLI(LightningCLI):
     def _log_sample_recommendations(self, checkpoint: str, users: int = 3, k: int = 10) -> None:
         """On Weights & Biases runs, a table of the best checkpoint's top-k for the first users."""
         logger = self.trainer.logger
-        if type(logger).__name__ != "WandbLogger":
+        if not is_wandb(logger):
             return
         from movielens_gnn.recommend import load_model, recommend
 
@@ -441,7 +441,7 @@ def _with_task(args: Any, subcommand: str | None, task: type) -> Any:
 def _finish_wandb_run(logger: Any) -> None:
     """End this command's Weights & Biases run (Lightning leaves it open), so a next command in the same
     process (a benchmark, a notebook) starts its own run instead of logging into this one."""
-    if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+    if is_wandb(logger) and getattr(logger, "_experiment", None) is not None:
         logger.experiment.finish()
 
 

@@ -223,10 +223,18 @@ def remove_if_empty(folders: list[Path]) -> None:
 WANDB_CONFIG = "cli_config.yaml"
 
 
+def is_wandb(logger: Any) -> bool:
+    """Whether ``logger`` is Lightning's ``WandbLogger`` (or a subclass). Importing the class does not import
+    ``wandb`` itself, which only its run does."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    return isinstance(logger, WandbLogger)
+
+
 def wandb_run_folder(logger: Any) -> Path | None:
     """The files folder of a ``WandbLogger``'s run (``logs/wandb/<run>/files``, uploaded with it); ``None``
     for other loggers. Starts the run if it has not started (on rank 0, where Lightning would anyway)."""
-    if type(logger).__name__ != "WandbLogger":
+    if not is_wandb(logger):
         return None
     return Path(logger.experiment.dir)
 

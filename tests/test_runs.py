@@ -120,3 +120,18 @@ def test_resume_uses_the_newest_whole_checkpoint_not_a_newer_weights_only_one(tm
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert "optimizer_states" not in best and "optimizer_states" in last
     assert best["state_dict"].keys() == last["state_dict"].keys()
+
+
+def test_is_wandb_recognises_the_logger_and_its_subclasses_without_starting_a_run(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    from movielens_gnn.runs import is_wandb, wandb_run_folder
+
+    class TeamLogger(WandbLogger):
+        pass
+
+    csv = CSVLogger(tmp_path)
+    assert not is_wandb(csv) and not is_wandb(None) and wandb_run_folder(csv) is None
+    assert is_wandb(WandbLogger(save_dir=str(tmp_path), offline=True))
+    subclassed = TeamLogger(save_dir=str(tmp_path), offline=True)
+    assert is_wandb(subclassed) and subclassed._experiment is None
