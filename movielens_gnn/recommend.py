@@ -310,7 +310,11 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "json":
-        return json.dumps(frame.to_dict(orient="records"), indent=1, ensure_ascii=False) + "\n"
+        records = frame.to_dict(orient="records")
+        for record in records:  # a number, or null for a title without one (the CSV's empty field)
+            if "year" in record:
+                record["year"] = int(record["year"]) if str(record["year"]).isdigit() else None
+        return json.dumps(records, indent=1, ensure_ascii=False) + "\n"
     if fmt != "table":
         raise ValueError(f"Unknown format {fmt!r}; valid values: {', '.join(FORMATS)}.")
     blocks = []

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from movielens_gnn.cli import main
-from movielens_gnn.recommend import POPULAR, load_for_inference, recommend
+from movielens_gnn.recommend import POPULAR, load_for_inference, recommend, render
 from tests.synthetic import LATIN1_TITLE
 from tests.test_cli import _args
 
@@ -65,6 +65,15 @@ def test_json_and_table_formats(trained, capsys):
     assert all(len(line.split(".")[-1].rstrip(",")) <= 3 for line in raw.splitlines() if '"predicted_rating"' in line)
     table = main(["recommend", "--ckpt_path", str(ckpt), "--user", "2", "--k", "3"])
     assert table.startswith("Top 3 for user 2\n") and rows[0]["title"] in table
+
+
+def test_json_years_are_numbers_and_null_where_the_title_has_none():
+    frame = pd.DataFrame({"user_id": [7, 7], "rank": [1, 2], "movie_id": [50, 267], "title": ["Star Wars (1977)", "unknown"],
+                          "year": ["1977", ""], "genres": ["Action|Sci-Fi", ""], "predicted_rating": [4.5, 3.25],
+                          "source": ["model", "model"]})
+    rows = json.loads(render(frame, "json"))
+    assert [r["year"] for r in rows] == [1977, None] and rows[0]["movie_id"] == 50 and rows[1]["predicted_rating"] == 3.25
+    assert pd.read_csv(io.StringIO(render(frame, "csv")), keep_default_na=False)["year"].astype(str).tolist() == ["1977", ""]
 
 
 def test_user_without_training_ratings_gets_labelled_popular_fallback(trained):
