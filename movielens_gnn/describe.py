@@ -9,12 +9,15 @@ its train/validation RMSE curves.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.data.datasets import DATASETS, Columns, Ratings, dataset_class
@@ -104,8 +107,9 @@ def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[Path]:
-    """Save the PNGs of the ratings ``frame`` (and of a run's ``logs``) into ``out_dir``; return their paths."""
+def plots(frame: pd.DataFrame, out_dir: Path, metrics: pd.DataFrame | None = None) -> list[Path]:
+    """Save the PNGs of the ratings ``frame`` (and of a run's ``metrics``, :func:`training_curves`) into
+    ``out_dir``; return their paths."""
     import matplotlib
     import matplotlib.ticker
 
@@ -133,8 +137,7 @@ def plots(frame: pd.DataFrame, out_dir: Path, logs: Path | None = None) -> list[
         ax.set(xlabel=f"ratings per {name} (degree)", ylabel=f"{name}s", title=f"{name.capitalize()} degree distribution")
         written.append(_save(fig, out_dir / f"{name}_degree.png"))
 
-    if logs is not None:
-        metrics = training_curves(logs)
+    if metrics is not None:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ndcg = _ndcg_column(metrics)
         ranking = ndcg is not None and "val_rmse" not in metrics
@@ -190,36 +193,45 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Settings a fit config's data section may hold that describe has no option for; the split's counts follow them.
+SPLIT_OPTIONS = (("test_fraction", float, "random split: share of ratings held out for test"),
+                 ("val_fraction", float, "share of the training part held out for validation"),
+                 ("val_strategy", str, "random or users: how validation ratings are held out"),
+                 ("seed", int, "seed of the random splits"))
+
+
 def main(argv: Sequence[str]) -> str:
     """Parse ``argv`` (without the word ``describe``), print the report and return it."""
     parser = ArgumentParser(prog="python -m movielens_gnn describe", description=__doc__)
-    parser.add_argument("--data.root", dest="root", default="data", help="folder holding the dataset or its archive")
-    parser.add_argument("--data.dataset", dest="dataset", default="ml-100k", help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument("-c", "--config", action="append", type=Path, default=[],
+                        help="a fit config (or configs/data/*.yaml) whose data section to describe, as fit would "
+                             "split it; repeatable, later ones win, options given here win over them")
+    parser.add_argument("--data.root", dest="root", help="folder holding the dataset or its archive (default data)")
+    parser.add_argument("--data.dataset", dest="dataset", help=f"one of {', '.join(DATASETS)} (default ml-100k)")
     parser.add_argument("--data.split", dest="split",
                         help="split whose graph is described (default u1 for ml-100k, else random)")
+    for name, kind, text in SPLIT_OPTIONS:
+        parser.add_argument(f"--data.{name}", dest=name, type=kind, help=text)
     parser.add_argument("--data.cache_dir", dest="cache_dir", help="processed-cache folder")
-    parser.add_argument("--data.verify", dest="verify", type=boolean, default=True, help="check the archive's md5")
+    parser.add_argument("--data.verify", dest="verify", type=boolean, help="check the archive's md5 (default true)")
     parser.add_argument("--data.path", dest="path", help="csv: your ratings file")
-    parser.add_argument("--data.separator", dest="separator", default=",", help="csv: field separator")
-    parser.add_argument("--data.header", dest="header", type=boolean, default=True, help="csv: first line names columns")
+    parser.add_argument("--data.separator", dest="separator", help="csv: field separator (default ,)")
+    parser.add_argument("--data.header", dest="header", type=boolean, help="csv: first line names columns (default true)")
     parser.add_argument("--data.items_path", dest="items_path", help="csv: items file (item column, title, genres)")
     for name, default in (("user", "user_id"), ("item", "item_id"), ("rating", "rating"), ("timestamp", None)):
-        parser.add_argument(f"--data.columns.{name}", dest=f"column_{name}", default=default,
-                            help=f"csv: the {name} column (name, or 0-based position without a header)")
+        parser.add_argument(f"--data.columns.{name}", dest=f"column_{name}",
+                            help=f"csv: the {name} column (name, or 0-based position without a header; default {default})")
     parser.add_argument("--format", default="text", choices=("text", "json"),
                         help="text: the report (and plots); json: the counts as one JSON object")
     parser.add_argument("--plots", type=Path, help="save PNG plots into this folder")
     parser.add_argument("--logs", type=Path, help="a run's log folder or metrics.csv, for RMSE curves")
     args = parser.parse_args(list(argv))
+    metrics = None
     if args.logs is not None:  # checked before any data work
         if args.plots is None:
             raise ValueError(f"--logs {args.logs} is only used for plots; add --plots DIR to draw its RMSE curves.")
-        training_curves(args.logs)  # a folder without them is refused before any plot is written
-    split = args.split or ("u1" if dataset_class(args.dataset).CANONICAL_SPLITS else "random")
-    columns = Columns(*(_position(getattr(args, f"column_{n}"), args.header) for n in ("user", "item", "rating", "timestamp")))
-    datamodule = MovieLensDataModule(root=args.root, dataset=args.dataset, split=split, cache_dir=args.cache_dir,
-                                     verify=args.verify, path=args.path, columns=columns, separator=args.separator,
-                                     header=args.header, items_path=args.items_path)
+        metrics = training_curves(args.logs)  # a folder without them is refused before any plot is written
+    datamodule = MovieLensDataModule(**data_settings(args))
     datamodule.require_every_part = False  # a handful of ratings can be described, if not trained on
     datamodule.prepare_data()  # like fit: extract the archive, or download it
     frame = ratings_frame(datamodule)
@@ -228,10 +240,67 @@ def main(argv: Sequence[str]) -> str:
     else:
         text = report(datamodule, frame)
         if args.plots is not None:
-            written = plots(frame, args.plots, args.logs)
+            written = plots(frame, args.plots, metrics)
             text += "\n## Plots\n\n" + "\n".join(str(p) for p in written) + "\n"
     print(text, end="")
     return text
+
+
+def data_settings(args) -> dict:
+    """The data module's arguments: the ``data`` sections of ``--config`` files in order, then the options
+    given on the command line; the split defaults to u1 where the dataset has canonical splits."""
+    settings: dict = {}
+    allowed = set(inspect.signature(MovieLensDataModule.__init__).parameters) - {"self"}
+    for path in args.config:
+        section = config_data_section(path)
+        unknown = sorted(set(section) - allowed)
+        if unknown:
+            raise ValueError(f"--config {path}: data has settings the data module does not take: {', '.join(unknown)}. "
+                             f"Fix or remove them (valid: {', '.join(sorted(allowed))}).")
+        columns = {**_as_mapping(settings.get("columns")), **_as_mapping(section.get("columns"))}
+        settings.update(section)
+        if columns:
+            settings["columns"] = columns
+    for name in ("root", "dataset", "split", "cache_dir", "verify", "path", "separator", "header", "items_path",
+                 *(option for option, _, _ in SPLIT_OPTIONS)):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    header = settings.get("header", True)
+    columns = {**dataclasses.asdict(Columns()), **_as_mapping(settings.get("columns"))}
+    unknown = sorted(set(columns) - {"user", "item", "rating", "timestamp"})
+    if unknown:
+        raise ValueError(f"data.columns names user, item, rating and timestamp; got also {', '.join(unknown)}. "
+                         "Fix the config's columns.")
+    for name in ("user", "item", "rating", "timestamp"):
+        if getattr(args, f"column_{name}") is not None:
+            columns[name] = _position(getattr(args, f"column_{name}"), header)
+    settings["columns"] = Columns(**columns)
+    settings.setdefault("root", "data")
+    settings.setdefault("dataset", "ml-100k")
+    settings.setdefault("split", "u1" if dataset_class(settings["dataset"]).CANONICAL_SPLITS else "random")
+    return settings
+
+
+def config_data_section(path: Path) -> dict:
+    """The ``data`` mapping of the YAML config at ``path`` (its ``init_args`` when written with a class path)."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise FileNotFoundError(f"--config {path}: cannot read it ({err.strerror or err}).") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {path} is not valid YAML ({err}).") from err
+    data = loaded.get("data") if isinstance(loaded, dict) else None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected `data:` to be a mapping of data settings, got {data!r}.")
+    return {**{k: v for k, v in data.items() if k not in ("class_path", "init_args")}, **_as_mapping(data.get("init_args"))}
+
+
+def _as_mapping(value) -> dict:
+    if isinstance(value, Columns):
+        return dataclasses.asdict(value)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _position(value: str | None, header: bool) -> str | int | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from movielens_gnn.cli import main
 
@@ -53,3 +54,60 @@ def test_logs_folder_with_a_test_log_first_and_a_ranking_fit_without_k_10(ml100k
     assert training_curves(logs)["val_ndcg@20"].tolist() == [0.30, 0.35]
     text = main(["describe", "--data.root", str(ml100k_root), "--plots", str(tmp_path / "plots"), "--logs", str(logs)])
     assert "ndcg_curves.png" in text and (tmp_path / "plots" / "ndcg_curves.png").is_file()
+
+
+def _split_counts(text: str) -> tuple[int, int, int]:
+    line = next(line for line in text.splitlines() if line.startswith("train "))
+    words = line.replace(",", "").split()
+    return int(words[1]), int(words[3]), int(words[5])
+
+
+def test_config_data_section_sets_the_split_and_options_given_here_win(ml100k_root, tmp_path):
+    from movielens_gnn.data.datamodule import MovieLensDataModule
+
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  embedding_dim: 8\ndata:\n  split: random\n  test_fraction: 0.25\n  val_fraction: 0.1\n"
+                      "  seed: 7\ntrainer:\n  max_epochs: 1\n")
+
+    def reference(**settings) -> tuple[int, int, int]:
+        datamodule = MovieLensDataModule(root=str(ml100k_root), split="random", val_fraction=0.1, seed=7,
+                                         cache_dir=str(tmp_path / "reference"), **settings)
+        datamodule.prepare_data()
+        data = datamodule.data
+        return len(data.train.ratings), len(data.val.ratings), len(data.test.ratings)
+
+    text = main(["describe", "--config", str(config), "--data.root", str(ml100k_root)])
+    assert "## Split random" in text and _split_counts(text) == reference(test_fraction=0.25)
+    assert _split_counts(text)[2] == 72  # a quarter of the 288 ratings
+    text = main(["describe", "--config", str(config), "--data.root", str(ml100k_root), "--data.test_fraction", "0.5"])
+    assert _split_counts(text) == reference(test_fraction=0.5) and _split_counts(text)[2] == 144
+    default = main(["describe", "--data.root", str(ml100k_root)])
+    assert "## Split u1" in default
+
+
+def test_config_with_settings_the_data_module_does_not_take_is_refused(ml100k_root, tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("data:\n  splt: random\n")
+    from movielens_gnn.describe import main as describe
+
+    with pytest.raises(ValueError, match=r"--config .*typo.yaml: data has settings the data module does not take: splt"):
+        describe(["--config", str(config), "--data.root", str(ml100k_root)])
+    config.write_text("data: [1, 2]\n")
+    with pytest.raises(ValueError, match=r"expected `data:` to be a mapping"):
+        describe(["--config", str(config), "--data.root", str(ml100k_root)])
+
+
+def test_csv_columns_from_a_data_config_merge_with_the_command_line(tmp_path):
+    import argparse
+
+    from movielens_gnn.describe import data_settings
+
+    config = tmp_path / "csv.yaml"
+    config.write_text("data:\n  dataset: csv\n  path: r.csv\n  header: false\n  columns:\n    user: 2\n    item: 0\n")
+    args = argparse.Namespace(config=[config], **{name: None for name in (
+        "root", "dataset", "split", "cache_dir", "verify", "path", "separator", "header", "items_path", "test_fraction",
+        "val_fraction", "val_strategy", "seed", "column_user", "column_item", "column_timestamp")}, column_rating="3")
+    settings = data_settings(args)
+    assert (settings["dataset"], settings["path"], settings["split"], settings["header"]) == ("csv", "r.csv", "random", False)
+    assert (settings["columns"].user, settings["columns"].item, settings["columns"].rating) == (2, 0, 3)
+    assert settings["columns"].timestamp is None
