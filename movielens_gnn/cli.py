@@ -31,7 +31,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.callbacks.progress.progress_bar import ProgressBar
-from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -116,6 +116,18 @@ class RunConfig(SaveConfigCallback):
         if folder is not None:
             self.parser.save(self.config, str(folder / WANDB_CONFIG), skip_none=False, overwrite=True,
                              multifile=self.multifile)
+
+
+PROG = "python -m movielens_gnn"
+
+
+class NamedParser(LightningArgumentParser):
+    """Lightning's parser, named :data:`PROG` where jsonargparse builds one without a name: the page of
+    ``--model.help CLASS`` would otherwise start ``usage: __main__.py``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prog", PROG)
+        super().__init__(*args, **kwargs)
 
 
 class MovieLensCLI(LightningCLI):
@@ -721,7 +733,8 @@ def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], prev
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"callbacks": callbacks},
             # No abbreviated options: the checkpoint checks must see which options were given, by their full names.
-            parser_kwargs={"prog": "python -m movielens_gnn", "exit_on_error": False, "allow_abbrev": False,
+            parser_class=NamedParser,
+            parser_kwargs={"prog": PROG, "exit_on_error": False, "allow_abbrev": False,
                            **{c: {"exit_on_error": False, "allow_abbrev": False} for c in LIGHTNING_COMMANDS}},
             args=args,
             run=run,

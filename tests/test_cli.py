@@ -351,6 +351,7 @@ def test_module_entry_point_help():
         result = subprocess.run([sys.executable, "-m", "movielens_gnn", "fit", "--model.help", task], capture_output=True,
                                 text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120)
         assert result.returncode == 0 and option in result.stdout
+        assert result.stdout.startswith("usage: python -m movielens_gnn --model.")  # not "__main__.py"
 
 
 def test_fit_bf16_mixed_on_cpu(workdir, ml100k_root):
