@@ -78,6 +78,19 @@ def test_fit_checkpoint_then_test_round_trip(workdir, ml100k_root, config):
     for name in ("precision@10", "recall@20", "ndcg@10", "hitrate@20"):
         logged = test.trainer.callback_metrics[f"test_{name}"].item()
         assert logged == pytest.approx((direct[name] / direct["users"]).item(), abs=1e-6) and 0 <= logged <= 1
+    # In chunks of 5 of the 24 users (1,024 in a real run): the same metrics, the graph encoded once, not per chunk.
+    from movielens_gnn.data.datamodule import MovieLensDataModule as DataModule
+
+    encodes, original_encode, original_batches = [], type(model).encode, DataModule.ranking_batches
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(model), "encode", lambda self: encodes.append(1) or original_encode(self))
+        mp.setattr(DataModule, "ranking_batches", lambda self, users, part, threshold: original_batches(
+            self, users, part, threshold, chunk=5))
+        chunked = main(_args("test", config, ml100k_root, "--ckpt_path", str(best)))
+    assert len(test_users) > 15 and len(encodes) == 2  # test_step's RMSE batch, then the ranking
+    for name in ("precision@10", "recall@20", "ndcg@10", "hitrate@20"):
+        assert chunked.trainer.callback_metrics[f"test_{name}"].item() == pytest.approx(
+            test.trainer.callback_metrics[f"test_{name}"].item(), abs=1e-6)
 
 
 def test_validate_and_predict_from_checkpoint(workdir, ml100k_root):
