@@ -312,8 +312,26 @@ class MLPHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.register_buffer("rating_mean", torch.tensor(float(rating_mean)))
 
+    #: Floats of intermediate rows held at once when scoring without gradients (4 GiB): ranking every item
+    #: of 1,024 users is 3.8M pairs on ml-1m and 60M on ml-25m, about 2 KB each at 64 dims (the gathered rows,
+    #: ``[u, i, u * i]`` and the hidden layers), 8 and 120 GB in one piece.
+    INFERENCE_FLOATS = 1 << 30
+
     def forward(self, user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
-        """Same contract as :meth:`DotHead.forward`."""
+        """Same contract as :meth:`DotHead.forward`. Without gradients, many pairs are scored in pieces of
+        :attr:`INFERENCE_FLOATS` intermediate floats (each pair's row is scored alone, so the values are
+        those of one piece)."""
+        piece = max(1, self.INFERENCE_FLOATS // self._floats_per_pair(user_table.shape[1]))
+        if torch.is_grad_enabled() or users.shape[0] <= piece:
+            return self._score(user_table, item_table, users, items)
+        return torch.cat([self._score(user_table, item_table, u, i) for u, i in zip(users.split(piece), items.split(piece))])
+
+    def _floats_per_pair(self, dim: int) -> int:
+        """Intermediate floats a pair needs at the peak of :meth:`_score`: its two rows and their product, the
+        concatenation, and each hidden layer's output twice (linear, then activation)."""
+        return 6 * dim + 2 * sum(layer.out_features for layer in self.mlp if isinstance(layer, nn.Linear))
+
+    def _score(self, user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor) -> Tensor:
         # index_select, not advanced indexing: its CPU backward accumulates in a fixed order, so runs repeat exactly.
         user_h, item_h = user_table.index_select(0, users), item_table.index_select(0, items)
         pair = torch.cat([user_h, item_h, user_h * item_h], dim=-1)

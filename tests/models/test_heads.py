@@ -54,6 +54,26 @@ def test_mlp_head_reads_the_pair_and_adds_the_mean():
     torch.testing.assert_close(head(u, i, users, items), head.mlp(pairs).squeeze(-1) + 3.0)
 
 
+def test_mlp_head_scores_many_pairs_without_gradients_in_pieces(monkeypatch):
+    head = MLPHead(in_dim=4, hidden_dims=[8, 3], dropout=0.0, rating_mean=3.5).eval()
+    assert head._floats_per_pair(4) == 6 * 4 + 2 * (8 + 3 + 1)
+    g = torch.Generator().manual_seed(0)
+    u, i = torch.randn(7, 4, generator=g), torch.randn(9, 4, generator=g)
+    users, items = torch.arange(7).repeat_interleave(9), torch.arange(9).repeat(7)  # all 63 pairs, as ranking asks
+    whole = head(u, i, users, items)
+    scored = []
+    original = MLPHead._score
+    monkeypatch.setattr(MLPHead, "_score", lambda self, *a: scored.append(len(a[2])) or original(self, *a))
+    monkeypatch.setattr(MLPHead, "INFERENCE_FLOATS", 10 * head._floats_per_pair(4))  # ten pairs a piece
+    with torch.no_grad():
+        pieces = head(u, i, users, items)
+    assert scored == [10] * 6 + [3]
+    torch.testing.assert_close(pieces, whole.detach(), rtol=1e-6, atol=1e-6)
+    scored.clear()
+    out = head(u.requires_grad_(), i, users, items)  # training: one piece, with its graph
+    assert scored == [63] and out.requires_grad
+
+
 def test_sparse_route_equals_gather_on_a_larger_graph():
     g = torch.Generator().manual_seed(1)
     user_table = torch.randn(300, 16, generator=g, requires_grad=True)
