@@ -288,6 +288,12 @@ class GraphTask(pl.LightningModule):
         scheduler = self.lr_scheduler_factory(optimizer)
         config = {"scheduler": scheduler}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if scheduler.mode != self.monitor_mode:  # it would cut the rate while the metric improves
+                better = "lower" if self.monitor_mode == "min" else "higher"
+                raise ValueError(f"--model.lr_scheduler ReduceLROnPlateau watches {self.monitor}, which is better "
+                                 f"{better}, but has mode {scheduler.mode!r}: set "
+                                 f"--model.lr_scheduler.init_args.mode {self.monitor_mode} (mode: {self.monitor_mode} "
+                                 "under its init_args in the config).")
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 

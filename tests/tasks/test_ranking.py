@@ -204,3 +204,7 @@ def test_plateau_scheduler_watches_validation_ndcg():
     assert config["lr_scheduler"]["monitor"] == "val_ndcg@10"
     assert config["optimizer"].param_groups[0]["lr"] == 0.1
     assert len(config["optimizer"].param_groups[0]["params"]) == len(list(model.parameters()))
+    # torch's default mode, min, would count a falling NDCG as progress: refused, naming the setting.
+    default = _model(lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=2))
+    with pytest.raises(ValueError, match=r"watches val_ndcg@10, which is better higher, but has mode 'min'.*mode max"):
+        default.configure_optimizers()

@@ -68,6 +68,11 @@ def test_optimizer_and_plateau_scheduler_from_callables():
     assert isinstance(config["optimizer"], torch.optim.SGD) and config["optimizer"].defaults["lr"] == 0.5
     assert config["lr_scheduler"]["monitor"] == "val_rmse"
     assert isinstance(_model().configure_optimizers(), torch.optim.Adam)
+    # A plateau schedule that counts a rising RMSE as progress would cut the rate while the model improves.
+    backwards = _model(lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, mode="max"))
+    with pytest.raises(ValueError, match=r"watches val_rmse, which is better lower, but has mode 'max': set "
+                                         r"--model.lr_scheduler.init_args.mode min"):
+        backwards.configure_optimizers()
 
 
 def test_mlp_head_on_concatenated_layers():
