@@ -3,11 +3,14 @@ which dataset, split, cache, loaders; parsing and features live in :mod:`moviele
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, NamedTuple, Optional, Sequence
@@ -494,12 +497,18 @@ class MovieLensDataModule(pl.LightningDataModule):
                 "cannot be trained and selected on that. Give it more ratings, or larger --data.val_fraction / "
                 "--data.test_fraction (--data.ratios for the ratio split).")
 
+    #: Processed caches kept per dataset, the most recently used: runs that alternate settings (another
+    #: validation strategy, seed or file) each find their own instead of rebuilding one in turn.
+    CACHES_KEPT = 4
+
     @property
     def cache_path(self) -> Path:
-        name = self.dataset.NAME
-        if isinstance(self.dataset, CSVRatings):  # one cache per file: two files never evict each other
-            name += "-" + hashlib.sha256(str(self.dataset.path.resolve()).encode()).hexdigest()[:10]
-        return self.cache_dir / f"{name}-{self.split}.pt"
+        """``<cache_dir>/<dataset>-<split>-<key>.pt``, the key a hash of the settings that decide the data
+        (:func:`split_identity`, and for ``csv`` the file and how it is read); the raw files' fingerprints
+        are checked inside, so a changed file rebuilds its cache in place."""
+        key = {k: v for k, v in self._settings().items() if k != "files"}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        return self.cache_dir / f"{self.dataset.NAME}-{self.split}-{digest}.pt"
 
     def _settings(self) -> dict:
         # A list in raw_files' order, not a dict by name: your own ratings and items files may share a name.
@@ -514,6 +523,17 @@ class MovieLensDataModule(pl.LightningDataModule):
                                "separator": csv.separator, "header": csv.header,
                                "items_path": str(csv.items_path.resolve()) if csv.items_path else None}
         return settings
+
+    def _prune_caches(self, keep: Path) -> None:
+        """Remove this dataset's caches beyond the :attr:`CACHES_KEPT` most recently used (``keep`` among
+        them), and the one-per-split cache of earlier versions (``<dataset>-<split>.pt``)."""
+        pattern = re.compile(re.escape(self.dataset.NAME) + r"-.+-[0-9a-f]{10}\.pt")
+        with contextlib.suppress(OSError):
+            (self.cache_dir / f"{self.dataset.NAME}-{self.split}.pt").unlink(missing_ok=True)
+            caches = [p for p in self.cache_dir.iterdir() if pattern.fullmatch(p.name) and p != keep]
+            caches.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            for path in caches[self.CACHES_KEPT - 1:]:
+                path.unlink(missing_ok=True)
 
     @property
     def fingerprint(self) -> str:
@@ -551,6 +571,8 @@ class MovieLensDataModule(pl.LightningDataModule):
                 return None
             data = ProcessedData.from_dict(saved["tensors"])
             _check_processed(data)
+            with contextlib.suppress(OSError):  # used now: the last to be pruned (_prune_caches)
+                os.utime(path)
             return data
         # The cache is derived data, rebuilt in about a second: whatever fails while reading it
         # (torch.load of damaged bytes raises UnpicklingError, RuntimeError, IndexError,
@@ -565,6 +587,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         try:
             with created_dirs(path.parent), atomic_write(path) as handle:
                 torch.save({"settings": settings, "tensors": data.to_dict()}, handle)
+            self._prune_caches(keep=path)
         except OSError as err:
             # A read-only data folder (a shared copy, say) is fine: processing takes about a second.
             log.warning("Not caching processed data at %s: %s", path, err)

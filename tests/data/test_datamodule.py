@@ -85,10 +85,43 @@ def test_cache_is_reused_and_rebuilt_when_settings_change(ml100k_root, caplog):
     assert "Processing" not in caplog.text and "Discarding" not in caplog.text  # read back, not rebuilt
     assert torch.equal(again.test.users, data.test.users)
     caplog.clear()
-    other = MovieLensDataModule(root=str(ml100k_root), split="random", seed=2).data
-    assert "built with other settings" in caplog.text and "Processing" in caplog.text
-    assert torch.load(first.cache_path, weights_only=True)["settings"]["seed"] == 2
+    second = MovieLensDataModule(root=str(ml100k_root), split="random", seed=2)
+    other = second.data
+    assert "Processing" in caplog.text and second.cache_path != first.cache_path  # a cache of its own
+    assert torch.load(second.cache_path, weights_only=True)["settings"]["seed"] == 2
     assert _pairs(other.test) != _pairs(data.test)
+    # Alternating back finds the first settings' cache still there: nothing is rebuilt.
+    caplog.clear()
+    back = MovieLensDataModule(root=str(ml100k_root), split="random", seed=1).data
+    assert "Processing" not in caplog.text and torch.equal(back.test.users, data.test.users)
+
+
+def test_caches_are_kept_per_settings_up_to_a_bound_most_recently_used_first(ml100k_root, caplog):
+    import os
+
+    def module(seed):
+        return MovieLensDataModule(root=str(ml100k_root), split="random", seed=seed)
+
+    folder = ml100k_root / "processed"
+    folder.mkdir()
+    legacy = folder / "ml-100k-random.pt"  # the one-per-split cache of earlier versions
+    legacy.write_bytes(b"old")
+    unrelated = folder / "ml-100k-notes.pt"  # not a name this code writes: never touched
+    unrelated.write_bytes(b"mine")
+    paths = {}
+    for order, seed in enumerate((1, 2, 3, 4)):
+        dm = module(seed)
+        dm.data
+        paths[seed] = dm.cache_path
+        os.utime(paths[seed], ns=(10**18 + order, 10**18 + order))  # distinct, increasing use times
+    assert not legacy.exists() and unrelated.exists() and all(p.is_file() for p in paths.values())
+    caplog.set_level("INFO")
+    caplog.clear()
+    module(1).data  # read back: now the most recently used
+    assert "Processing" not in caplog.text
+    module(5).data  # a fifth: the least recently used (seed 2) goes
+    assert sorted(p.name for p in folder.iterdir() if p != unrelated) == sorted(
+        p.name for p in (paths[1], paths[3], paths[4], module(5).cache_path))
 
 
 def test_cache_is_rebuilt_when_raw_files_change(ml100k_root, caplog):
