@@ -45,8 +45,8 @@ from movielens_gnn.files import atomic_write, check_output_file, created_dirs
 from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
-from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, remove_if_empty,
-                                run_config, WANDB_CONFIG, is_wandb, wandb_run_folder)
+from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, is_wandb,
+                                newest_run_checkpoint, remove_if_empty, run_config, WANDB_CONFIG, wandb_run_folder)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -179,6 +179,8 @@ class MovieLensCLI(LightningCLI):
         if "weights_only" in config and config.get("weights_only") is None:
             config["weights_only"] = True  # torch < 2.6 would otherwise unpickle anything
         ckpt_path = config.get("ckpt_path")
+        if subcommand in EVALUATION_COMMANDS or str(ckpt_path) in ("last", "best"):
+            config["ckpt_path"] = ckpt_path = resolve_ckpt_path(subcommand, ckpt_path, checkpoint_roots(config))
         if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
             self.checkpoint = load_checkpoint(ckpt_path)
             if subcommand == "fit" and "optimizer_states" not in self.checkpoint:
@@ -405,6 +407,62 @@ class MovieLensCLI(LightningCLI):
         model = load_model(load_checkpoint(checkpoint), datamodule.graph.cpu())
         user_ids = datamodule.data.user_ids[:users].tolist()
         logger.log_table(key="sample_recommendations", dataframe=recommend(model, datamodule, user_ids, k))
+
+
+EVALUATION_COMMANDS = ("validate", "test", "predict")
+
+
+def checkpoint_roots(config: Any) -> list[Path]:
+    """The folders a command's checkpoint callbacks save under (``checkpoints/<config>``, without
+    ``version_N``), from its parsed config; ``checkpoints/<task>`` when it names none, as in ``fit``."""
+    trainer = _as_dict(config.get("trainer"))
+    roots = []
+    for callback in trainer.get("callbacks") or []:
+        callback = _as_dict(callback)
+        module, _, name = str(callback.get("class_path", "")).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        dirpath = _as_dict(callback.get("init_args")).get("dirpath")
+        if isinstance(cls, type) and issubclass(cls, ModelCheckpoint) and dirpath:
+            roots.append(Path(str(dirpath)))
+    if not roots:
+        task = task_class(_as_dict(config.get("model")).get("class_path"))
+        roots = [Path(trainer.get("default_root_dir") or ".") / "checkpoints" / task.run_name]
+    return list(dict.fromkeys(roots))
+
+
+def resolve_ckpt_path(subcommand: str, ckpt_path: Any, roots: list[Path]) -> Any:
+    """The file ``--ckpt_path`` names: ``last`` and ``best`` mean the newest run's (:func:`newest_run_checkpoint`;
+    Lightning's own lookup sees only this process's run, which has none yet, and would go on untrained).
+    Evaluation commands need one: without it they would score random weights."""
+    where = " or ".join(str(root) for root in roots)
+    if ckpt_path is None:  # validate, test, predict
+        best, found = newest_run_checkpoint(roots, "best")
+        last, _ = newest_run_checkpoint(roots, "last")
+        newest = (f" The newest run under {where} has {shlex.quote(str(best or found[0] if found else last))}; "
+                  "--ckpt_path best or last picks its best or last checkpoint.") if found or last else (
+                  f" No run under {where} has one yet: train with fit first.")
+        raise CheckpointError(f"{subcommand} scores a trained model and needs --ckpt_path, the checkpoint to score (fit "
+                              f"prints the test command with it); without one the weights would be random.{newest}")
+    which = str(ckpt_path)
+    if subcommand == "fit" and which == "best":
+        raise CheckpointError("fit --ckpt_path best: best checkpoints keep the weights only; a run resumes from its "
+                              "whole state in last.ckpt. Use --ckpt_path last (the newest run's) or name the file.")
+    if which not in ("last", "best"):
+        return ckpt_path
+    path, found = newest_run_checkpoint(roots, which)
+    if path is None and found:
+        listed = ", ".join(p.name for p in found)
+        raise CheckpointError(f"--ckpt_path best: the newest run, {found[0].parent}, has several checkpoints "
+                              f"({listed}); name the one to use.")
+    if path is None:
+        raise CheckpointError(f"--ckpt_path {which}: no run under {where} has a{' last' if which == 'last' else ''} "
+                              f"checkpoint. " + ("Drop --ckpt_path to start a new run." if subcommand == "fit" else
+                                                 "Train with fit first, or name the checkpoint file."))
+    log.info("--ckpt_path %s: %s (the newest run's)", which, path)
+    return str(path)
 
 
 def weights_only_resume_message(path: Path) -> str:
@@ -667,7 +725,9 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
     previous = _set_sigterm(_terminate)
     hint = ResumeHint()
     with warnings.catch_warnings(), _quiet_third_party():
-        for message in THIRD_PARTY_NOISE + (EVALUATION_NOISE if argv[:1] in (["validate"], ["test"], ["predict"]) else ()):
+        resuming = argv[:1] == ["fit"] and any(str(a).startswith("--ckpt_path") for a in argv)
+        for message in THIRD_PARTY_NOISE + (EVALUATION_NOISE if argv[:1] in (["validate"], ["test"], ["predict"]) else ()) \
+                + (RESUME_NOISE if resuming else ()):
             warnings.filterwarnings("ignore", message=message)
         return _main(args, argv, run, [hint, *callbacks], previous)
 
@@ -679,6 +739,8 @@ THIRD_PARTY_NOISE = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
 # their folder differs from this run's, or that this run lacks them (a run without --config), though it writes
 # no checkpoint and stops no training. (In fit both mean a resumed run lost something: shown there.)
 EVALUATION_NOISE = (r"The dirpath has changed from", r"Be aware that when using `ckpt_path`, callbacks used to create")
+# fit --ckpt_path: a resumed run goes on saving into its own version_N folder, which holds its checkpoints by design.
+RESUME_NOISE = (r"Checkpoint directory .* exists and is not empty",)
 # Lightning's "💡 Tip:" lines (litlogger at every start; litmodels where no ModelCheckpoint is configured).
 ADVERTISEMENTS = ("💡 Tip:", "litlogger", "litmodels")
 

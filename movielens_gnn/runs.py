@@ -19,7 +19,7 @@ import logging
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -142,6 +142,26 @@ def _versions(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
     return [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.fullmatch(p.name))]
+
+
+def newest_run_checkpoint(roots: Sequence[Path], which: str) -> tuple[Path | None, list[Path]]:
+    """The checkpoint ``--ckpt_path last`` or ``best`` means in a new process: that of the newest run
+    (highest ``version_N``) under the checkpoint folders ``roots`` that has one.
+
+    Args:
+        roots: The checkpoint callbacks' folders (``checkpoints/<config>``), without ``version_N``.
+        which: ``last`` (its ``last.ckpt``) or ``best`` (its other checkpoint, when it has exactly one).
+
+    Returns:
+        The checkpoint (``None`` when there is none, or several best ones), and the newest run's candidates.
+    """
+    runs = sorted(((version, root / f"version_{version}") for root in roots for version in _versions(root)),
+                  key=lambda run: run[0], reverse=True)
+    for _, folder in runs:
+        found = sorted(path for path in folder.glob("*.ckpt") if (path.name == "last.ckpt") == (which == "last"))
+        if found:
+            return (found[0] if len(found) == 1 else None), found
+    return None, []
 
 
 def claim_run_folders(trainer: pl.Trainer, resume_from: Path | None = None, checkpoints: bool = True) -> list[Path]:

@@ -486,7 +486,7 @@ def test_minibatch_train_loss_is_the_size_weighted_mean_of_the_steps(workdir, ml
     assert cli.model.train_loss.count.item() == 0 and cli.model.train_metrics_epoch == 1
 
 
-def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml100k_root, capsys):
+def test_fit_refuses_a_weights_only_best_checkpoint_and_last_resumes_the_newest_run(workdir, ml100k_root, capsys):
     fit = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "2"))
     best = Path(fit.trainer.checkpoint_callback.best_model_path)
     last = best.with_name("last.ckpt")
@@ -500,6 +500,34 @@ def test_fit_refuses_to_resume_from_a_weights_only_best_checkpoint(workdir, ml10
     # The named file resumes: the run goes on to epoch 4.
     resumed = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4", "--ckpt_path", str(last)))
     assert resumed.trainer.current_epoch == 4
+    # "last" in a new process: the newest run's last.ckpt (Lightning's own lookup would start afresh, untrained).
+    again = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "5", "--ckpt_path", "last"))
+    assert again.trainer.current_epoch == 5 and Path(again.trainer.checkpoint_callback.dirpath) == last.parent.resolve()
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--ckpt_path", "best"))
+    assert exit_info.value.code == 2 and "Use --ckpt_path last" in capsys.readouterr().err
+
+
+def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, ml100k_root, capsys):
+    for command in ("test", "validate", "predict"):  # nothing trained yet
+        with pytest.raises(SystemExit) as exit_info:
+            main(_args(command, "gcn_dot.yaml", ml100k_root))
+        assert exit_info.value.code == 2
+        assert f"error: {command} scores a trained model and needs --ckpt_path" in capsys.readouterr().err
+    main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1"))
+    newest = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3"))
+    best = Path(newest.trainer.checkpoint_callback.best_model_path)
+    assert best.parent.name == "version_1"
+    with pytest.raises(SystemExit):
+        main(_args("test", "gcn_dot.yaml", ml100k_root))
+    err = capsys.readouterr().err
+    assert "without one the weights would be random" in err and f"version_1/{best.name}" in err
+    named = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", str(best)))
+    picked = main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", "best"))
+    assert picked.trainer.callback_metrics["test_rmse"].item() == named.trainer.callback_metrics["test_rmse"].item()
+    last = main(_args("validate", "gcn_dot.yaml", ml100k_root, "--ckpt_path", "last"))
+    assert last.trainer.callback_metrics["val_rmse"].item() == pytest.approx(
+        newest.trainer.callback_metrics["val_rmse"].item(), abs=1e-6)  # the third epoch's weights
 
 
 class MatricesOnly(torch.optim.SGD):
