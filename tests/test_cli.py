@@ -193,7 +193,7 @@ def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(wo
     assert type(ranking) is RankingModel and ranking.hparams.relevance_threshold == 0.0
     assert ranking.hparams.combine == "mean" and ranking.hparams.encoder == "mf"
     rating = main([*root, "--model.embedding_dim", "8"], run=False).model
-    assert type(rating) is RatingModel and rating.hparams.embedding_dim == 8 and rating.hparams.relevance_threshold == 4.0
+    assert type(rating) is RatingModel and rating.hparams.embedding_dim == 8 and rating.relevance_threshold == 4.0
     from_dict = main({"model": {"embedding_dim": 6}, "data": {"root": str(ml100k_root)}}, run=False).model
     assert type(from_dict) is RatingModel and from_dict.hparams.embedding_dim == 6
     switched = main([*root, "--model", "RankingModel", "--model.num_layers", "2"], run=False).model

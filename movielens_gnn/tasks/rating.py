@@ -50,6 +50,8 @@ def check_arguments(**arguments) -> None:
     if decay is not None and not (isinstance(decay, (int, float)) and 0.0 <= decay < float("inf")):
         fail("autoencoder_weight_decay", "a finite number >= 0, or null to keep the optimizer's")
     for name in ("rating_mean", "relevance_threshold"):
+        if arguments.get(name) is None and name == "relevance_threshold":
+            continue  # the scale's own (RatingModel.relevance_threshold)
         if name in arguments and not (isinstance(arguments[name], (int, float)) and math.isfinite(arguments[name])):
             fail(name, "a finite number")
     values = arguments.get("rating_values")
@@ -111,7 +113,9 @@ class RatingModel(GraphTask):
             ``ReduceLROnPlateau`` watches ``val_rmse``.
         ranking_ks: Cut-offs K of the top-K metrics logged by ``test`` (``test_ndcg@10`` …):
             every item a test user did not rate in training is ranked; empty to skip them.
-        relevance_threshold: Test ratings at or above this are relevant for the top-K metrics.
+        relevance_threshold: Test ratings at or above this are relevant for the top-K metrics; ``None``
+            means the top quarter of the rating scale: its smallest value at or above
+            ``min + 0.75 (max - min)`` (4 on MovieLens' 1..5 and 0.5..5.0; 1 on -2..2; 75 on 0..100).
         train_metrics_every_n_epochs: Measure and log the training metrics (``train_loss``,
             ``train_rmse``, ``train_mae``) on the first epoch and then every this many; the others skip
             them (each logged key costs about 0.2 ms of Lightning's bookkeeping per epoch, a few percent
@@ -150,7 +154,7 @@ class RatingModel(GraphTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         ranking_ks: Sequence[int] = (10, 20),
-        relevance_threshold: float = 4.0,
+        relevance_threshold: Optional[float] = None,
         train_metrics_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
@@ -349,7 +353,28 @@ class RatingModel(GraphTask):
     def on_test_epoch_end(self) -> None:
         """RMSE and MAE, and the top-K metrics over all test users (``test_ndcg@10`` ...)."""
         self._log_epoch_metrics(self.test_metrics)
-        self.log_ranking("test", self.hparams.ranking_ks, self.hparams.relevance_threshold)
+        self.log_ranking("test", self.hparams.ranking_ks, self.relevance_threshold)
+
+    @property
+    def relevance_threshold(self) -> float:
+        """The rating at or above which a test rating is relevant: the configured one, else the top quarter
+        of the scale (see ``relevance_threshold`` in :class:`RatingModel`). A configured threshold above the
+        scale (nothing relevant: every top-K metric 0) or at its bottom (everything relevant) is warned about."""
+        values = [float(v) for v in self.hparams.rating_values]
+        low, high = values[0], values[-1]
+        top_quarter = next(v for v in values if v >= low + 0.75 * (high - low))
+        threshold = self.hparams.get("relevance_threshold")
+        if threshold is None:
+            return top_quarter
+        if (threshold > high or threshold <= low) and not self._threshold_warned and (
+                self._trainer is None or self.trainer.is_global_zero):
+            self._threshold_warned = True
+            what = "no rating reaches it: every top-K metric is 0" if threshold > high else "every rating counts"
+            log.warning("--model.relevance_threshold %g on a rating scale of %g..%g: %s. Set one within the scale, or "
+                        "leave it out for the top quarter (%g).", threshold, low, high, what, top_quarter)
+        return float(threshold)
+
+    _threshold_warned = False
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """``(B,)`` predicted ratings clamped to the rating scale's range."""

@@ -120,3 +120,25 @@ def test_hybrid_gives_the_autoencoder_tables_their_own_weight_decay():
     # Without its own value, one group with the optimizer's weight decay.
     plain = _hybrid(optimizer=partial(torch.optim.Adam, lr=0.1, weight_decay=1e-4)).configure_optimizers()
     assert [g["weight_decay"] for g in plain.param_groups] == [1e-4]
+
+
+@pytest.mark.parametrize(("scale", "expected"), [
+    ([1, 2, 3, 4, 5], 4.0),  # MovieLens' whole stars
+    ([v / 2 for v in range(1, 11)], 4.0),  # half stars: 0.5 + 0.75 * 4.5 = 3.875, the next value up
+    ([-2, -1, 0, 1, 2], 1.0),
+    ([0.0, 50.5, 74.9, 75.2, 100.0], 75.2),  # a file's own distinct ratings
+    ([1.0], 1.0),  # one value (clicks): every rating relevant
+])
+def test_relevance_threshold_defaults_to_the_top_quarter_of_the_scale(scale, expected):
+    model = RatingModel(num_users=3, num_items=3, rating_values=scale)
+    assert model.hparams.relevance_threshold is None and model.relevance_threshold == expected
+
+
+def test_a_relevance_threshold_outside_the_scale_is_used_and_warned_about_once(caplog):
+    model = RatingModel(num_users=3, num_items=3, rating_values=[-2, -1, 0, 1, 2], relevance_threshold=4)
+    assert model.relevance_threshold == 4.0 and model.relevance_threshold == 4.0
+    warnings = [r.getMessage() for r in caplog.records if "relevance_threshold" in r.getMessage()]
+    assert warnings == ["--model.relevance_threshold 4 on a rating scale of -2..2: no rating reaches it: every top-K "
+                        "metric is 0. Set one within the scale, or leave it out for the top quarter (1)."]
+    bottom = RatingModel(num_users=3, num_items=3, relevance_threshold=1)
+    assert bottom.relevance_threshold == 1.0 and "every rating counts" in caplog.text
