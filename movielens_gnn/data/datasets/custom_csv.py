@@ -158,17 +158,28 @@ class CSVRatings(Dataset):
             return SideInfo(users=pd.DataFrame(), items=pd.DataFrame(columns=["title", "year", "genres"]), genres=())
         path = self.items_path
         key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
-        frame = pd.read_csv(path, sep=self.separator, dtype=str, keep_default_na=False, encoding=ENCODING)
-        if key not in frame.columns and self.separator != ",":  # a comma-separated items file beside another format
+        frame = None
+        for separator in dict.fromkeys((self.separator, ",")):  # like the ratings file, or comma-separated
             try:
-                commas = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False, encoding=ENCODING)
-            except pd.errors.ParserError:  # not comma-separated either: the message below names the header
-                commas = frame
-            frame = commas if key in commas.columns else frame
+                frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding=ENCODING)
+            except UnicodeDecodeError as err:
+                raise ValueError(f"--data.items_path {path} is not UTF-8 text ({err.reason} at byte {err.start}): save "
+                                 "it as UTF-8 (Excel: CSV UTF-8), or convert it, e.g. iconv -f latin1 -t utf-8.") from err
+            except pd.errors.ParserError as err:
+                parse_error = err
+                continue
+            if key in frame.columns:
+                break
+        if frame is None:
+            hint = self._separator_hint(path, key) or (
+                " A title that holds the separator must be in double quotes (\"Copycat, The (1995)\").")
+            raise ValueError(f"--data.items_path {path}: a line has more fields than the header "
+                             f"({str(parse_error).strip()}).{hint}") from parse_error
         missing = [c for c in (key, "title") if c not in frame.columns]
         if missing:
             raise ValueError(f"{path} has no column {missing[0]!r}; an items file needs a header with {key!r} and "
-                             f"'title' (and optionally 'genres'); its header has {', '.join(map(repr, frame.columns))}.")
+                             f"'title' (and optionally 'genres'); its header has {', '.join(map(repr, frame.columns))}."
+                             + self._separator_hint(path, key))
         frame = frame.rename(columns={key: "item_id"})
         frame.attrs["lines"] = np.arange(len(frame)) + 2
         readers.check_int_column(frame, "item_id", path, low=0)
@@ -178,6 +189,19 @@ class CSVRatings(Dataset):
         frame["year"] = year_of(frame["title"])
         items = frame[["item_id", "title", "year", "genres"]].set_index("item_id").sort_index()
         return SideInfo(users=pd.DataFrame(), items=items, genres=genre_names(items["genres"]))
+
+    def _separator_hint(self, path: Path, key: str) -> str:
+        """Which separator the items file's header splits into ``key`` and ``title`` with, if not one read."""
+        try:
+            with open(path, encoding=ENCODING) as handle:
+                header = handle.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            return ""
+        for separator in LIKELY_SEPARATORS:
+            if separator not in (self.separator, ",") and {key, "title"} <= set(header.split(separator)):
+                also = "" if self.separator == "," else f"the ratings file's separator ({self.separator!r}) or "
+                return f" Its header reads as {separator!r}-separated: write the items file with {also}commas."
+        return ""
 
     def check_listed(self, ratings: Ratings, side: SideInfo) -> None:
         """Your items file need not list every rated item (those just have no title)."""

@@ -264,6 +264,28 @@ def test_csv_timestamps_in_nanoseconds_and_an_items_file_that_fits_no_separator(
         CSVRatings(tmp_path, path, Columns(timestamp="ts"), ";", items_path=items).read_side()
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ("item_id,title\n1,Am\xe9lie (2001)\n".encode("latin-1"),
+     r"--data.items_path .*items.csv is not UTF-8 text \(invalid continuation byte at byte 18\): save it as UTF-8"),
+    (b"item_id,title,genres\n1,Heat (1995),Action\n2,Copycat, The (1995),Crime\n",
+     r"items.csv: a line has more fields than the header \(.*Expected 3 fields in line 3, saw 4\)\. A title that holds "
+     r"the separator must be in double quotes"),
+    (b"item_id;title;genres\n1;Heat (1995);Action\n2;Copycat, The (1995);Crime\n",
+     r"items.csv: a line has more fields than the header .* Its header reads as ';'-separated: write the items file "
+     r"with commas\.$"),
+])
+def test_items_file_errors_name_the_file_and_the_fix(tmp_path, content, message):
+    path = tmp_path / "mine.csv"
+    path.write_text("user_id,item_id,rating\n1,1,4\n2,2,3\n")
+    items = tmp_path / "items.csv"
+    items.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        CSVRatings(tmp_path, path, Columns(), ",", items_path=items).read_side()
+    items.write_bytes(b'item_id,title\n1,"Copycat, The (1995)"\n')  # quoted: fine
+    assert CSVRatings(tmp_path, path, Columns(), ",", items_path=items).read_side().items.title.tolist() == [
+        "Copycat, The (1995)"]
+
+
 def test_csv_argument_errors(tmp_path):
     with pytest.raises(ValueError, match=r"--data.columns.user must be a 0-based column position when --data.header "
                                          r"is false, got 'user_id'"):
