@@ -70,6 +70,8 @@ def read_space(path: Path) -> list[Param]:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
         raise FileNotFoundError(f"--space {path}: cannot read it ({err.strerror or err}).") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"--space {path} is not valid YAML ({' '.join(str(err).split())}); fix the line it names.") from err
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"--space {path}: expected a mapping of option -> {{type: ..., ...}}, got {type(raw).__name__}.")
     params = []
@@ -90,6 +92,10 @@ def read_space(path: Path) -> list[Param]:
             raise ValueError(f"--space {path}: {name} has log: true, so low must be > 0; got {low}.")
         params.append(Param(name, kind, float(low), float(high), bool(spec.get("log", False))))
     return params
+
+
+class TrialFailed(ValueError):
+    """A trial's ``fit`` refused its options or data (the CLI has printed why)."""
 
 
 class PruneOnValidation(pl.Callback):
@@ -171,7 +177,10 @@ def main(argv: Sequence[str]) -> str:
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}.")
     space = read_space(args.space)
-    config = yaml.safe_load(args.config.read_text()) if args.config.is_file() else None
+    try:
+        config = yaml.safe_load(args.config.read_text()) if args.config.is_file() else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {args.config} is not valid YAML ({' '.join(str(err).split())}).") from err
     if not isinstance(config, dict):
         raise FileNotFoundError(f"--config {args.config} is not a readable config file.")
     out = args.out or Path("search") / args.config.stem
@@ -186,7 +195,12 @@ def main(argv: Sequence[str]) -> str:
         overrides = [part for name, value in values.items()
                      for part in (f"--{name}", value if isinstance(value, str) else json.dumps(value))]
         pruner = PruneOnValidation(trial)
-        cli = cli_main(["fit", "--config", str(args.config), *quiet, *passthrough, *overrides], callbacks=[pruner])
+        try:
+            cli = cli_main(["fit", "--config", str(args.config), *quiet, *passthrough, *overrides], callbacks=[pruner])
+        except SystemExit as err:  # the CLI printed why; an Exception (not SystemExit) lets Optuna mark the trial failed
+            raise TrialFailed(f"trial {trial.number}'s fit stopped (exit code {err.code}) with {' '.join(overrides)}: "
+                              f"if the error above names one of these options, fix its entry in --space "
+                              f"{args.space}.") from err
         checkpoint = cli.trainer.checkpoint_callback
         # From the checkpoint itself: its file name follows whatever template the config gives.
         trial.set_user_attr("best_epoch", int(load_checkpoint(checkpoint.best_model_path)["epoch"]))
@@ -205,6 +219,11 @@ def main(argv: Sequence[str]) -> str:
     # Seeded past the trials already stored: a resumed search would otherwise draw its first run's values
     # again (TPE starts with seeded random draws), and repeat those trials.
     study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
+    searched = {param.name: [param.kind, param.low, param.high, param.log, list(param.choices or ())] for param in space}
+    if study.user_attrs.get("space") not in (None, searched):
+        log.warning("This study's earlier trials searched another --space (%s): the sampler mixes both. Use another "
+                    "--out for another space.", ", ".join(study.user_attrs["space"]))
+    study.set_user_attr("space", searched)
     before = study.user_attrs.get("passthrough")
     if before is None:
         study.set_user_attr("passthrough", passthrough)

@@ -295,6 +295,33 @@ def test_a_resumed_search_proposes_new_values(tmp_path, monkeypatch, caplog):
     assert len(values) == 5 and len(set(values)) == 5, values  # not the first run's draws again
 
 
+def test_search_space_mistakes_fail_the_trial_and_name_the_space(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
+    import optuna
+
+    from movielens_gnn.search import TrialFailed, main as search_main
+
+    monkeypatch.chdir(tmp_path)
+    write_ml100k(tmp_path / "data")
+    space = tmp_path / "space.yaml"
+    args = ["--config", str(REPO / "configs" / "gcn_dot.yaml"), "--space", str(space), "--out", str(tmp_path / "out"),
+            "--trials", "1", "--no-prune", "--", "--data.root", str(tmp_path / "data"), "--trainer.max_epochs", "1"]
+    space.write_text("model.dropout: [0.1, 0.2\n")
+    with pytest.raises(ValueError, match=r"--space .*space.yaml is not valid YAML \(.*line 1"):
+        search_main(args)
+    space.write_text("model.dropuot: {type: float, low: 0.0, high: 0.5}\n")  # a typo: fit refuses the option
+    with pytest.raises(TrialFailed, match=r"trial 0's fit stopped \(exit code 2\) with --model.dropuot .*fix its entry "
+                                          r"in --space .*space.yaml"):
+        search_main(args)
+    space.write_text("model.dropout: {type: float, low: 0.0, high: 0.5}\n")
+    with caplog.at_level("WARNING", logger="movielens_gnn.search"):
+        text = search_main(args)
+    assert "earlier trials searched another --space (model.dropuot)" in caplog.text
+    study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]  # not left "running"
+    assert "| 0 | fail |" in text and "| 1 | complete |" in text
+
+
 def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna", reason="search needs the [search] extra (in [dev])")
     import yaml
