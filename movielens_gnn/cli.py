@@ -10,6 +10,7 @@ keep their traceback.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import logging
 import os
@@ -786,6 +787,10 @@ def _main(args: Any, argv: list[str], run: bool, callbacks: list[Callback], prev
     try:
         if argv and argv[0] in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+        if argv and not str(argv[0]).startswith("-") and argv[0] not in COMMANDS:  # Lightning's would list its 4 only
+            close = difflib.get_close_matches(str(argv[0]), COMMANDS, n=1)
+            raise ValueError(f"Unknown command {argv[0]!r}{f' (did you mean {close[0]}?)' if close else ''}; the commands "
+                             f"are {', '.join(COMMANDS)}. `{PROG} --help` says what each does.")
         return MovieLensCLI(
             GraphTask,
             MovieLensDataModule,

@@ -288,6 +288,16 @@ def test_unknown_choice_exits_with_valid_values(workdir, ml100k_root, capsys, op
     assert not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(("command", "suggestion"), [("recomend", " (did you mean recommend?)"), ("frobnicate", "")])
+def test_an_unknown_command_lists_every_command(capsys, command, suggestion):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--user", "1"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"error: Unknown command '{command}'{suggestion}; the commands are fit, validate, "
+                                       "test, predict, recommend, describe, export, search. `python -m movielens_gnn "
+                                       "--help` says what each does.\n")
+
+
 def test_missing_data_without_network_is_one_clear_message(workdir, tmp_path, capsys):
     empty = tmp_path / "empty"
     with pytest.raises(SystemExit) as exit_info:
