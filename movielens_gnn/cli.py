@@ -237,6 +237,8 @@ class MovieLensCLI(LightningCLI):
         for key, value in trained.items():
             if key in requested and key not in RUN_ONLY_DATA_ARGUMENTS and key not in explicit["data"]:
                 merged[key] = value
+        if merged.get("dataset") != "csv":  # another dataset asked for: the checkpoint's own file is not this data's
+            merged.update({key: requested.get(key) for key in ("path", "items_path") if key not in explicit["data"]})
         differences = identity_differences(trained, merged) if trained else []
         if differences and not merged.get("allow_mismatch"):
             was, asks = describe_differences(differences, "")

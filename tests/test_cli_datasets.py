@@ -95,6 +95,16 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert f"error: The ratings in {changed} are not those the checkpoint {best} was trained on" in err
     assert "Point --data.path to the data it was trained on, or pass --data.allow_mismatch true" in err
+    # Another dataset on purpose: the checkpoint's own file is not carried over to it (it was: "Drop --data.path",
+    # an option never typed); what stops it is that its weights do not fit.
+    from tests.synthetic import write_ml100k
+
+    write_ml100k(tmp_path / "ml")
+    with pytest.raises(SystemExit):
+        main(["test", "--ckpt_path", best, "--data.dataset", "ml-100k", "--data.root", str(tmp_path / "ml"),
+              "--data.allow_mismatch", "true", *QUIET])
+    err = capsys.readouterr().err
+    assert "--data.path" not in err and "was trained for 20 users" in err
     # The files moved: recommend and export take --data.path / --data.items_path as test does.
     moved = tmp_path / "moved"
     moved.mkdir()
