@@ -273,11 +273,14 @@ class MovieLensCLI(LightningCLI):
         """Where the checkpoint's data was, when this run reads another folder; ``None`` otherwise."""
         if self.checkpoint is None or not self.subcommand:
             return None
-        trained = trained_data_settings(self.checkpoint).get("root")
-        given = self.config[self.subcommand]["data"].get("root")
+        data = self.config[self.subcommand]["data"]
+        # Your own file is found by its path (a run's config.yaml holds it as typed, relative to where fit ran).
+        key, where = ("path", "the ratings file") if data.get("dataset") == "csv" else ("root", "the data under")
+        trained = trained_data_settings(self.checkpoint).get(key)
+        given = data.get(key)
         if not trained or given is None or Path(given).resolve() == Path(trained).resolve():
             return None
-        return (f"The checkpoint was trained on the data under {trained}: pass --data.root {shlex.quote(str(trained))}, "
+        return (f"The checkpoint was trained on {where} {trained}: pass --data.{key} {shlex.quote(str(trained))}, "
                 "or leave --config out to take the checkpoint's own settings.")
 
     def before_instantiate_classes(self) -> None:

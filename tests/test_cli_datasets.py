@@ -105,6 +105,15 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
               "--data.allow_mismatch", "true", *QUIET])
     err = capsys.readouterr().err
     assert "--data.path" not in err and "was trained for 20 users" in err
+    # A config's relative path (a run's config.yaml keeps it as typed) from another folder: the advice is the
+    # file the checkpoint was trained on, not --data.root.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit):
+        main(["test", "--ckpt_path", best, *["my ratings.tsv" if a == str(path) else a for a in data_args], *QUIET])
+    err = capsys.readouterr().err
+    assert f"The checkpoint was trained on the ratings file {path}: pass --data.path '{path}'" in err
+    monkeypatch.chdir(tmp_path)
     # The files moved: recommend and export take --data.path / --data.items_path as test does.
     moved = tmp_path / "moved"
     moved.mkdir()
