@@ -227,6 +227,20 @@ def check_quotes(path: Path) -> bool:
     return True
 
 
+def _column_format(name: str, value: str) -> str:
+    """What to do when a whole column of ``name`` is text like ``value``."""
+    if "," in value and re.fullmatch(r"\s*-?\d+,\d+\s*", value):
+        return ("decimal commas; write numbers with a decimal point (3.5), e.g. pandas' to_csv(decimal='.'), and keep "
+                "the separator.")
+    if name.startswith("timestamp"):
+        return ("timestamps must be Unix seconds (integers); convert the column, e.g. "
+                "pd.to_datetime(frame[column]).astype('int64') // 10**9, or leave --data.columns.timestamp out.")
+    if name.startswith(("user", "item")):
+        return ("ids must be integers; map yours to integers first (e.g. codes, ids = pd.factorize(frame[column])) "
+                "and keep the map to read recommendations back.")
+    return "a column of numbers is expected there; check --data.columns and --data.separator."
+
+
 def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, header: bool, sep: str) -> None:
     """Re-read ``path`` as text and raise ``ValueError`` naming the first field of ``names`` that is not a number.
 
@@ -245,8 +259,11 @@ def _raise_first_non_numeric(path: Path, names: dict[int, str], options: dict, h
                     if bad.any():
                         row = int(np.flatnonzero(bad)[0])
                         number = line_number(path, offset + row, header)
-                        raise ValueError(f"{path} line {number}: {name} must be a number, got {text.iloc[row]!r}. "
-                                         f"{FIX_LINE}")
+                        value = text.iloc[row]
+                        # Most lines alike: the file's format, not one damaged line.
+                        advice = (f"{int(bad.sum())} of the first {len(bad)} lines are like it: {_column_format(name, value)}"
+                                  if offset == 0 and bad.mean() > 0.5 and len(bad) > 1 else FIX_LINE)
+                        raise ValueError(f"{path} line {number}: {name} must be a number, got {value!r}. {advice}")
                 offset += len(frame)
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not {options['encoding']} text ({err}); restore the original file.") from err

@@ -229,12 +229,27 @@ def test_csv_by_position_without_header_or_timestamp(tmp_path):
                                                         r"pair may appear once\. Remove one of the two lines, or restore "
                                                         r"the original file\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,3\n", Columns(), r"mine\.csv line 3: expected the fields user_id,item_id,rating"),
+    # Most lines alike: the file's format, not a damaged line, and what to convert.
+    ("user_id,item_id,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\n", Columns(),
+     r"mine\.csv line 2: user_id must be a number, got 'u1'\. 3 of the first 3 lines are like it: ids must be integers; "
+     r"map yours to integers first"),
+    ("user_id,item_id,rating,ts\n1,1,4,1997-12-04 15:55:49\n1,2,3,1997-12-05 10:00:00\n", Columns(timestamp="ts"),
+     r"line 2: timestamp must be a number, got '1997-12-04 15:55:49'\. 2 of the first 2 lines are like it: timestamps "
+     r"must be Unix seconds"),
 ])
 def test_csv_errors_name_what_and_where(tmp_path, text, columns, message):
     path = tmp_path / "mine.csv"
     _write(path, text)
     with pytest.raises(ValueError, match=message):
         CSVRatings(tmp_path, path, columns).read_ratings()
+
+
+def test_decimal_commas_are_named_as_the_files_format(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("user_id;item_id;rating\n1;1;3,5\n1;2;4,0\n2;1;5\n")
+    with pytest.raises(ValueError, match=r"line 2: rating must be a number, got '3,5'\. 2 of the first 3 lines are like "
+                                         r"it: decimal commas; write numbers with a decimal point"):
+        CSVRatings(tmp_path, path, Columns(), ";").read_ratings()
 
 
 def test_csv_with_a_byte_order_mark_and_a_typed_tab(tmp_path):
