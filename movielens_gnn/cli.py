@@ -294,7 +294,11 @@ class MovieLensCLI(LightningCLI):
         if self.subcommand == "fit":  # test may ask for other cut-offs: its callbacks select nothing
             check_monitored_cutoffs((model.get("init_args") or {}).get("ranking_ks"), _as_dict(config["trainer"]))
         if self.subcommand == "predict":
-            check_output_file(Path(config["predictions"]), "--predictions")
+            predictions = Path(config["predictions"])
+            check_output_file(predictions, "--predictions")
+            if predictions.suffix.lower() != ".csv":
+                raise ValueError(f"--predictions {predictions}: predict writes CSV; name the file .csv "
+                                 f"({predictions.with_suffix('.csv').name}).")
 
     def instantiate_trainer(self, **kwargs: Any):
         """The configured Trainer, with checkpoints written atomically (unless a CheckpointIO is configured)

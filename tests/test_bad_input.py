@@ -291,6 +291,8 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
      r"Point --data\.root to the data it was trained on\.$"),
     ("predictions_into_a_folder", lambda e: (e.work / "out").mkdir(), _on("predict", "u1.ckpt", "--predictions", "out"),
      r"--predictions out is a folder; expected a file path such as out/predictions\.csv"),
+    ("predictions_not_csv", None, _on("predict", "u1.ckpt", "--predictions", "p.json"),
+     r"--predictions p\.json: predict writes CSV; name the file \.csv \(p\.csv\)"),
     ("predictions_under_a_file", lambda e: (e.work / "afile").write_text("x"),
      _on("predict", "u1.ckpt", "--predictions", "afile/p.csv"), r"--predictions afile/p\.csv: afile is a file"),
     # --- recommend and describe
