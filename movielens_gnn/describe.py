@@ -40,7 +40,7 @@ def summary(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> dict:
     has_time = bool(frame["timestamp"].any())
     return {
         "dataset": datamodule.dataset.NAME,
-        "path": str(datamodule.dataset.raw_dir),
+        "path": str(datamodule.dataset.location),
         "ratings": n_ratings,
         "users": n_users,
         "items": n_items,
@@ -68,7 +68,7 @@ def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
     users, items = side.users, side.items
     facts = summary(datamodule, frame)
     n_ratings = facts["ratings"]
-    lines = [f"# {datamodule.dataset.TITLE} at {datamodule.dataset.raw_dir}", ""]
+    lines = [f"# {datamodule.dataset.TITLE} at {datamodule.dataset.location}", ""]
     lines += ["## Sample rows", "", "ratings:", frame.head(5).to_string(index=False), ""]
     if len(items):
         lines += ["items:", items[["title", "year", "genres"]].head(3).to_string(), ""]

@@ -111,3 +111,15 @@ def test_csv_columns_from_a_data_config_merge_with_the_command_line(tmp_path):
     assert (settings["dataset"], settings["path"], settings["split"], settings["header"]) == ("csv", "r.csv", "random", False)
     assert (settings["columns"].user, settings["columns"].item, settings["columns"].rating) == (2, 0, 3)
     assert settings["columns"].timestamp is None
+
+
+def test_describing_your_own_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "my folder" / "my ratings.csv"
+    path.parent.mkdir()
+    path.write_text("user_id,item_id,rating\n" + "".join(f"{u},{i},{1 + (u + i) % 5}\n" for u in range(6) for i in range(5)))
+    facts = json.loads(main(["describe", "--data.dataset", "csv", "--data.path", str(path), "--data.root",
+                             str(tmp_path / "data"), "--format", "json"]))
+    assert facts["path"] == str(path) and facts["ratings"] == 30 and facts["rating_values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    capsys.readouterr()
+    text = main(["describe", "--data.dataset", "csv", "--data.path", str(path), "--data.root", str(tmp_path / "data")])
+    assert text.splitlines()[0].endswith(f" at {path}")

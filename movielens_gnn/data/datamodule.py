@@ -627,7 +627,7 @@ class MovieLensDataModule(pl.LightningDataModule):
                              f"({scale[0]:g}..{scale[-1]:g}); pass a rating in that range, or null.")
 
     def _process(self) -> ProcessedData:
-        log.info("Processing %s (dataset %s, split %s)", self.dataset.raw_dir, self.dataset.NAME, self.split)
+        log.info("Processing %s (dataset %s, split %s)", self.dataset.location, self.dataset.NAME, self.split)
         side, ratings = self.dataset.load()
         self._side = side
         scale = self.dataset.rating_values(ratings)

@@ -136,6 +136,11 @@ class Dataset:
         return self.root / (self.FOLDER or self.NAME)
 
     @property
+    def location(self) -> Path:
+        """What the data is read from, as reports name it: the release's folder (your own file, for ``csv``)."""
+        return self.raw_dir
+
+    @property
     def archive(self) -> Path:
         return self.root / f"{self.NAME}.zip"
 

@@ -87,6 +87,10 @@ class CSVRatings(Dataset):
     def raw_dir(self) -> Path:
         return self.path.parent
 
+    @property
+    def location(self) -> Path:
+        return self.path
+
     def raw_files(self, split: str) -> list[Path]:
         return [self.path] + ([self.items_path] if self.items_path is not None else [])
 
