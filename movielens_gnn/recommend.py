@@ -118,7 +118,7 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
     user_ids = list(dict.fromkeys(user_ids))  # one list per user, in the order asked (--user 42,7,42)
     users, unknown = _indices(known_ids, user_ids)
     if unknown:
-        raise ValueError(f"Unknown user id(s) {unknown[:10]}; this data has {len(known_ids)} users with ids "
+        raise ValueError(f"Unknown user id(s) {unknown[:10]}{_more(unknown)}; this data has {len(known_ids)} users with ids "
                          f"{int(known_ids[0])}..{int(known_ids[-1])}. For a user not in the data, pass --ratings.")
     model = model.to(device)
     popularity = torch.bincount(torch.cat([data.train.items, data.val.items]), minlength=datamodule.num_items).float()
@@ -135,7 +135,7 @@ def recommend(model: GraphTask, datamodule: MovieLensDataModule, user_ids: Seque
             frames.append(frame)
             short += chunk_short
     if short:
-        shown = ", ".join(f"{u} ({n})" for u, n in short[:10])
+        shown = ", ".join(f"{u} ({n})" for u, n in short[:10]) + _more(short)
         log.warning("Asked for %d recommendations, but user(s) %s have only that many unrated movies; returning "
                     "those.", k, shown)
     return pd.concat(frames, ignore_index=True)
@@ -203,7 +203,7 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
     data = datamodule.data
     items, unknown = _indices(data.item_ids, rated)
     if unknown:
-        raise ValueError(f"--ratings names movie id(s) {unknown[:10]} that this data does not have; use the "
+        raise ValueError(f"--ratings names movie id(s) {unknown[:10]}{_more(unknown)} that this data does not have; use the "
                          f"dataset's movie ids (e.g. from `recommend --user ...` or the movies file).")
     low, high = datamodule.rating_values[0], datamodule.rating_values[-1]
     values = torch.tensor(list(rated.values()), dtype=torch.float32)
@@ -225,6 +225,11 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
         log.warning("Asked for %d recommendations, but the new user rated all but %d movies; returning those.",
                     k, short[0][1])
     return frame
+
+
+def _more(values: Sequence, shown: int = 10) -> str:
+    """`` and N more`` after the first ``shown`` of ``values`` listed in a message; empty when all are."""
+    return f" and {len(values) - shown} more" if len(values) > shown else ""
 
 
 def _indices(known_ids: Tensor, requested: Sequence[int]) -> tuple[Tensor, list[int]]:

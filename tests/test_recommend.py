@@ -110,6 +110,19 @@ def test_a_diverged_model_is_refused_not_ranked_by_index(trained):
         recommend(model, dm, [1, 2], k=4)
 
 
+def test_messages_listing_ten_users_say_how_many_more(trained, caplog):
+    ckpt, _ = trained
+    model, dm = load_for_inference(ckpt)
+    with caplog.at_level("WARNING", logger="movielens_gnn.recommend"):
+        frame = recommend(model, dm, list(range(1, 25)), k=30)  # 30 movies: every user rated some
+    assert len(frame) < 24 * 30
+    warning = next(r.getMessage() for r in caplog.records if "unrated movies" in r.getMessage())
+    # 23 users (user 5, with no training ratings, gets the popular list of all 30): ten listed, and the rest counted.
+    assert warning.count(" (") == 10 and "11 (20) and 13 more have only that many unrated movies" in warning
+    with pytest.raises(ValueError, match=r"Unknown user id\(s\) \[100, 101, .*, 109\] and 2 more; this data"):
+        recommend(model, dm, list(range(100, 112)), k=3)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--user", "999"], "Unknown user id(s) [999]; this data has 24 users with ids 1..24"),
