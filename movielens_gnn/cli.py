@@ -186,6 +186,8 @@ class MovieLensCLI(LightningCLI):
             self.checkpoint = load_checkpoint(ckpt_path)
             if subcommand == "fit" and "optimizer_states" not in self.checkpoint:
                 raise CheckpointError(weights_only_resume_message(Path(ckpt_path)))
+            if subcommand == "fit":
+                check_epochs_left(self.checkpoint, _as_dict(config.get("trainer")).get("max_epochs"), ckpt_path)
             with_config = isinstance(args, list) and any(a == "--config" or str(a).startswith("--config=") for a in args)
             self._apply_checkpoint(subcommand, explicit, with_config)
 
@@ -420,6 +422,17 @@ class MovieLensCLI(LightningCLI):
 
 
 EVALUATION_COMMANDS = ("validate", "test", "predict")
+
+
+def check_epochs_left(checkpoint: dict, max_epochs: int | None, path: Any) -> None:
+    """Refuse to resume a run that has already trained ``max_epochs`` epochs: it would train nothing (or stop
+    with Lightning's error once more were done), after taking a new log folder."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    done = int(progress.get("processed", checkpoint.get("epoch", -1) + 1))
+    if max_epochs is not None and max_epochs >= 0 and done >= max_epochs:
+        raise CheckpointError(f"The checkpoint {path} has trained {done} epochs already, and --trainer.max_epochs is "
+                              f"{max_epochs}: resuming would train nothing. Raise --trainer.max_epochs above {done} to "
+                              "go on training.")
 
 
 def checkpoint_roots(config: Any) -> list[Path]:

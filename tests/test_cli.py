@@ -516,6 +516,13 @@ def test_fit_refuses_a_weights_only_best_checkpoint_and_last_resumes_the_newest_
     with pytest.raises(SystemExit) as exit_info:
         main(_args("fit", "gcn_dot.yaml", ml100k_root, "--ckpt_path", "best"))
     assert exit_info.value.code == 2 and "Use --ckpt_path last" in capsys.readouterr().err
+    # Nothing left to train: refused before a log folder is taken (Lightning trained nothing, or failed later).
+    logs = sorted((workdir / "logs" / "gcn_dot").iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "4", "--ckpt_path", "last"))
+    assert exit_info.value.code == 2 and sorted((workdir / "logs" / "gcn_dot").iterdir()) == logs
+    assert "has trained 5 epochs already, and --trainer.max_epochs is 4: resuming would train nothing. Raise " \
+           "--trainer.max_epochs above 5" in capsys.readouterr().err
 
 
 def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, ml100k_root, capsys):
