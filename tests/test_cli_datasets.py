@@ -129,6 +129,22 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     assert "Exported RankingModel" in export_main([*args, "--out", str(tmp_path / "export")])
 
 
+def test_interactions_without_a_rating_column_train_the_ranking_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rows = ratings_table(user_gaps=True)
+    path = tmp_path / "clicks.csv"
+    path.write_text("user,movie\n" + "".join(f"{int(u)},{int(i)}\n" for u, i, _, _ in rows))
+    data_args = ["--config", str(REPO / "configs" / "data" / "csv.yaml"), "--data.path", str(path),
+                 "--data.columns.user", "user", "--data.columns.item", "movie", "--data.columns.rating", "null",
+                 "--data.root", str(tmp_path / "data")]
+    fit, test, _ = _round_trip(tmp_path, data_args, config="mf_bpr.yaml", epochs=1)
+    assert fit.datamodule.dataset.columns.rating is None and list(fit.datamodule.rating_values) == [1.0]
+    assert "test_ndcg@10" in test.trainer.callback_metrics
+    with pytest.raises(SystemExit):  # nothing to predict: the rating task says which configs rank
+        main(["fit", "--config", str(REPO / "configs" / "gcn_dot.yaml"), *data_args, *QUIET])
+    assert "Train a ranking config for top-K lists" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs" / "data").glob("*.yaml")))
 def test_data_configs_compose_with_a_model_config(tmp_path, monkeypatch, config):
     from tests.synthetic import write_ml100k

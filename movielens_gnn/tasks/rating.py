@@ -58,6 +58,10 @@ def check_arguments(**arguments) -> None:
     if values is not None and not (len(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
                                    and list(values) == sorted(set(values))):
         fail("rating_values", "the rating scale: distinct finite numbers, ascending, e.g. [1, 2, 3, 4, 5]")
+    if values is not None and len(values) == 1:
+        raise ValueError(f"The rating task predicts ratings, but every rating in this data is {values[0]:g} (a file "
+                         "read without a rating column counts each line as 1): there is nothing to predict. Train a "
+                         "ranking config for top-K lists (configs/lightgcn_bpr.yaml, configs/mf_bpr.yaml).")
     check_layer_widths(arguments)
 
 

@@ -127,7 +127,6 @@ def test_hybrid_gives_the_autoencoder_tables_their_own_weight_decay():
     ([v / 2 for v in range(1, 11)], 4.0),  # half stars: 0.5 + 0.75 * 4.5 = 3.875, the next value up
     ([-2, -1, 0, 1, 2], 1.0),
     ([0.0, 50.5, 74.9, 75.2, 100.0], 75.2),  # a file's own distinct ratings
-    ([1.0], 1.0),  # one value (clicks): every rating relevant
 ])
 def test_relevance_threshold_defaults_to_the_top_quarter_of_the_scale(scale, expected):
     model = RatingModel(num_users=3, num_items=3, rating_values=scale)
@@ -142,3 +141,9 @@ def test_a_relevance_threshold_outside_the_scale_is_used_and_warned_about_once(c
                         "metric is 0. Set one within the scale, or leave it out for the top quarter (1)."]
     bottom = RatingModel(num_users=3, num_items=3, relevance_threshold=1)
     assert bottom.relevance_threshold == 1.0 and "every rating counts" in caplog.text
+
+
+def test_the_rating_task_refuses_data_whose_ratings_have_one_value():
+    with pytest.raises(ValueError, match=r"every rating in this data is 1 \(a file read without a rating column.*Train a "
+                                         r"ranking config"):
+        RatingModel(num_users=3, num_items=3, rating_values=[1.0])

@@ -3,7 +3,8 @@
 Any delimited text file with one rating per line works: name its columns with ``--data.columns``
 (header names, or 0-based positions with ``--data.header false``), its separator with
 ``--data.separator``. User and item ids must be integers (they need not be contiguous); ratings may
-be on any scale, and the scale is the set of distinct ratings in the file. A timestamp column is
+be on any scale, and the scale is the set of distinct ratings in the file (without a rating column,
+``--data.columns.rating null``, each line is an interaction counted as 1). A timestamp column is
 optional (the ``temporal`` split needs it). ``--data.items_path`` optionally names a CSV file with a
 header holding the item id column, ``title`` and optionally ``genres`` (``|``-separated), for
 ``recommend`` and the genre features.
@@ -29,13 +30,14 @@ class Columns:
     Attributes:
         user: The user id column.
         item: The item id column.
-        rating: The rating column.
+        rating: The rating column, or ``None`` for a file of interactions without ratings (views, clicks,
+            purchases): every line then counts as rating 1, for the ranking task.
         timestamp: The timestamp column (unix seconds), or ``None`` when the file has none.
     """
 
     user: Union[int, str] = "user_id"
     item: Union[int, str] = "item_id"
-    rating: Union[int, str] = "rating"
+    rating: Union[int, str, None] = "rating"
     timestamp: Union[int, str, None] = None
 
 
@@ -77,7 +79,7 @@ class CSVRatings(Dataset):
             raise ValueError(f"--data.separator must be one character (',', ';', '\\t' ...), got {separator!r}.")
         for name in ("user", "item", "rating", "timestamp"):
             value = getattr(columns, name)
-            if value is None and name != "timestamp":
+            if value is None and name not in ("rating", "timestamp"):
                 raise ValueError(f"--data.columns.{name} must name a column (or its 0-based position), got null.")
             if not header and value is not None and not (isinstance(value, int) and value >= 0):
                 raise ValueError(f"--data.columns.{name} must be a 0-based column position when --data.header is "
@@ -110,7 +112,9 @@ class CSVRatings(Dataset):
         return self.path, self.header
 
     def _positions(self) -> tuple[list[str], list[int]]:
-        wanted = {"user_id": self.columns.user, "item_id": self.columns.item, "rating": self.columns.rating}
+        wanted = {"user_id": self.columns.user, "item_id": self.columns.item}
+        if self.columns.rating is not None:  # else interactions without ratings: each counts as 1
+            wanted["rating"] = self.columns.rating
         if self.columns.timestamp is not None:
             wanted["timestamp"] = self.columns.timestamp
         if not self.header:
@@ -152,9 +156,11 @@ class CSVRatings(Dataset):
         items = readers.check_integers(table["item_id"], "item id", self.path, self.header, low=0)
         timestamps = (readers.check_integers(table["timestamp"], "timestamp", self.path, self.header, below=2.0**63)
                       if "timestamp" in table else np.zeros(len(users), dtype=np.int64))
-        readers.check_finite(table["rating"], "rating", self.path, self.header)  # the scale is the file's own
+        if "rating" in table:
+            readers.check_finite(table["rating"], "rating", self.path, self.header)  # the scale is the file's own
+        rating = table["rating"].astype(np.float32) if "rating" in table else np.ones(len(users), dtype=np.float32)
         check_unique_pairs(users, items, self.path, self.header)
-        return Ratings(users, items, table["rating"].astype(np.float32), timestamps)
+        return Ratings(users, items, rating, timestamps)
 
     def read_side(self) -> SideInfo:
         import pandas as pd  # here, not at import: 0.3 s of start-up that a run from the cache never needs

@@ -244,6 +244,20 @@ def test_csv_errors_name_what_and_where(tmp_path, text, columns, message):
         CSVRatings(tmp_path, path, columns).read_ratings()
 
 
+def test_a_file_of_interactions_without_ratings_counts_each_line_as_one(tmp_path):
+    path = tmp_path / "clicks.csv"
+    path.write_text("user,movie,ts\n7,3,100\n7,9,200\n8,3,150\n")
+    ratings = CSVRatings(tmp_path, path, Columns(user="user", item="movie", rating=None, timestamp="ts")).read_ratings()
+    assert ratings.user_id.tolist() == [7, 7, 8] and ratings.item_id.tolist() == [3, 9, 3]
+    assert ratings.rating.tolist() == [1.0, 1.0, 1.0] and ratings.timestamp.tolist() == [100, 200, 150]
+    bare = tmp_path / "bare.csv"
+    bare.write_text("7,3\n8,3\n")
+    positions = CSVRatings(tmp_path, bare, Columns(user=0, item=1, rating=None), header=False)
+    assert positions.read_ratings().rating.tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match=r"--data.columns.user must name a column .*got null"):
+        CSVRatings(tmp_path, path, Columns(user=None))
+
+
 def test_decimal_commas_are_named_as_the_files_format(tmp_path):
     path = tmp_path / "mine.csv"
     path.write_text("user_id;item_id;rating\n1;1;3,5\n1;2;4,0\n2;1;5\n")
