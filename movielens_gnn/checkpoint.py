@@ -192,6 +192,7 @@ def normalise(value: Any) -> Any:
 def describe_differences(differences: Iterable[tuple[str, Any, Any]], prefix: str) -> tuple[str, str]:
     """``("split u2, seed 1", "split u1, seed 42")`` for messages."""
     differences = list(differences)
-    trained = ", ".join(f"{prefix}{key} {value!r}" for key, value, _ in differences)
-    requested = ", ".join(f"{prefix}{key} {value!r}" for key, _, value in differences)
+    # A setting one side does not have (test_fraction of a canonical split) is left out of that side.
+    trained = ", ".join(f"{prefix}{key} {value!r}" for key, value, _ in differences if value is not None)
+    requested = ", ".join(f"{prefix}{key} {value!r}" for key, _, value in differences if value is not None)
     return trained, requested

@@ -69,7 +69,9 @@ def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
     facts = summary(datamodule, frame)
     n_ratings = facts["ratings"]
     lines = [f"# {datamodule.dataset.TITLE} at {datamodule.dataset.location}", ""]
-    lines += ["## Sample rows", "", "ratings:", frame.head(5).to_string(index=False), ""]
+    # No timestamp column read (your file without --data.columns.timestamp): not a column of zeros.
+    sample = frame if facts["first_timestamp"] is not None else frame.drop(columns="timestamp")
+    lines += ["## Sample rows", "", "ratings:", sample.head(5).to_string(index=False), ""]
     if len(items):
         lines += ["items:", items[["title", "year", "genres"]].head(3).to_string(), ""]
     if len(users.columns):

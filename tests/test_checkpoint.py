@@ -55,3 +55,12 @@ def test_first_sentence_cuts_long_text_at_a_word():
     assert _first_sentence("cannot open '/tmp/a. b'") == "cannot open '/tmp/a. b'"
     assert _first_sentence("...") == "..."  # never empty
     assert _first_sentence("aaaa bbbb cccc", limit=10) == "aaaa bbbb…"
+
+
+def test_differences_leave_out_settings_a_side_does_not_have():
+    from movielens_gnn.checkpoint import describe_differences, identity_differences
+
+    differences = identity_differences({"split": "random", "test_fraction": 0.2}, {"split": "u1", "test_fraction": 0.2})
+    assert differences == [("split", "random", "u1"), ("test_fraction", 0.2, None)]  # u1 has its own test part
+    assert describe_differences(differences, "--data.") == ("--data.split 'random', --data.test_fraction 0.2",
+                                                           "--data.split 'u1'")

@@ -123,3 +123,5 @@ def test_describing_your_own_file_names_the_file(tmp_path, capsys):
     capsys.readouterr()
     text = main(["describe", "--data.dataset", "csv", "--data.path", str(path), "--data.root", str(tmp_path / "data")])
     assert text.splitlines()[0].endswith(f" at {path}")
+    header = text.splitlines()[text.splitlines().index("ratings:") + 1].split()
+    assert header == ["user_id", "item_id", "rating"]  # no timestamp column read: none shown, not zeros
