@@ -199,7 +199,8 @@ def _save(fig, path: Path) -> Path:
 SPLIT_OPTIONS = (("test_fraction", float, "random split: share of ratings held out for test"),
                  ("val_fraction", float, "share of the training part held out for validation"),
                  ("val_strategy", str, "random or users: how validation ratings are held out"),
-                 ("seed", int, "seed of the random splits"))
+                 ("seed", int, "seed of the random splits"),
+                 ("implicit_threshold", float, "keep only ratings at or above this, as interactions (ranking configs)"))
 
 
 def main(argv: Sequence[str]) -> str:

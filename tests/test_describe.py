@@ -106,7 +106,8 @@ def test_csv_columns_from_a_data_config_merge_with_the_command_line(tmp_path):
     config.write_text("data:\n  dataset: csv\n  path: r.csv\n  header: false\n  columns:\n    user: 2\n    item: 0\n")
     args = argparse.Namespace(config=[config], **{name: None for name in (
         "root", "dataset", "split", "cache_dir", "verify", "path", "separator", "header", "items_path", "test_fraction",
-        "val_fraction", "val_strategy", "seed", "column_user", "column_item", "column_timestamp")}, column_rating="3")
+        "val_fraction", "val_strategy", "seed", "implicit_threshold", "column_user", "column_item", "column_timestamp")},
+        column_rating="3")
     settings = data_settings(args)
     assert (settings["dataset"], settings["path"], settings["split"], settings["header"]) == ("csv", "r.csv", "random", False)
     assert (settings["columns"].user, settings["columns"].item, settings["columns"].rating) == (2, 0, 3)

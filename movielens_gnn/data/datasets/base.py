@@ -295,9 +295,13 @@ class Dataset:
 
 def check_unique_pairs(users: np.ndarray, items: np.ndarray, path: Path, header: bool) -> None:
     """Raise ``ValueError`` naming the line of the first (user, item) pair that appears twice."""
-    row = readers.first_duplicate(users, items)
-    if row is not None:
+    repeats = readers.repeated_rows(users, items)
+    if len(repeats):
+        row = int(repeats.min())
         earlier = int(np.flatnonzero((users[:row] == users[row]) & (items[:row] == items[row]))[0])
+        more = f", and {len(repeats) - 1} more lines repeat an earlier pair" if len(repeats) > 1 else ""
         raise ValueError(f"{path} line {readers.line_number(path, row, header)}: user {users[row]} rated item "
-                         f"{items[row]} twice (also on line {readers.line_number(path, earlier, header)}); each "
-                         f"(user, item) pair may appear once. {readers.REMOVE_REPEAT}")
+                         f"{items[row]} twice (also on line {readers.line_number(path, earlier, header)}){more}; each "
+                         f"(user, item) pair may appear once. " + (
+                             "Keep one line per pair (pandas: drop_duplicates on the user and item columns), or "
+                             "restore the original file." if more else readers.REMOVE_REPEAT))

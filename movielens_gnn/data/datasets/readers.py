@@ -337,8 +337,14 @@ def check_scale(values: np.ndarray, scale: Sequence[float], path: Path, header: 
 
 def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
     """The row of the first (user, item) pair that repeats an earlier row, in file order; ``None`` if none does."""
+    repeats = repeated_rows(users, items)
+    return int(repeats.min()) if len(repeats) else None
+
+
+def repeated_rows(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The rows whose (user, item) pair repeats an earlier row's (unordered)."""
     if len(users) == 0:
-        return None
+        return np.zeros(0, dtype=np.int64)
     users, items = users.astype(np.int64), items.astype(np.int64)
     if min(users.min(), items.min()) < 0 or int(users.max()) * (int(items.max()) + 1) + int(items.max()) >= 2**63:
         # Ids of your own file may reach 2^53 or be negative: the key would wrap (or collide) in int64,
@@ -347,12 +353,10 @@ def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
     key = users * (int(items.max()) + 1) + items
     steps = np.diff(key)
     if (steps >= 0).all():  # sorted by user, then item (the CSV releases are): repeats are neighbours
-        repeats = np.flatnonzero(steps == 0)
-        return int(repeats[0]) + 1 if len(repeats) else None
+        return np.flatnonzero(steps == 0) + 1
     order = np.argsort(key, kind="stable")  # equal keys keep file order, so the later one is the repeat
     sorted_key = key[order]
-    repeats = order[1:][sorted_key[1:] == sorted_key[:-1]]
-    return int(repeats.min()) if len(repeats) else None
+    return order[1:][sorted_key[1:] == sorted_key[:-1]]
 
 
 def check_int_column(frame: pd.DataFrame, column: str, path: Path, low: int | None = None,

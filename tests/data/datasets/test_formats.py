@@ -229,6 +229,9 @@ def test_csv_by_position_without_header_or_timestamp(tmp_path):
                                                         r"pair may appear once\. Remove one of the two lines, or restore "
                                                         r"the original file\.$"),
     ("user_id,item_id,rating\n1,2,3\n1,3\n", Columns(), r"mine\.csv line 3: expected the fields user_id,item_id,rating"),
+    ("user_id,item_id,rating\n1,2,3\n2,2,4\n1,2,5\n2,2,1\n2,2,2\n", Columns(),
+     r"mine\.csv line 4: user 1 rated item 2 twice \(also on line 2\), and 2 more lines repeat an earlier pair; each "
+     r"\(user, item\) pair may appear once\. Keep one line per pair"),
     # Most lines alike: the file's format, not a damaged line, and what to convert.
     ("user_id,item_id,rating\nu1,i1,4\nu1,i2,3\nu2,i1,5\n", Columns(),
      r"mine\.csv line 2: user_id must be a number, got 'u1'\. 3 of the first 3 lines are like it: ids must be integers; "

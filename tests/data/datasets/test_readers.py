@@ -20,6 +20,7 @@ def test_first_duplicate_in_file_order_sorted_or_not():
     assert readers.first_duplicate(users, items) == 3  # sorted file: the neighbour test
     assert readers.first_duplicate(users[::-1].copy(), items[::-1].copy()) == 2  # unsorted: by stable sort
     assert readers.first_duplicate(np.array([3, 1, 2]), np.array([1, 1, 1])) is None
+    assert sorted(readers.repeated_rows(np.array([1, 2, 1, 2, 2]), np.array([2, 2, 2, 2, 2])).tolist()) == [2, 3, 4]
 
 
 def test_first_duplicate_with_ids_whose_pair_key_would_wrap_in_int64():
