@@ -90,7 +90,15 @@ def load_for_inference(ckpt_path: str | Path, root: str | None = None, engine: s
         datamodule = MovieLensDataModule(**settings)
     except TypeError as err:  # settings of another version of this project
         raise CheckpointError(f"{ckpt_path} holds data settings this version does not know ({err}).") from err
-    check_fingerprint(state, datamodule, ckpt_path, allow_mismatch)
+    try:
+        check_fingerprint(state, datamodule, ckpt_path, allow_mismatch)
+    except FileNotFoundError as err:
+        given = path if settings.get("dataset") == "csv" else root
+        if given is not None:
+            raise
+        option = "--data.path (and --data.items_path)" if settings.get("dataset") == "csv" else "--data.root"
+        raise FileNotFoundError(f"{str(err).rstrip('.')}. That is where the checkpoint {ckpt_path} was trained; if the "
+                                f"data has moved, pass {option} where it is now.") from err
     return load_model(state, datamodule.graph, engine), datamodule
 
 

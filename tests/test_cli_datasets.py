@@ -119,7 +119,9 @@ def test_csv_fit_test_recommend(tmp_path, monkeypatch, capsys):
     moved.mkdir()
     path.rename(moved / path.name)
     items.rename(moved / items.name)
-    with pytest.raises(FileNotFoundError, match=r"--data\.path .*my ratings\.tsv is not a file; expected your ratings"):
+    with pytest.raises(FileNotFoundError, match=r"--data\.path .*my ratings\.tsv is not a file; expected your ratings.*"
+                                                r"That is where the checkpoint .* was trained; if the data has moved, "
+                                                r"pass --data\.path \(and --data\.items_path\) where it is now"):
         recommend_main(["--ckpt_path", best, "--user", str(user)])
     args = ["--ckpt_path", best, "--data.path", str(moved / path.name), "--data.items_path", str(moved / items.name)]
     again = pd.read_csv(io.StringIO(recommend_main([*args, "--user", str(user), "--format", "csv"])))
