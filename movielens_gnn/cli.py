@@ -47,7 +47,8 @@ from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
 from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
 from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, is_wandb,
-                                newest_run_checkpoint, remove_if_empty, run_config, WANDB_CONFIG, wandb_run_folder)
+                                newest_run_checkpoint, quiet_wandb_start, remove_if_empty, run_config, WANDB_CONFIG,
+                                wandb_run_folder)
 
 log = logging.getLogger("movielens_gnn")
 
@@ -363,6 +364,7 @@ class MovieLensCLI(LightningCLI):
             ckpt_path = self.config[subcommand].get("ckpt_path")
             resume_from = Path(ckpt_path) if self.checkpoint is not None and subcommand == "fit" else None
             self.run_folders = claim_run_folders(trainer, resume_from, checkpoints=subcommand == "fit")
+            quiet_wandb_start(trainer.logger)
         try:
             super()._run_subcommand(subcommand)
         finally:

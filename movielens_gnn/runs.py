@@ -251,6 +251,19 @@ def is_wandb(logger: Any) -> bool:
     return isinstance(logger, WandbLogger)
 
 
+def quiet_wandb_start(logger: Any) -> None:
+    """Before a ``WandbLogger``'s run starts: create its ``save_dir`` (W&B looks for a git root there and warns
+    "git root logs does not exist" while it is missing) and drop Lightning's ``anonymous=None`` (W&B warns that
+    the setting has no effect whenever it is passed at all)."""
+    if not is_wandb(logger) or getattr(logger, "_experiment", None) is not None:
+        return
+    if logger.save_dir:
+        Path(logger.save_dir).mkdir(parents=True, exist_ok=True)
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        init.pop("anonymous", None)
+
+
 def wandb_run_folder(logger: Any) -> Path | None:
     """The files folder of a ``WandbLogger``'s run (``logs/wandb/<run>/files``, uploaded with it); ``None``
     for other loggers. Starts the run if it has not started (on rank 0, where Lightning would anyway)."""

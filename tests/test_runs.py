@@ -135,3 +135,20 @@ def test_is_wandb_recognises_the_logger_and_its_subclasses_without_starting_a_ru
     assert is_wandb(WandbLogger(save_dir=str(tmp_path), offline=True))
     subclassed = TeamLogger(save_dir=str(tmp_path), offline=True)
     assert is_wandb(subclassed) and subclassed._experiment is None
+
+
+
+def test_quiet_wandb_start_creates_the_save_dir_and_drops_the_unset_anonymous_option(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    from movielens_gnn.runs import quiet_wandb_start
+
+    logger = WandbLogger(save_dir=str(tmp_path / "logs"), offline=True)
+    assert "anonymous" in logger._wandb_init and not (tmp_path / "logs").exists()
+    quiet_wandb_start(logger)
+    assert (tmp_path / "logs").is_dir() and "anonymous" not in logger._wandb_init and logger._experiment is None
+    chosen = WandbLogger(save_dir=str(tmp_path / "logs"), offline=True, anonymous=True)
+    quiet_wandb_start(chosen)
+    assert chosen._wandb_init["anonymous"] == "allow"  # a choice the user made stays
+    quiet_wandb_start(CSVLogger(tmp_path / "csv"))  # other loggers: nothing to do
+    assert not (tmp_path / "csv").exists()
