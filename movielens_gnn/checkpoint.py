@@ -192,7 +192,11 @@ def normalise(value: Any) -> Any:
 def describe_differences(differences: Iterable[tuple[str, Any, Any]], prefix: str) -> tuple[str, str]:
     """``("split u2, seed 1", "split u1, seed 42")`` for messages."""
     differences = list(differences)
-    # A setting one side does not have (test_fraction of a canonical split) is left out of that side.
-    trained = ", ".join(f"{prefix}{key} {value!r}" for key, value, _ in differences if value is not None)
-    requested = ", ".join(f"{prefix}{key} {value!r}" for key, _, value in differences if value is not None)
-    return trained, requested
+
+    def side(values: list[tuple[str, Any]]) -> str:
+        # A setting this side does not have (test_fraction of a canonical split) is left out where other
+        # settings say what differs, and shown as unset where it is the difference itself.
+        shown = [(key, value) for key, value in values if value is not None] or values
+        return ", ".join(f"{prefix}{key} {'unset' if value is None else repr(value)}" for key, value in shown)
+
+    return side([(key, value) for key, value, _ in differences]), side([(key, value) for key, _, value in differences])

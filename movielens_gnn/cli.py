@@ -181,7 +181,7 @@ class MovieLensCLI(LightningCLI):
         if "weights_only" in config and config.get("weights_only") is None:
             config["weights_only"] = True  # torch < 2.6 would otherwise unpickle anything
         ckpt_path = config.get("ckpt_path")
-        if subcommand in EVALUATION_COMMANDS or str(ckpt_path) in ("last", "best"):
+        if (subcommand in EVALUATION_COMMANDS and not ckpt_path) or str(ckpt_path) in ("last", "best"):
             config["ckpt_path"] = ckpt_path = resolve_ckpt_path(subcommand, ckpt_path, checkpoint_roots(config))
         if ckpt_path and str(ckpt_path) not in SPECIAL_CKPT_PATHS:
             self.checkpoint = load_checkpoint(ckpt_path)
@@ -442,8 +442,7 @@ def checkpoint_roots(config: Any) -> list[Path]:
     ``version_N``), from its parsed config; ``checkpoints/<task>`` when it names none, as in ``fit``."""
     trainer = _as_dict(config.get("trainer"))
     roots = []
-    for callback in trainer.get("callbacks") or []:
-        callback = _as_dict(callback)
+    for callback in configured_callbacks(trainer):
         module, _, name = str(callback.get("class_path", "")).rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), name)
@@ -463,7 +462,7 @@ def resolve_ckpt_path(subcommand: str, ckpt_path: Any, roots: list[Path]) -> Any
     Lightning's own lookup sees only this process's run, which has none yet, and would go on untrained).
     Evaluation commands need one: without it they would score random weights."""
     where = " or ".join(str(root) for root in roots)
-    if ckpt_path is None:  # validate, test, predict
+    if not ckpt_path:  # validate, test, predict (an empty --ckpt_path "$UNSET" too)
         best, found = newest_run_checkpoint(roots, "best")
         last, _ = newest_run_checkpoint(roots, "last")
         newest = (f" The newest run under {where} has {shlex.quote(str(best or found[0] if found else last))}; "
@@ -659,14 +658,22 @@ def check_trainer_arguments(trainer: dict) -> None:
                          "--trainer.accelerator cpu (or leave out configs/trainer/gpu.yaml).")
 
 
+def configured_callbacks(trainer: Any) -> list[dict]:
+    """The callbacks of a parsed ``trainer`` config as mappings (``class_path``, ``init_args``): a config may
+    give one callback as a mapping instead of a list."""
+    callbacks = _as_dict(trainer).get("callbacks") or []
+    if isinstance(callbacks, (dict, Namespace)):
+        callbacks = [callbacks]
+    return [_as_dict(callback) for callback in callbacks if isinstance(callback, (dict, Namespace))]
+
+
 def check_monitored_cutoffs(ranking_ks: Any, trainer: dict) -> None:
     """Raise ``ValueError`` when a configured callback monitors a top-K metric (``val_ndcg@10``) at a K that
     ``--model.ranking_ks`` leaves out: it would never be logged, and the callback would stop the run with a
     traceback after the first validation."""
     if not isinstance(ranking_ks, (list, tuple)):
         return
-    for callback in trainer.get("callbacks") or []:
-        callback = _as_dict(callback)
+    for callback in configured_callbacks(trainer):
         monitor = (callback.get("init_args") or {}).get("monitor")
         found = re.fullmatch(r"\w+@(\d+)", monitor) if isinstance(monitor, str) else None
         if found and int(found.group(1)) not in ranking_ks:
@@ -750,8 +757,9 @@ def main(args: Any = None, run: bool = True, callbacks: Sequence[Callback] = ())
     previous = _set_sigterm(_terminate)
     hint = ResumeHint()
     with warnings.catch_warnings(), _quiet_third_party():
-        resuming = argv[:1] == ["fit"] and any(str(a).startswith("--ckpt_path") for a in argv)
-        for message in THIRD_PARTY_NOISE + (EVALUATION_NOISE if argv[:1] in (["validate"], ["test"], ["predict"]) else ()) \
+        command = _subcommand_of(argv) if argv else None
+        resuming = command == "fit"  # a resumed fit (--ckpt_path, perhaps from a config); a new run's folder is empty
+        for message in THIRD_PARTY_NOISE + (EVALUATION_NOISE if command in EVALUATION_COMMANDS else ()) \
                 + (RESUME_NOISE if resuming else ()):
             warnings.filterwarnings("ignore", message=message)
         return _main(args, argv, run, [hint, *callbacks], previous)

@@ -307,5 +307,8 @@ def _as_mapping(value) -> dict:
 
 
 def _position(value: str | None, header: bool) -> str | int | None:
-    """A column given on the command line: a name, or (without a header) a 0-based position."""
+    """A column given on the command line: a name, (without a header) a 0-based position, or ``null`` for none
+    (the rating or timestamp column, as fit takes them)."""
+    if value is not None and value.lower() in ("null", "none"):
+        return None
     return int(value) if value is not None and not header and value.isdigit() else value

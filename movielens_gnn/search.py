@@ -98,6 +98,14 @@ class TrialFailed(ValueError):
     """A trial's ``fit`` refused its options or data (the CLI has printed why)."""
 
 
+class TrialStopped(KeyboardInterrupt):
+    """A trial's ``fit`` was interrupted (Ctrl-C, SIGTERM): ``code`` is the exit code it ended with."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class PruneOnValidation(pl.Callback):
     """Report the monitored validation metric to an Optuna trial after every epoch; stop the fit when the
     pruner says so (:attr:`pruned` is then set, and the caller marks the trial pruned)."""
@@ -185,7 +193,7 @@ def main(argv: Sequence[str]) -> str:
         raise FileNotFoundError(f"--config {args.config} is not a readable config file.")
     out = args.out or Path("search") / args.config.stem
     out.mkdir(parents=True, exist_ok=True)
-    from movielens_gnn.cli import main as cli_main
+    from movielens_gnn.cli import EXIT_USER_ERROR, main as cli_main
 
     quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -197,7 +205,9 @@ def main(argv: Sequence[str]) -> str:
         pruner = PruneOnValidation(trial)
         try:
             cli = cli_main(["fit", "--config", str(args.config), *quiet, *passthrough, *overrides], callbacks=[pruner])
-        except SystemExit as err:  # the CLI printed why; an Exception (not SystemExit) lets Optuna mark the trial failed
+        except SystemExit as err:  # Optuna marks a trial failed on an Exception or KeyboardInterrupt, not SystemExit
+            if err.code != EXIT_USER_ERROR:  # Ctrl-C or SIGTERM: the search stops with the same exit code
+                raise TrialStopped(err.code) from err
             raise TrialFailed(f"trial {trial.number}'s fit stopped (exit code {err.code}) with {' '.join(overrides)}: "
                               f"if the error above names one of these options, fix its entry in --space "
                               f"{args.space}.") from err
@@ -232,7 +242,10 @@ def main(argv: Sequence[str]) -> str:
                     "those options do not change what a trial measures (epochs, data). Use another --out for another "
                     "setting.", " ".join(before), " ".join(passthrough))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=args.trials, catch=())
+    try:
+        study.optimize(objective, n_trials=args.trials, catch=())
+    except TrialStopped as err:  # the trial is stored as failed; the process ends as the fit did
+        raise SystemExit(err.code) from err
     text = _table(study, space, args)
     (out / "trials.md").write_text(text)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

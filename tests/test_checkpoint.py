@@ -64,3 +64,8 @@ def test_differences_leave_out_settings_a_side_does_not_have():
     assert differences == [("split", "random", "u1"), ("test_fraction", 0.2, None)]  # u1 has its own test part
     assert describe_differences(differences, "--data.") == ("--data.split 'random', --data.test_fraction 0.2",
                                                            "--data.split 'u1'")
+    # Where the unset setting is the whole difference, it is shown (not an empty side).
+    assert describe_differences([("implicit_threshold", None, 4.0)], "") == ("implicit_threshold unset",
+                                                                          "implicit_threshold 4.0")
+    assert describe_differences([("autoencoder_weight_decay", None, 0.01)], "--model.") == (
+        "--model.autoencoder_weight_decay unset", "--model.autoencoder_weight_decay 0.01")

@@ -531,6 +531,9 @@ def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, m
             main(_args(command, "gcn_dot.yaml", ml100k_root))
         assert exit_info.value.code == 2
         assert f"error: {command} scores a trained model and needs --ckpt_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an empty --ckpt_path ("$CKPT" unset) is no checkpoint either
+        main(_args("test", "gcn_dot.yaml", ml100k_root, "--ckpt_path", ""))
+    assert "test scores a trained model and needs --ckpt_path" in capsys.readouterr().err
     main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "1"))
     newest = main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "3"))
     best = Path(newest.trainer.checkpoint_callback.best_model_path)
@@ -545,6 +548,22 @@ def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, m
     last = main(_args("validate", "gcn_dot.yaml", ml100k_root, "--ckpt_path", "last"))
     assert last.trainer.callback_metrics["val_rmse"].item() == pytest.approx(
         newest.trainer.callback_metrics["val_rmse"].item(), abs=1e-6)  # the third epoch's weights
+
+
+def test_checkpoint_roots_from_a_list_a_single_callback_or_none(tmp_path):
+    from movielens_gnn.cli import checkpoint_roots, check_monitored_cutoffs
+
+    checkpoint = {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                  "init_args": {"dirpath": "checkpoints/mine", "monitor": "val_ndcg@10"}}
+    last = {"class_path": "movielens_gnn.runs.LastCheckpoint", "init_args": {"dirpath": "checkpoints/mine"}}
+    stop = {"class_path": "pytorch_lightning.callbacks.EarlyStopping", "init_args": {"monitor": "val_rmse"}}
+    ranking = {"class_path": "movielens_gnn.tasks.RankingModel"}
+    assert checkpoint_roots({"trainer": {"callbacks": [checkpoint, last, stop]}}) == [Path("checkpoints/mine")]
+    assert checkpoint_roots({"trainer": {"callbacks": checkpoint}}) == [Path("checkpoints/mine")]  # one, as a mapping
+    assert checkpoint_roots({"trainer": {"callbacks": [stop], "default_root_dir": str(tmp_path)}, "model": ranking}) == [
+        tmp_path / "checkpoints" / "ranking"]  # fit's default folder for the task
+    with pytest.raises(ValueError, match=r"leaves out 10, but the config's ModelCheckpoint monitors val_ndcg@10"):
+        check_monitored_cutoffs([20], {"callbacks": checkpoint})
 
 
 class MatricesOnly(torch.optim.SGD):

@@ -112,6 +112,9 @@ def test_csv_columns_from_a_data_config_merge_with_the_command_line(tmp_path):
     assert (settings["dataset"], settings["path"], settings["split"], settings["header"]) == ("csv", "r.csv", "random", False)
     assert (settings["columns"].user, settings["columns"].item, settings["columns"].rating) == (2, 0, 3)
     assert settings["columns"].timestamp is None
+    args.column_rating, args.column_timestamp = "null", "4"  # as fit takes them: no rating column
+    settings = data_settings(args)
+    assert settings["columns"].rating is None and settings["columns"].timestamp == 4
 
 
 def test_describing_your_own_file_names_the_file(tmp_path, capsys):

@@ -320,6 +320,19 @@ def test_search_space_mistakes_fail_the_trial_and_name_the_space(tmp_path, monke
     study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]  # not left "running"
     assert "| 0 | fail |" in text and "| 1 | complete |" in text
+    # Ctrl-C inside a trial (the CLI exits 130): the trial is stored as failed and the search ends with 130,
+    # not as a mistake in the space.
+    import movielens_gnn.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise SystemExit(cli.EXIT_INTERRUPTED)
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        search_main(args)
+    assert exit_info.value.code == 130
+    study = optuna.load_study(study_name="gcn_dot", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "FAIL"]
 
 
 def test_search_runs_pruned_trials_and_writes_the_best_config(tmp_path, monkeypatch, capsys):

@@ -375,7 +375,8 @@ class RatingModel(GraphTask):
             self._threshold_warned = True
             what = "no rating reaches it: every top-K metric is 0" if threshold > high else "every rating counts"
             log.warning("--model.relevance_threshold %g on a rating scale of %g..%g: %s. Set one within the scale, or "
-                        "leave it out for the top quarter (%g).", threshold, low, high, what, top_quarter)
+                        "--model.relevance_threshold null for the top quarter (%g).", threshold, low, high, what,
+                        top_quarter)
         return float(threshold)
 
     _threshold_warned = False

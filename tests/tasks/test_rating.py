@@ -138,7 +138,7 @@ def test_a_relevance_threshold_outside_the_scale_is_used_and_warned_about_once(c
     assert model.relevance_threshold == 4.0 and model.relevance_threshold == 4.0
     warnings = [r.getMessage() for r in caplog.records if "relevance_threshold" in r.getMessage()]
     assert warnings == ["--model.relevance_threshold 4 on a rating scale of -2..2: no rating reaches it: every top-K "
-                        "metric is 0. Set one within the scale, or leave it out for the top quarter (1)."]
+                        "metric is 0. Set one within the scale, or --model.relevance_threshold null for the top quarter (1)."]
     bottom = RatingModel(num_users=3, num_items=3, relevance_threshold=1)
     assert bottom.relevance_threshold == 1.0 and "every rating counts" in caplog.text
 

@@ -234,7 +234,7 @@ def _column_format(name: str, value: str) -> str:
                 "the separator.")
     if name.startswith("timestamp"):
         return ("timestamps must be Unix seconds (integers); convert the column, e.g. "
-                "pd.to_datetime(frame[column]).astype('int64') // 10**9, or leave --data.columns.timestamp out.")
+                "(pd.to_datetime(frame[column]) - pd.Timestamp(0)) // pd.Timedelta('1s'), or leave --data.columns.timestamp out.")
     if name.startswith(("user", "item")):
         return ("ids must be integers; map yours to integers first (e.g. codes, ids = pd.factorize(frame[column])) "
                 "and keep the map to read recommendations back.")
