@@ -45,7 +45,7 @@ from movielens_gnn.data.datamodule import MovieLensDataModule
 from movielens_gnn.files import atomic_write, check_output_file, created_dirs
 from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class
-from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS
+from movielens_gnn.tasks.base import EVALUATION_ARGUMENTS, plateau_mode_message
 from movielens_gnn.runs import (AtomicCheckpointIO, ResumeHint, claim_run_folders, default_checkpoints, is_wandb,
                                 newest_run_checkpoint, quiet_wandb_start, remove_if_empty, run_config, WANDB_CONFIG,
                                 wandb_run_folder)
@@ -293,6 +293,7 @@ class MovieLensCLI(LightningCLI):
         task = task_class(model.get("class_path"))
         task.check_arguments(**{k: v for k, v in (model.get("init_args") or {}).items() if k not in LINKED_FROM_DATA})
         check_optimizer_arguments(_as_dict((model.get("init_args") or {}).get("optimizer")))
+        check_plateau_mode(_as_dict((model.get("init_args") or {}).get("lr_scheduler")), task)
         check_trainer_arguments(_as_dict(config["trainer"]))
         if self.subcommand == "fit":  # test may ask for other cut-offs: its callbacks select nothing
             check_monitored_cutoffs((model.get("init_args") or {}).get("ranking_ks"), _as_dict(config["trainer"]))
@@ -656,6 +657,16 @@ def check_trainer_arguments(trainer: dict) -> None:
     if isinstance(accelerator, str) and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"--trainer.accelerator {accelerator} needs a CUDA device, and none is visible here. Use "
                          "--trainer.accelerator cpu (or leave out configs/trainer/gpu.yaml).")
+
+
+def check_plateau_mode(scheduler: dict, task: type) -> None:
+    """The configured ``ReduceLROnPlateau`` against the task's monitored metric, before any data is read
+    (:meth:`GraphTask.configure_optimizers` checks the built scheduler again)."""
+    if not str(scheduler.get("class_path", "")).endswith("ReduceLROnPlateau"):
+        return
+    mode = _as_dict(scheduler.get("init_args")).get("mode", "min")
+    if mode != task.monitor_mode:
+        raise ValueError(plateau_mode_message(task.monitor, task.monitor_mode, mode))
 
 
 def configured_callbacks(trainer: Any) -> list[dict]:

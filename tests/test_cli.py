@@ -550,6 +550,14 @@ def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, m
         newest.trainer.callback_metrics["val_rmse"].item(), abs=1e-6)  # the third epoch's weights
 
 
+def test_a_plateau_schedule_counting_the_wrong_way_is_refused_before_any_run_folder(workdir, ml100k_root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(_args("fit", "mf_bpr.yaml", ml100k_root, "--model.lr_scheduler",
+                   '{"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau"}'))
+    assert exit_info.value.code == 2 and not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
+    assert "watches val_ndcg@10, which is better higher, but has mode 'min'" in capsys.readouterr().err
+
+
 def test_checkpoint_roots_from_a_list_a_single_callback_or_none(tmp_path):
     from movielens_gnn.cli import checkpoint_roots, check_monitored_cutoffs
 

@@ -526,10 +526,15 @@ class MovieLensDataModule(pl.LightningDataModule):
 
     def _prune_caches(self, keep: Path) -> None:
         """Remove this dataset's caches beyond the :attr:`CACHES_KEPT` most recently used (``keep`` among
-        them), and the one-per-split cache of earlier versions (``<dataset>-<split>.pt``)."""
+        them), and the one-per-split cache of earlier versions (``<dataset>-<split>.pt``; for ``csv``
+        ``csv-<hash of the file's path>-<split>.pt``)."""
         pattern = re.compile(re.escape(self.dataset.NAME) + r"-.+-[0-9a-f]{10}\.pt")
+        legacy = f"{self.dataset.NAME}-{self.split}.pt"
+        if isinstance(self.dataset, CSVRatings):  # one per file: csv-<hash of its path>-<split>.pt
+            digest = hashlib.sha256(str(self.dataset.path.resolve()).encode()).hexdigest()[:10]
+            legacy = f"{self.dataset.NAME}-{digest}-{self.split}.pt"
         with contextlib.suppress(OSError):
-            (self.cache_dir / f"{self.dataset.NAME}-{self.split}.pt").unlink(missing_ok=True)
+            (self.cache_dir / legacy).unlink(missing_ok=True)
             caches = [p for p in self.cache_dir.iterdir() if pattern.fullmatch(p.name) and p != keep]
             caches.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
             for path in caches[self.CACHES_KEPT - 1:]:

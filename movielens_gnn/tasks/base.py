@@ -289,11 +289,7 @@ class GraphTask(pl.LightningModule):
         config = {"scheduler": scheduler}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             if scheduler.mode != self.monitor_mode:  # it would cut the rate while the metric improves
-                better = "lower" if self.monitor_mode == "min" else "higher"
-                raise ValueError(f"--model.lr_scheduler ReduceLROnPlateau watches {self.monitor}, which is better "
-                                 f"{better}, but has mode {scheduler.mode!r}: set "
-                                 f"--model.lr_scheduler.init_args.mode {self.monitor_mode} (mode: {self.monitor_mode} "
-                                 "under its init_args in the config).")
+                raise ValueError(plateau_mode_message(self.monitor, self.monitor_mode, scheduler.mode))
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
@@ -312,6 +308,14 @@ class GraphTask(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit" and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
+
+
+def plateau_mode_message(monitor: str, wanted: str, mode: str) -> str:
+    """Why a ``ReduceLROnPlateau`` with ``mode`` cannot watch ``monitor`` (better when ``wanted``)."""
+    better = "lower" if wanted == "min" else "higher"
+    return (f"--model.lr_scheduler ReduceLROnPlateau watches {monitor}, which is better {better}, but has mode "
+            f"{mode!r}: set --model.lr_scheduler.init_args.mode {wanted} (mode: {wanted} under its init_args in the "
+            "config).")
 
 
 def rng_states() -> dict:

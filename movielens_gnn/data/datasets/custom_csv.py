@@ -168,18 +168,25 @@ class CSVRatings(Dataset):
             return SideInfo(users=pd.DataFrame(), items=pd.DataFrame(columns=["title", "year", "genres"]), genres=())
         path = self.items_path
         key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
-        frame = None
-        for separator in dict.fromkeys((self.separator, ",")):  # like the ratings file, or comma-separated
+        # The header's names split by each separator tried: like the ratings file, or by commas.
+        names_by = {separator: set(self._header(path).split(separator)) for separator in dict.fromkeys((self.separator, ","))}
+        frame, parse_error = None, None
+        for separator, names in names_by.items():
             try:
-                frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding=ENCODING)
+                read = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, encoding=ENCODING)
             except UnicodeDecodeError as err:
-                raise ValueError(f"--data.items_path {path} is not UTF-8 text ({err.reason} at byte {err.start}): save "
-                                 "it as UTF-8 (Excel: CSV UTF-8), or convert it, e.g. iconv -f latin1 -t utf-8.") from err
+                raise ValueError(f"--data.items_path {path} is not UTF-8 text ({err.reason}): save it as UTF-8 "
+                                 "(Excel: CSV UTF-8), or convert it, e.g. iconv -f latin1 -t utf-8.") from err
             except pd.errors.ParserError as err:
-                parse_error = err
+                if parse_error is None or {key, "title"} <= names:  # the error of the separator the header uses
+                    parse_error = err
                 continue
-            if key in frame.columns:
+            frame = read if frame is None or key in read.columns else frame
+            if key in read.columns:
                 break
+        if (frame is None or key not in frame.columns) and parse_error is not None and any(
+                {key, "title"} <= names for names in names_by.values()):
+            frame = None  # the header is right: a line breaks the format, which is what to report
         if frame is None:
             hint = self._separator_hint(path, key) or (
                 " A title that holds the separator must be in double quotes (\"Copycat, The (1995)\").")
@@ -200,13 +207,18 @@ class CSVRatings(Dataset):
         items = frame[["item_id", "title", "year", "genres"]].set_index("item_id").sort_index()
         return SideInfo(users=pd.DataFrame(), items=items, genres=genre_names(items["genres"]))
 
-    def _separator_hint(self, path: Path, key: str) -> str:
-        """Which separator the items file's header splits into ``key`` and ``title`` with, if not one read."""
+    @staticmethod
+    def _header(path: Path) -> str:
+        """The first line of ``path`` ("" when it cannot be read as text)."""
         try:
             with open(path, encoding=ENCODING) as handle:
-                header = handle.readline().rstrip("\r\n")
+                return handle.readline().rstrip("\r\n")
         except (OSError, UnicodeDecodeError):
             return ""
+
+    def _separator_hint(self, path: Path, key: str) -> str:
+        """Which separator the items file's header splits into ``key`` and ``title`` with, if not one read."""
+        header = self._header(path)
         for separator in LIKELY_SEPARATORS:
             if separator not in (self.separator, ",") and {key, "title"} <= set(header.split(separator)):
                 also = "" if self.separator == "," else f"the ratings file's separator ({self.separator!r}) or "

@@ -335,12 +335,6 @@ def check_scale(values: np.ndarray, scale: Sequence[float], path: Path, header: 
                          f"got {values[row]:g}. {FIX_LINE}")
 
 
-def first_duplicate(users: np.ndarray, items: np.ndarray) -> int | None:
-    """The row of the first (user, item) pair that repeats an earlier row, in file order; ``None`` if none does."""
-    repeats = repeated_rows(users, items)
-    return int(repeats.min()) if len(repeats) else None
-
-
 def repeated_rows(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """The rows whose (user, item) pair repeats an earlier row's (unordered)."""
     if len(users) == 0:

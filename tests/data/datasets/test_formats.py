@@ -298,7 +298,7 @@ def test_csv_timestamps_in_nanoseconds_and_an_items_file_that_fits_no_separator(
 
 @pytest.mark.parametrize(("content", "message"), [
     ("item_id,title\n1,Am\xe9lie (2001)\n".encode("latin-1"),
-     r"--data.items_path .*items.csv is not UTF-8 text \(invalid continuation byte at byte 18\): save it as UTF-8"),
+     r"--data.items_path .*items.csv is not UTF-8 text \(invalid continuation byte\): save it as UTF-8"),
     (b"item_id,title,genres\n1,Heat (1995),Action\n2,Copycat, The (1995),Crime\n",
      r"items.csv: a line has more fields than the header \(.*Expected 3 fields in line 3, saw 4\)\. A title that holds "
      r"the separator must be in double quotes"),
@@ -313,6 +313,11 @@ def test_items_file_errors_name_the_file_and_the_fix(tmp_path, content, message)
     items.write_bytes(content)
     with pytest.raises(ValueError, match=message):
         CSVRatings(tmp_path, path, Columns(), ",", items_path=items).read_side()
+    semicolons = tmp_path / "mine;.csv"  # a ';' ratings file beside a comma items file with an unquoted title:
+    semicolons.write_text("user_id;item_id;rating\n1;1;4\n2;2;3\n")  # the line is reported, not a missing column
+    items.write_bytes(b"item_id,title\n1,Heat (1995)\n2,Copycat, The (1995)\n")
+    with pytest.raises(ValueError, match=r"a line has more fields than the header .*in double quotes"):
+        CSVRatings(tmp_path, semicolons, Columns(), ";", items_path=items).read_side()
     items.write_bytes(b'item_id,title\n1,"Copycat, The (1995)"\n')  # quoted: fine
     assert CSVRatings(tmp_path, path, Columns(), ",", items_path=items).read_side().items.title.tolist() == [
         "Copycat, The (1995)"]
