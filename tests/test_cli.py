@@ -189,8 +189,8 @@ def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(wo
 
     root = ["--data.root", str(ml100k_root)]
     ranking = main(["--config", str(REPO / "configs" / "mf_bpr.yaml"), *root], run=False).model
-    # Not the rating task's relevance_threshold 4 or combine "last": a named task starts from its own defaults.
-    assert type(ranking) is RankingModel and ranking.hparams.relevance_threshold == 0.0
+    # Not the rating task's combine "last": a named task starts from its own defaults.
+    assert type(ranking) is RankingModel and ranking.hparams.relevance_threshold is None
     assert ranking.hparams.combine == "mean" and ranking.hparams.encoder == "mf"
     rating = main([*root, "--model.embedding_dim", "8"], run=False).model
     assert type(rating) is RatingModel and rating.hparams.embedding_dim == 8 and rating.relevance_threshold == 4.0
@@ -209,7 +209,7 @@ def test_the_task_is_the_rating_model_unless_named_and_keeps_its_own_defaults(wo
         main(_args("fit", "lightgcn_bpr.yaml", ml100k_root, "--print_config"))
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert "class_path: movielens_gnn.tasks.RankingModel" in printed and "relevance_threshold: 0.0" in printed
+    assert "class_path: movielens_gnn.tasks.RankingModel" in printed and "item_item_weight:" in printed
 
 
 @pytest.mark.parametrize(("task", "monitor", "best_is"), [("RatingModel", "val_rmse", min),

@@ -690,13 +690,14 @@ class MovieLensDataModule(pl.LightningDataModule):
         training + validation: what a ranking of the test part leaves out)."""
         return self._user_item_mask(users, tuple(getattr(self.data, part) for part in parts))
 
-    def relevant_items(self, users: Tensor, threshold: float = 4.0, part: str = "test") -> Tensor:
-        """``(B, I)`` bool: the items of ``part`` each user rated ``>= threshold`` (relevant for ranking)."""
+    def relevant_items(self, users: Tensor, threshold: float | None = 4.0, part: str = "test") -> Tensor:
+        """``(B, I)`` bool: the items of ``part`` each user rated ``>= threshold`` (every one for ``None``),
+        relevant for ranking."""
         edges = getattr(self.data, part)
-        liked = edges.ratings >= threshold
+        liked = edges.ratings >= (threshold if threshold is not None else -math.inf)
         return self._user_item_mask(users, (EdgeBatch(edges.users[liked], edges.items[liked], edges.ratings[liked]),))
 
-    def ranking_batches(self, users: Tensor, part: str = "test", threshold: float = 4.0,
+    def ranking_batches(self, users: Tensor, part: str = "test", threshold: float | None = 4.0,
                         chunk: int = 1024) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """``(users, exclude, relevant)`` in chunks of ``users``, for ranking all items on ``part``.
 

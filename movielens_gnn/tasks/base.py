@@ -249,7 +249,7 @@ class GraphTask(pl.LightningModule):
 
     # ------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def log_ranking(self, part: str, ks, threshold: float) -> None:
+    def log_ranking(self, part: str, ks, threshold: float | None) -> None:
         """Log ``{part}_ndcg@10`` ... over all users of ``part``, every item ranked, known items left out.
 
         Data-parallel ranks each score a share of the users, and :class:`RankingMetrics` sums them
@@ -264,6 +264,10 @@ class GraphTask(pl.LightningModule):
                         "recall and hit rate there are 1 whatever the model. Use cut-offs below %d.", whole,
                         self.hparams.num_items, self.hparams.num_items)
             self._whole_list_warned = True
+        if part == "test" and self.trainer.is_global_zero:  # what the printed table's metrics count
+            log.info("Top-K metrics on test: %s, ranked among the items each user has not rated in training or "
+                     "validation.", "every held-out interaction is relevant" if threshold is None else
+                     f"held-out ratings >= {threshold:g} are relevant (--model.relevance_threshold)")
         metric = RankingMetrics(ks).to(self.device)
         users = torch.unique(getattr(datamodule.data, part).users)[self.trainer.global_rank :: self.trainer.world_size]
         tables = self.encode()  # once: 1,024 users a chunk, 159 chunks on ml-25m

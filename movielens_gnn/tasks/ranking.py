@@ -71,7 +71,8 @@ def check_arguments(**arguments) -> None:
                                                 and 0.0 <= arguments["item_item_weight"] <= 1.0):
         fail("item_item_weight", "a share in [0, 1]")
     for name in ("rating_mean", "relevance_threshold"):
-        if name in arguments and not number(arguments[name]):
+        if name in arguments and not number(arguments[name]) and not (name == "relevance_threshold"
+                                                                      and arguments[name] is None):
             fail(name, "a finite number")
     if arguments.get("encoder") == "graphconv":  # the other encoders have no layers to combine
         check_layer_widths(arguments)
@@ -133,8 +134,9 @@ class RankingModel(GraphTask):
             ``val_ndcg@10`` (give it ``mode: max``).
         ranking_ks: Cut-offs K of the logged metrics; the configs monitor ``val_ndcg@10``, and so does a
             run without checkpoint callbacks when 10 is among them (else ``val_ndcg@`` the first K).
-        relevance_threshold: Held-out interactions rated at or above this are relevant; 0 (the
-            default) counts every held-out interaction, the implicit protocol.
+        relevance_threshold: Held-out interactions rated at or above this are relevant; ``None`` (the
+            default) counts every held-out interaction, the implicit protocol (whatever the scale, negative
+            ratings included: training takes every interaction as a positive too).
         train_metrics_every_n_epochs: Measure and log the training metrics (``train_loss``) on the
             first epoch and then every this many; the others skip them (each logged key costs about
             0.2 ms of Lightning's bookkeeping per epoch, a few percent of a full-batch epoch on u1).
@@ -164,7 +166,7 @@ class RankingModel(GraphTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         ranking_ks: Sequence[int] = (10, 20),
-        relevance_threshold: float = 0.0,
+        relevance_threshold: Optional[float] = None,
         train_metrics_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()

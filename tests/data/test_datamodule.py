@@ -387,3 +387,17 @@ def test_bad_implicit_threshold(ml100k_root):
         with pytest.raises(ValueError, match=rf"--data.implicit_threshold {threshold} is outside the ratings of "
                                              r"ml-100k \(1\.\.5\)"):
             MovieLensDataModule(root=str(ml100k_root), implicit_threshold=threshold, cache=False).data
+
+
+def test_relevant_items_without_a_threshold_are_every_held_out_rating_negative_ones_too(tmp_path):
+    from movielens_gnn.tasks import RankingModel
+
+    path = tmp_path / "scores.csv"
+    rows = [(u, i, (u + i) % 5 - 2) for u in range(1, 13) for i in range(1, 11) if (u * i) % 3]  # ratings -2..2
+    path.write_text("user_id,item_id,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    dm = MovieLensDataModule(root=str(tmp_path), dataset="csv", path=str(path), split="random", cache=False)
+    test = dm.data.test
+    users = torch.unique(test.users)
+    assert int(dm.relevant_items(users, None).sum()) == len(test.ratings)  # the ranking task's default
+    assert int(dm.relevant_items(users, 0.0).sum()) == int((test.ratings >= 0).sum()) < len(test.ratings)
+    assert RankingModel(num_users=3, num_items=3).hparams.relevance_threshold is None
