@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.data.datamodule import MovieLensDataModule, split_identity
 from movielens_gnn.data.datasets import DATASETS, Columns, Ratings, dataset_class
 from movielens_gnn.recommend import ArgumentParser, boolean
 
@@ -54,7 +54,15 @@ def summary(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> dict:
         "last_timestamp": int(frame["timestamp"].max()) if has_time else None,
         "user_columns": list(side.users.columns),
         "genres": list(side.genres),
+        "split": split_facts(datamodule),
     }
+
+
+def split_facts(datamodule: MovieLensDataModule) -> dict:
+    """The split's settings (those that decide it) and the sizes of its parts and graph."""
+    data, graph = datamodule.data, datamodule.graph
+    return {**split_identity(dict(datamodule.hparams)), "train": len(data.train.ratings), "val": len(data.val.ratings),
+            "test": len(data.test.ratings), "graph_nodes": graph.num_nodes, "graph_edges": graph.num_edges}
 
 
 def _as_ratings(frame: pd.DataFrame) -> Ratings:
@@ -101,7 +109,8 @@ def report(datamodule: MovieLensDataModule, frame: pd.DataFrame) -> str:
               f"ratings per item: min {per_item['count'].min()}, median {per_item['count'].median():.0f}, "
               f"max {per_item['count'].max()}", ""]
     data, graph = datamodule.data, datamodule.graph
-    lines += [f"## Split {datamodule.split}", "",
+    settings = {k: v for k, v in split_identity(dict(datamodule.hparams)).items() if k not in ("dataset", "split")}
+    lines += [f"## Split {datamodule.split}", "", "settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
               f"train {len(data.train.ratings)}, validation {len(data.val.ratings)}, test {len(data.test.ratings)} ratings",
               f"graph: {graph.num_nodes} nodes ({graph.num_users} users + {graph.num_items} items), "
               f"{graph.num_edges} directed edges (training ratings, both ways)",
@@ -199,6 +208,9 @@ def _save(fig, path: Path) -> Path:
 SPLIT_OPTIONS = (("test_fraction", float, "random split: share of ratings held out for test"),
                  ("val_fraction", float, "share of the training part held out for validation"),
                  ("val_strategy", str, "random or users: how validation ratings are held out"),
+                 ("val_user_fraction", float, "users validation: share of users who hold ratings out"),
+                 ("ratios", yaml.safe_load, "ratio split: train, validation, test shares of each user, e.g. [0.8,0.1,0.1]"),
+                 ("ratio_remainder", str, "ratio split: the part a user's rounding remainder goes to (train or test)"),
                  ("seed", int, "seed of the random splits"),
                  ("implicit_threshold", float, "keep only ratings at or above this, as interactions (ranking configs)"))
 
@@ -297,6 +309,9 @@ def config_data_section(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected `data:` to be a mapping of data settings, got {data!r}.")
+    if data.get("columns") is not None and not isinstance(data["columns"], dict):
+        raise ValueError(f"--config {path}: expected `columns:` to map user, item, rating, timestamp to columns, got "
+                         f"{data['columns']!r}.")
     return {**{k: v for k, v in data.items() if k not in ("class_path", "init_args")}, **_as_mapping(data.get("init_args"))}
 
 

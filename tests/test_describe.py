@@ -81,6 +81,14 @@ def test_config_data_section_sets_the_split_and_options_given_here_win(ml100k_ro
     assert _split_counts(text)[2] == 72  # a quarter of the 288 ratings
     text = main(["describe", "--config", str(config), "--data.root", str(ml100k_root), "--data.test_fraction", "0.5"])
     assert _split_counts(text) == reference(test_fraction=0.5) and _split_counts(text)[2] == 144
+    assert "settings: seed 7, val_fraction 0.1, val_strategy random, test_fraction 0.5" in text
+    facts = json.loads(main(["describe", "--config", str(config), "--data.root", str(ml100k_root), "--format", "json"]))
+    assert facts["split"] == {"dataset": "ml-100k", "split": "random", "seed": 7, "val_fraction": 0.1,
+                              "val_strategy": "random", "test_fraction": 0.25, **dict(zip(("train", "val", "test"),
+                                                                                         reference(test_fraction=0.25))),
+                              "graph_nodes": 54, "graph_edges": 2 * reference(test_fraction=0.25)[0]}
+    ratio = main(["describe", "--data.root", str(ml100k_root), "--data.split", "ratio", "--data.ratios", "[0.6,0.2,0.2]"])
+    assert "ratios [0.6, 0.2, 0.2]" in ratio
     default = main(["describe", "--data.root", str(ml100k_root)])
     assert "## Split u1" in default
 
@@ -91,6 +99,9 @@ def test_config_with_settings_the_data_module_does_not_take_is_refused(ml100k_ro
     from movielens_gnn.describe import main as describe
 
     with pytest.raises(ValueError, match=r"--config .*typo.yaml: data has settings the data module does not take: splt"):
+        describe(["--config", str(config), "--data.root", str(ml100k_root)])
+    config.write_text("data:\n  columns: user_id\n")
+    with pytest.raises(ValueError, match=r"expected `columns:` to map user, item, rating, timestamp to columns, got 'user_id'"):
         describe(["--config", str(config), "--data.root", str(ml100k_root)])
     config.write_text("data: [1, 2]\n")
     with pytest.raises(ValueError, match=r"expected `data:` to be a mapping"):
@@ -106,7 +117,8 @@ def test_csv_columns_from_a_data_config_merge_with_the_command_line(tmp_path):
     config.write_text("data:\n  dataset: csv\n  path: r.csv\n  header: false\n  columns:\n    user: 2\n    item: 0\n")
     args = argparse.Namespace(config=[config], **{name: None for name in (
         "root", "dataset", "split", "cache_dir", "verify", "path", "separator", "header", "items_path", "test_fraction",
-        "val_fraction", "val_strategy", "seed", "implicit_threshold", "column_user", "column_item", "column_timestamp")},
+        "val_fraction", "val_strategy", "val_user_fraction", "ratios", "ratio_remainder", "seed", "implicit_threshold",
+        "column_user", "column_item", "column_timestamp")},
         column_rating="3")
     settings = data_settings(args)
     assert (settings["dataset"], settings["path"], settings["split"], settings["header"]) == ("csv", "r.csv", "random", False)
