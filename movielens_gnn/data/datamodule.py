@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from typing import Iterator, Literal, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 import torch
 from torch import Tensor
 
@@ -197,6 +199,13 @@ class IdIndex:
 def _absolute(path: str) -> str:
     """``path`` as an absolute path (``~`` expanded, symbolic links kept as named)."""
     return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def _plain(value):
+    """Tuples as lists and numbers as floats, to compare settings with their defaults."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def split_identity(settings: dict) -> dict:
@@ -421,6 +430,22 @@ class MovieLensDataModule(pl.LightningDataModule):
         self._fingerprint: str | None = None
         self._side: SideInfo | None = None
         self._graph: BipartiteGraph | None = None
+        self._warn_unused_settings()
+
+    #: The settings that shape a split, each used by some splits only (see :func:`split_identity`).
+    SPLIT_SETTINGS = ("test_fraction", "val_fraction", "val_strategy", "val_user_fraction", "ratios", "ratio_remainder")
+
+    def _warn_unused_settings(self) -> None:
+        """Warn about split settings changed from their defaults that this split does not use (``test_fraction``
+        of u1, ``val_fraction`` of ``ratio``): a run would otherwise go on as if they applied."""
+        defaults = inspect.signature(MovieLensDataModule.__init__).parameters
+        applies = split_identity(dict(self.hparams))
+        unused = [name for name in self.SPLIT_SETTINGS if name not in applies
+                  and name in self.hparams and _plain(self.hparams[name]) != _plain(defaults[name].default)]
+        if unused and rank_zero_only.rank == 0:
+            log.warning("%s %s no effect on --data.split %s%s: ignored.",
+                        ", ".join(f"--data.{name}" for name in unused), "has" if len(unused) == 1 else "have", self.split,
+                        " (with val_strategy random)" if unused == ["val_user_fraction"] else "")
 
     # ------------------------------------------------------------------ sizes for the model
     @property

@@ -401,3 +401,14 @@ def test_relevant_items_without_a_threshold_are_every_held_out_rating_negative_o
     assert int(dm.relevant_items(users, None).sum()) == len(test.ratings)  # the ranking task's default
     assert int(dm.relevant_items(users, 0.0).sum()) == int((test.ratings >= 0).sum()) < len(test.ratings)
     assert RankingModel(num_users=3, num_items=3).hparams.relevance_threshold is None
+
+
+def test_split_settings_this_split_does_not_use_are_warned_about(tmp_path, caplog):
+    caplog.set_level("WARNING")
+    MovieLensDataModule(root=str(tmp_path), test_fraction=0.1)  # u1 has its own test part
+    MovieLensDataModule(root=str(tmp_path), split="ratio", test_fraction=0.3, val_fraction=0.2)
+    MovieLensDataModule(root=str(tmp_path), split="random", test_fraction=0.1, ratios=[0.8, 0.1, 0.1])  # all used/default
+    MovieLensDataModule(root=str(tmp_path), split="random", val_strategy="users", val_user_fraction=0.3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "--data.test_fraction has no effect on --data.split u1: ignored.",
+        "--data.test_fraction, --data.val_fraction have no effect on --data.split ratio: ignored."]
