@@ -246,10 +246,11 @@ class MovieLensCLI(LightningCLI):
         if differences and not merged.get("allow_mismatch"):
             was, asks = describe_differences(differences, "")
             raise CheckpointError(
-                f"The checkpoint {path} was trained with {was}; this run asks for {asks}. Evaluating it on other "
-                "data than its own can score it on ratings it trained on. Drop those --data options (or use the "
-                "run's config.yaml) to use the checkpoint's settings, or pass --data.allow_mismatch true to use "
-                "these on purpose."
+                f"The checkpoint {path} was trained with {was}; this run asks for {asks}. "
+                + ("Resuming it on other data would train on with other ratings than it started on. " if subcommand
+                   == "fit" else "Evaluating it on other data than its own can score it on ratings it trained on. ")
+                + "Drop those --data options (from the command line or --config files; or use the run's config.yaml) "
+                "to use the checkpoint's settings, or pass --data.allow_mismatch true to use these on purpose."
             )
         if differences:
             log.warning("--data.allow_mismatch: using %s although the checkpoint was trained with %s",
@@ -486,7 +487,7 @@ def resolve_ckpt_path(subcommand: str, ckpt_path: Any, roots: list[Path]) -> Any
         raise CheckpointError(f"--ckpt_path {which}: no run under {where} has a{' last' if which == 'last' else ''} "
                               f"checkpoint. " + ("Drop --ckpt_path to start a new run." if subcommand == "fit" else
                                                  "Train with fit first, or name the checkpoint file."))
-    log.info("--ckpt_path %s: %s (the newest run's)", which, path)
+    log.info("--ckpt_path %s: %s (of the newest run that has one)", which, path)
     return str(path)
 
 

@@ -75,7 +75,9 @@ def export(model, datamodule, out: Path) -> dict:
             np.save(tmp / "item_item.npy", model.item_item.weights.detach().cpu().float().numpy())
             manifest["item_item"] = {"file": "item_item.npy", "weight": float(model.hparams.item_item_weight),
                                      "score": "(1 - weight) * z(u·i) + weight * z(x_u @ item_item), z standardising "
-                                              "each user's scores over all items; x_u the user's 0/1 training row"}
+                                              "each user's scores over all items (mean 0, sample standard deviation "
+                                              "1: ddof 1); x_u the user's 0/1 row of training interactions (the "
+                                              "training part, as the graph), from your data (not in this export)"}
         pd.DataFrame({"index": np.arange(len(data.user_ids)), "user_id": data.user_ids.numpy()}).to_csv(
             tmp / "users.csv", index=False)
         info = side.item_info(data.item_ids.numpy())

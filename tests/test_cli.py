@@ -523,6 +523,11 @@ def test_fit_refuses_a_weights_only_best_checkpoint_and_last_resumes_the_newest_
     assert exit_info.value.code == 2 and sorted((workdir / "logs" / "gcn_dot").iterdir()) == logs
     assert "has trained 5 epochs already, and --trainer.max_epochs is 4: resuming would train nothing. Raise " \
            "--trainer.max_epochs above 5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # another split: said as a resume, not as an evaluation
+        main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "6", "--data.split", "u2", "--ckpt_path",
+                   "last"))
+    err = capsys.readouterr().err
+    assert "this run asks for split 'u2'. Resuming it on other data would train on" in err and "Evaluating" not in err
 
 
 def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, ml100k_root, capsys):

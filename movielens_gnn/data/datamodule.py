@@ -597,7 +597,11 @@ class MovieLensDataModule(pl.LightningDataModule):
             if not isinstance(saved, dict) or not isinstance(saved.get("tensors"), dict):
                 raise ValueError("not a processed-data cache")
             if saved.get("settings") != settings:
-                log.info("Cache %s was built with other settings; rebuilding it", path)
+                changed = {k: v for k, v in saved.get("settings", {}).items() if k != "files"} == \
+                    {k: v for k, v in settings.items() if k != "files"}
+                log.info("Cache %s was built %s; rebuilding it", path,
+                         "from other versions of the raw files (their size or time changed)" if changed else
+                         "with other settings")
                 return None
             data = ProcessedData.from_dict(saved["tensors"])
             _check_processed(data)

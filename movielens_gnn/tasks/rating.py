@@ -61,7 +61,7 @@ def check_arguments(**arguments) -> None:
     if values is not None and len(values) == 1:
         raise ValueError(f"The rating task predicts ratings, but every rating in this data is {values[0]:g} (a file "
                          "read without a rating column counts each line as 1): there is nothing to predict. Train a "
-                         "ranking config for top-K lists (configs/lightgcn_bpr.yaml, configs/mf_bpr.yaml).")
+                         "ranking config for top-K lists (configs/lightgcn_ease.yaml, configs/lightgcn_bpr.yaml, configs/mf_bpr.yaml).")
     check_layer_widths(arguments)
 
 

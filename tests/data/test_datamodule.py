@@ -131,7 +131,7 @@ def test_cache_is_rebuilt_when_raw_files_change(ml100k_root, caplog):
     path.write_text(path.read_text().splitlines(keepends=True)[0])
     caplog.clear()
     data = MovieLensDataModule(root=str(ml100k_root)).data
-    assert "built with other settings" in caplog.text
+    assert "built from other versions of the raw files" in caplog.text
     assert len(data.test.ratings) == 1
 
 

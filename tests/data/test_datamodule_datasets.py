@@ -154,5 +154,5 @@ def test_csv_cache_sees_the_ratings_file_change_beside_an_items_file_of_the_same
     ratings.write_text("".join(ratings.read_text().splitlines(keepends=True)[:-20]))
     caplog.clear()
     second = module().data
-    assert "built with other settings" in caplog.text
+    assert "built from other versions of the raw files" in caplog.text
     assert sum(len(getattr(second, part).ratings) for part in ("train", "val", "test")) == len(rows) - 20
