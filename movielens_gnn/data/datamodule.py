@@ -522,8 +522,8 @@ class MovieLensDataModule(pl.LightningDataModule):
                 "cannot be trained and selected on that. Give it more ratings, or larger --data.val_fraction / "
                 "--data.test_fraction (--data.ratios for the ratio split).")
 
-    #: Processed caches kept per dataset, the most recently used: runs that alternate settings (another
-    #: validation strategy, seed or file) each find their own instead of rebuilding one in turn.
+    #: Processed caches kept per dataset (per file for ``csv``), the most recently used: runs that alternate
+    #: settings (another validation strategy or seed) each find their own instead of rebuilding one in turn.
     CACHES_KEPT = 4
 
     @property
@@ -533,7 +533,14 @@ class MovieLensDataModule(pl.LightningDataModule):
         are checked inside, so a changed file rebuilds its cache in place."""
         key = {k: v for k, v in self._settings().items() if k != "files"}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-        return self.cache_dir / f"{self.dataset.NAME}-{self.split}-{digest}.pt"
+        return self.cache_dir / f"{self._cache_prefix}-{self.split}-{digest}.pt"
+
+    @property
+    def _cache_prefix(self) -> str:
+        """The dataset's name, for ``csv`` with a hash of the file's path: each file keeps its own caches."""
+        if isinstance(self.dataset, CSVRatings):
+            return f"{self.dataset.NAME}-{hashlib.sha256(str(self.dataset.path.resolve()).encode()).hexdigest()[:10]}"
+        return self.dataset.NAME
 
     def _settings(self) -> dict:
         # A list in raw_files' order, not a dict by name: your own ratings and items files may share a name.
@@ -550,14 +557,11 @@ class MovieLensDataModule(pl.LightningDataModule):
         return settings
 
     def _prune_caches(self, keep: Path) -> None:
-        """Remove this dataset's caches beyond the :attr:`CACHES_KEPT` most recently used (``keep`` among
-        them), and the one-per-split cache of earlier versions (``<dataset>-<split>.pt``; for ``csv``
-        ``csv-<hash of the file's path>-<split>.pt``)."""
-        pattern = re.compile(re.escape(self.dataset.NAME) + r"-.+-[0-9a-f]{10}\.pt")
-        legacy = f"{self.dataset.NAME}-{self.split}.pt"
-        if isinstance(self.dataset, CSVRatings):  # one per file: csv-<hash of its path>-<split>.pt
-            digest = hashlib.sha256(str(self.dataset.path.resolve()).encode()).hexdigest()[:10]
-            legacy = f"{self.dataset.NAME}-{digest}-{self.split}.pt"
+        """Remove this dataset's (this file's) caches beyond the :attr:`CACHES_KEPT` most recently used
+        (``keep`` among them), and the one-per-split cache of earlier versions (``<dataset>-<split>.pt``;
+        for ``csv`` ``csv-<hash of the file's path>-<split>.pt``)."""
+        pattern = re.compile(re.escape(self._cache_prefix) + r"-.+-[0-9a-f]{10}\.pt")
+        legacy = f"{self._cache_prefix}-{self.split}.pt"  # csv's was csv-<hash of its path>-<split>.pt too
         with contextlib.suppress(OSError):
             (self.cache_dir / legacy).unlink(missing_ok=True)
             caches = [p for p in self.cache_dir.iterdir() if pattern.fullmatch(p.name) and p != keep]

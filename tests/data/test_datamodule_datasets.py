@@ -150,7 +150,7 @@ def test_csv_cache_sees_the_ratings_file_change_beside_an_items_file_of_the_same
     legacy.write_bytes(b"an earlier version's cache of this file")
     first = module().data
     assert sum(len(getattr(first, part).ratings) for part in ("train", "val", "test")) == len(rows)
-    assert not legacy.exists() and len(list(legacy.parent.glob("csv-random-*.pt"))) == 1  # replaced, not kept too
+    assert not legacy.exists() and len(list(legacy.parent.glob("csv-*-random-*.pt"))) == 1  # replaced, not kept too
     ratings.write_text("".join(ratings.read_text().splitlines(keepends=True)[:-20]))
     caplog.clear()
     second = module().data
