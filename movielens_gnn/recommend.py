@@ -214,6 +214,11 @@ def recommend_new_user(model: GraphTask, datamodule: MovieLensDataModule, rated:
         raise ValueError(f"--ratings names movie id(s) {unknown[:10]}{_more(unknown)} that this data does not have; use the "
                          f"dataset's movie ids (e.g. from `recommend --user ...` or the movies file).")
     low, high = datamodule.rating_values[0], datamodule.rating_values[-1]
+    bare = [movie for movie, value in rated.items() if value is None]
+    if bare and model.predicts_ratings:
+        raise ValueError(f"--ratings {bare[0]} has no rating: a rating checkpoint fits the user to stars, so give "
+                         f"movie:rating pairs, e.g. {bare[0]}:{high:g}.")
+    rated = {movie: (high if value is None else value) for movie, value in rated.items()}  # chosen: as liked as any
     values = torch.tensor(list(rated.values()), dtype=torch.float32)
     if bool(((values < low) | (values > high)).any()):
         raise ValueError(f"--ratings must be on the data's scale {low:g}..{high:g}; got {sorted(rated.values())}.")
@@ -375,18 +380,21 @@ def parse_users(text: str) -> list[int]:
     return users
 
 
-def parse_ratings(text: str) -> dict[int, float]:
-    """``"50:5,172:4.5"`` to ``{50: 5.0, 172: 4.5}``."""
-    rated: dict[int, float] = {}
+def parse_ratings(text: str) -> dict[int, float | None]:
+    """``"50:5,172:4.5"`` to ``{50: 5.0, 172: 4.5}``; a bare movie id (``"50,172"``, interactions for a ranking
+    checkpoint) has ``None``."""
+    rated: dict[int, float | None] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         movie, sep, value = part.partition(":")
         try:
-            movie_id, rating = int(movie), float(value)
+            movie_id, rating = int(movie), (float(value) if sep else None)
+            valid = -ID_LIMIT < movie_id < ID_LIMIT
         except ValueError:
-            sep = ""
-        if not sep or not -ID_LIMIT < movie_id < ID_LIMIT:
-            raise ValueError(f"--ratings takes movie:rating pairs separated by commas, e.g. 50:5,172:4; got {part!r}.")
-        if not math.isfinite(rating):
+            valid = False
+        if not valid:
+            raise ValueError(f"--ratings takes movie:rating pairs separated by commas, e.g. 50:5,172:4 (or movie ids, "
+                             f"50,172, for a ranking checkpoint); got {part!r}.")
+        if rating is not None and not math.isfinite(rating):
             raise ValueError(f"--ratings: a rating must be a number on the data's scale, got {part!r}.")
         if movie_id in rated:
             raise ValueError(f"--ratings names movie {movie_id} twice.")
@@ -423,7 +431,7 @@ def main(argv: Sequence[str]) -> str:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by fit")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="user id(s) of the data: 42, 1,2,3, all, or @FILE with ids")
-    who.add_argument("--ratings", help="a new user's ratings as movie:rating pairs, e.g. 50:5,172:4,181:5")
+    who.add_argument("--ratings", help="a new user's ratings as movie:rating pairs, e.g. 50:5,172:4,181:5 (a ranking checkpoint: movie ids alone, 50,172)")
     who.add_argument("--new-user", action="store_true", help="a new user known only by --age/--gender/--occupation")
     parser.add_argument("--age", type=int, help="new user: age in years (ml-100k, ml-1m)")
     parser.add_argument("--gender", help="new user: M or F (ml-100k, ml-1m)")

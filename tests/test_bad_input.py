@@ -325,7 +325,10 @@ CASES: list[tuple[str, Callable[[Env], None] | None, list[str], str]] = [
     ("recommend_user_and_ratings", None, ["recommend", "--ckpt_path", "u1.ckpt", "--user", "1", "--ratings", "1:5"],
      r"argument --ratings: not allowed with argument --user"),
     ("recommend_ratings_malformed", None, ["recommend", "--ckpt_path", "u1.ckpt", "--ratings", "1=5"],
-     r"--ratings takes movie:rating pairs separated by commas, e\.g\. 50:5,172:4; got '1=5'"),
+     r"--ratings takes movie:rating pairs separated by commas, e\.g\. 50:5,172:4 \(or movie ids, 50,172, for a "
+     r"ranking checkpoint\); got '1=5'"),
+    ("recommend_bare_ids_for_a_rating_checkpoint", None, ["recommend", "--ckpt_path", "u1.ckpt", "--ratings", "1,2"],
+     r"--ratings 1 has no rating: a rating checkpoint fits the user to stars, so give movie:rating pairs, e\.g\. 1:5\."),
     ("recommend_ratings_off_scale", None, ["recommend", "--ckpt_path", "u1.ckpt", "--ratings", "1:9"],
      r"--ratings must be on the data's scale 1\.\.5; got \[9\.0\]"),
     ("recommend_user_file_missing", None, ["recommend", "--ckpt_path", "u1.ckpt", "--user", "@nowhere.txt"],

@@ -195,6 +195,14 @@ def test_new_user_fold_in_fits_the_ratings_and_skips_rated_movies(trained, capsy
         recommend_main(["--ckpt_path", str(trained["gcn_dot"]), "--ratings", "5-4"])
 
 
+def test_a_ranking_checkpoint_takes_bare_movie_ids_as_the_new_users_interactions(trained):
+    args = ["--ckpt_path", str(trained["lightgcn_ease"]), "--k", "5", "--format", "csv"]
+    bare = pd.read_csv(io.StringIO(recommend_main([*args, "--ratings", "1,2,3"])))
+    top = pd.read_csv(io.StringIO(recommend_main([*args, "--ratings", "1:5,2:5,3:5"])))
+    pd.testing.assert_frame_equal(bare, top)  # chosen movies count as liked as any: the top of the scale
+    assert not set(bare.movie_id) & {1, 2, 3}
+
+
 def test_a_ranking_checkpoint_says_it_does_not_weigh_the_stars_of_ratings(trained, caplog):
     args = ["--ckpt_path", str(trained["lightgcn_ease"]), "--k", "3", "--format", "csv"]
     with caplog.at_level("WARNING", logger="movielens_gnn.recommend"):
