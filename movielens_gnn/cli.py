@@ -247,7 +247,7 @@ class MovieLensCLI(LightningCLI):
             was, asks = describe_differences(differences, "")
             raise CheckpointError(
                 f"The checkpoint {path} was trained with {was}; this run asks for {asks}. "
-                + ("Resuming it on other data would train on with other ratings than it started on. " if subcommand
+                + ("Resuming it on other data would go on training it on other ratings than it started with. " if subcommand
                    == "fit" else "Evaluating it on other data than its own can score it on ratings it trained on. ")
                 + "Drop those --data options (from the command line or --config files; or use the run's config.yaml) "
                 "to use the checkpoint's settings, or pass --data.allow_mismatch true to use these on purpose."

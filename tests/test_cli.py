@@ -527,7 +527,7 @@ def test_fit_refuses_a_weights_only_best_checkpoint_and_last_resumes_the_newest_
         main(_args("fit", "gcn_dot.yaml", ml100k_root, "--trainer.max_epochs", "6", "--data.split", "u2", "--ckpt_path",
                    "last"))
     err = capsys.readouterr().err
-    assert "this run asks for split 'u2'. Resuming it on other data would train on" in err and "Evaluating" not in err
+    assert "this run asks for split 'u2'. Resuming it on other data would go on training it" in err and "Evaluating" not in err
 
 
 def test_evaluation_needs_a_checkpoint_and_best_means_the_newest_runs(workdir, ml100k_root, capsys):
