@@ -182,13 +182,6 @@ def identity_differences(trained: dict, requested: dict) -> list[tuple[str, Any,
     return [(key, a.get(key), b.get(key)) for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)]
 
 
-def normalise(value: Any) -> Any:
-    """Tuples and lists compare equal (YAML gives lists, defaults are tuples)."""
-    if isinstance(value, (list, tuple)):
-        return [normalise(v) for v in value]
-    return value
-
-
 def describe_differences(differences: Iterable[tuple[str, Any, Any]], prefix: str) -> tuple[str, str]:
     """``("split u2, seed 1", "split u1, seed 42")`` for messages."""
     differences = list(differences)

@@ -39,9 +39,9 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from movielens_gnn import __version__
 from movielens_gnn.checkpoint import (
     RUN_ONLY_DATA_ARGUMENTS, CheckpointError, check_fingerprint, data_source, describe_differences, identity_differences,
-    load_checkpoint, normalise, trained_data_settings,
+    load_checkpoint, trained_data_settings,
 )
-from movielens_gnn.data.datamodule import MovieLensDataModule
+from movielens_gnn.data.datamodule import MovieLensDataModule, normalise
 from movielens_gnn.files import atomic_write, check_output_file, created_dirs
 from movielens_gnn.progress import EpochLines
 from movielens_gnn.tasks import DEFAULT_TASK, GraphTask, task_class

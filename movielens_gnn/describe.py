@@ -265,10 +265,10 @@ def data_settings(args) -> dict:
     """The data module's arguments: the ``data`` sections of ``--config`` files in order, then the options
     given on the command line; the split defaults to u1 where the dataset has canonical splits."""
     settings: dict = {}
-    allowed = set(inspect.signature(MovieLensDataModule.__init__).parameters) - {"self"}
+    allowed = {k: v for k, v in inspect.signature(MovieLensDataModule.__init__).parameters.items() if k != "self"}
     for path in args.config:
         section = config_data_section(path)
-        unknown = sorted(set(section) - allowed)
+        unknown = sorted(set(section) - set(allowed))
         if unknown:
             raise ValueError(f"--config {path}: data has settings the data module does not take: {', '.join(unknown)}. "
                              f"Fix or remove them (valid: {', '.join(sorted(allowed))}).")
@@ -290,9 +290,8 @@ def data_settings(args) -> dict:
         if getattr(args, f"column_{name}") is not None:
             columns[name] = _position(getattr(args, f"column_{name}"), header)
     settings["columns"] = Columns(**columns)
-    settings.setdefault("root", "data")
-    settings.setdefault("dataset", "ml-100k")
-    settings.setdefault("split", "u1" if dataset_class(settings["dataset"]).CANONICAL_SPLITS else "random")
+    dataset = settings.get("dataset", allowed["dataset"].default)  # the data module's own defaults otherwise
+    settings.setdefault("split", "u1" if dataset_class(dataset).CANONICAL_SPLITS else "random")
     return settings
 
 

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, Literal, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
@@ -201,11 +201,11 @@ def _absolute(path: str) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
-def _plain(value):
-    """Tuples as lists and numbers as floats, to compare settings with their defaults."""
+def normalise(value: Any) -> Any:
+    """Tuples and lists compare equal (YAML gives lists, defaults are tuples)."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        return [normalise(v) for v in value]
+    return value
 
 
 def split_identity(settings: dict) -> dict:
@@ -441,7 +441,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         defaults = inspect.signature(MovieLensDataModule.__init__).parameters
         applies = split_identity(dict(self.hparams))
         unused = [name for name in self.SPLIT_SETTINGS if name not in applies
-                  and name in self.hparams and _plain(self.hparams[name]) != _plain(defaults[name].default)]
+                  and name in self.hparams and normalise(self.hparams[name]) != normalise(defaults[name].default)]
         if unused and rank_zero_only.rank == 0:
             log.warning("%s %s no effect on --data.split %s%s: ignored.",
                         ", ".join(f"--data.{name}" for name in unused), "has" if len(unused) == 1 else "have", self.split,
@@ -531,7 +531,11 @@ class MovieLensDataModule(pl.LightningDataModule):
         """``<cache_dir>/<dataset>-<split>-<key>.pt``, the key a hash of the settings that decide the data
         (:func:`split_identity`, and for ``csv`` the file and how it is read); the raw files' fingerprints
         are checked inside, so a changed file rebuilds its cache in place."""
-        key = {k: v for k, v in self._settings().items() if k != "files"}
+        return self._cache_file(self._settings())
+
+    def _cache_file(self, settings: dict) -> Path:
+        """:attr:`cache_path` from :meth:`_settings` already gathered (they stat every raw file)."""
+        key = {k: v for k, v in settings.items() if k != "files"}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
         return self.cache_dir / f"{self._cache_prefix}-{self.split}-{digest}.pt"
 
@@ -591,7 +595,7 @@ class MovieLensDataModule(pl.LightningDataModule):
         A corrupt or foreign cache (random bytes, another torch object, missing tensors) is never
         fatal: it is reported, and rebuilt by the caller.
         """
-        path = self.cache_path
+        path = self._cache_file(settings)
         remove_stale(path.parent, path.name)
         if not path.is_file():
             return None
@@ -621,7 +625,7 @@ class MovieLensDataModule(pl.LightningDataModule):
             return None
 
     def _save_cache(self, settings: dict, data: ProcessedData) -> None:
-        path = self.cache_path
+        path = self._cache_file(settings)
         try:
             with created_dirs(path.parent), atomic_write(path) as handle:
                 torch.save({"settings": settings, "tensors": data.to_dict()}, handle)

@@ -169,7 +169,8 @@ class CSVRatings(Dataset):
         path = self.items_path
         key = self.columns.item if isinstance(self.columns.item, str) else "item_id"
         # The header's names split by each separator tried: like the ratings file, or by commas.
-        names_by = {separator: set(self._header(path).split(separator)) for separator in dict.fromkeys((self.separator, ","))}
+        header = self._header(path)
+        names_by = {separator: set(header.split(separator)) for separator in dict.fromkeys((self.separator, ","))}
         frame, parse_error = None, None
         for separator, names in names_by.items():
             try:
@@ -188,7 +189,7 @@ class CSVRatings(Dataset):
                 {key, "title"} <= names for names in names_by.values()):
             frame = None  # the header is right: a line breaks the format, which is what to report
         if frame is None:
-            hint = self._separator_hint(path, key) or (
+            hint = self._separator_hint(header, key) or (
                 " A title that holds the separator must be in double quotes (\"Copycat, The (1995)\").")
             raise ValueError(f"--data.items_path {path}: a line has more fields than the header "
                              f"({str(parse_error).strip()}).{hint}") from parse_error
@@ -196,7 +197,7 @@ class CSVRatings(Dataset):
         if missing:
             raise ValueError(f"{path} has no column {missing[0]!r}; an items file needs a header with {key!r} and "
                              f"'title' (and optionally 'genres'); its header has {', '.join(map(repr, frame.columns))}."
-                             + self._separator_hint(path, key))
+                             + self._separator_hint(header, key))
         frame = frame.rename(columns={key: "item_id"})
         frame.attrs["lines"] = np.arange(len(frame)) + 2
         readers.check_int_column(frame, "item_id", path, low=0)
@@ -216,9 +217,8 @@ class CSVRatings(Dataset):
         except (OSError, UnicodeDecodeError):
             return ""
 
-    def _separator_hint(self, path: Path, key: str) -> str:
-        """Which separator the items file's header splits into ``key`` and ``title`` with, if not one read."""
-        header = self._header(path)
+    def _separator_hint(self, header: str, key: str) -> str:
+        """Which separator the items file's ``header`` splits into ``key`` and ``title`` with, if not one read."""
         for separator in LIKELY_SEPARATORS:
             if separator not in (self.separator, ",") and {key, "title"} <= set(header.split(separator)):
                 also = "" if self.separator == "," else f"the ratings file's separator ({self.separator!r}) or "
